@@ -1,0 +1,288 @@
+"""NotebookStore: round trips, cache keys, locking across processes, corruption, kill -9."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+
+from kki_widgets.store import NotebookStore, SecretInStoreError, StoreError, locate_notebook
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_round_trip(tmp_path):
+    store = NotebookStore(tmp_path / ".kki" / "nb.json")
+    turns = [{"index": 0, "prompt": "a cat", "status": "completed"}]
+    store.save_conversation("default", {"turns": turns, "head": 0})
+    store.cache_put("k1", {"generation": {"task_id": "task_1"}, "assistant_message": "done"})
+    store.add_pending({"task_id": "task_2", "conversation": "default", "turn": 1})
+    store.bump("paid_requests")
+    store.bump("cache_hits", 2)
+
+    reopened = NotebookStore(tmp_path / ".kki" / "nb.json")
+    conversation = reopened.load_conversation("default")
+    assert conversation["turns"] == turns
+    assert conversation["head"] == 0
+    assert conversation["created_at"] and conversation["updated_at"]
+    assert reopened.conversation_names() == ["default"]
+    assert reopened.cache_get("k1")["assistant_message"] == "done"
+    assert reopened.cache_get("k1")["created_at"]
+    assert reopened.cache_get("missing") is None
+    assert [t["task_id"] for t in reopened.pending()] == ["task_2"]
+    assert reopened.usage() == {"paid_requests": 1, "cache_hits": 2}
+    assert json.loads((tmp_path / ".kki" / "nb.json").read_text())["version"] == 1
+
+
+def test_created_at_survives_updates_and_delete(tmp_path):
+    store = NotebookStore(tmp_path / "s.json")
+    store.save_conversation("a", {"turns": []})
+    created = store.load_conversation("a")["created_at"]
+    store.save_conversation("a", {"turns": [{"index": 0}]})
+    assert store.load_conversation("a")["created_at"] == created
+    assert store.delete_conversation("a") is True
+    assert store.delete_conversation("a") is False
+    assert store.load_conversation("a") is None
+
+
+def test_pending_is_keyed_by_task_id(tmp_path):
+    store = NotebookStore(tmp_path / "s.json")
+    store.add_pending({"task_id": "t1", "progress": 10})
+    store.add_pending({"task_id": "t1", "progress": 50})
+    store.add_pending({"task_id": "t2"})
+    assert [(t["task_id"], t.get("progress")) for t in store.pending()] == [
+        ("t1", 50),
+        ("t2", None),
+    ]
+    store.remove_pending("t1")
+    store.remove_pending("never-there")
+    assert [t["task_id"] for t in store.pending()] == ["t2"]
+    with pytest.raises(ValueError, match="task_id"):
+        store.add_pending({"prompt": "no id"})
+
+
+def test_load_returns_a_copy(tmp_path):
+    store = NotebookStore(tmp_path / "s.json")
+    store.save_conversation("a", {"turns": [{"index": 0}]})
+    snapshot = store.load()
+    snapshot["conversations"]["a"]["turns"].append({"index": 1})
+    assert len(store.load_conversation("a")["turns"]) == 1
+
+
+def test_cache_key_is_stable_and_sensitive_to_every_input():
+    messages = [{"role": "user", "content": "a cat"}]
+    base = dict(
+        base_url="https://relay/v1",
+        model="sora-2",
+        options={"orientation": "portrait", "duration": 10},
+        messages=messages,
+    )
+    key = NotebookStore.cache_key(**base)
+    assert len(key) == 64
+    assert key == NotebookStore.cache_key(**base)
+    # Dict order and a trailing slash do not change the request; None options mean "default".
+    assert key == NotebookStore.cache_key(
+        base_url="https://relay/v1/",
+        model="sora-2",
+        options={"duration": 10, "orientation": "portrait", "images": None},
+        messages=[{"content": "a cat", "role": "user"}],
+    )
+    variants = [
+        {**base, "base_url": "https://other/v1"},
+        {**base, "model": "sora-2-pro"},
+        {**base, "options": {"orientation": "landscape", "duration": 10}},
+        {**base, "options": {"orientation": "portrait", "duration": 15}},
+        {**base, "options": {"orientation": "portrait"}},
+        {**base, "messages": [{"role": "user", "content": "a dog"}]},
+        {**base, "messages": [*messages, {"role": "assistant", "content": "x"}]},
+        {**base, "messages": [{"role": "system", "content": "a cat"}]},
+    ]
+    keys = {NotebookStore.cache_key(**variant) for variant in variants}
+    assert len(keys) == len(variants)
+    assert key not in keys
+
+
+def test_for_notebook_paths(tmp_path, monkeypatch):
+    notebook = tmp_path / "work" / "Film Ideas.ipynb"
+    store = NotebookStore.for_notebook(notebook)
+    assert store.path == tmp_path / "work" / ".kki" / "Film Ideas.json"
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+    assert NotebookStore.for_notebook(None, user_ns={}).path == tmp_path / ".kki" / "default.json"
+    assert NotebookStore.for_notebook(None, "mine", user_ns={}).path == tmp_path / ".kki" / "mine.json"
+
+
+def test_locate_notebook(tmp_path, monkeypatch):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "a.ipynb").write_text("{}")
+    monkeypatch.chdir(tmp_path)
+
+    monkeypatch.setenv("JPY_SESSION_NAME", "sub/a.ipynb")
+    assert locate_notebook(user_ns={}) == tmp_path / "sub" / "a.ipynb"
+    # Relative to the server root, which is not the kernel's cwd: the kernel runs in the
+    # notebook's directory, so the basename next to cwd is the notebook.
+    monkeypatch.chdir(tmp_path / "sub")
+    monkeypatch.setenv("JPY_SESSION_NAME", "projects/sub/a.ipynb")
+    assert locate_notebook(user_ns={}) == tmp_path / "sub" / "a.ipynb"
+    monkeypatch.setenv("JPY_SESSION_NAME", str(tmp_path / "sub" / "a.ipynb"))
+    assert locate_notebook(user_ns={}) == tmp_path / "sub" / "a.ipynb"
+
+    monkeypatch.delenv("JPY_SESSION_NAME")
+    vscode = {"__vsc_ipynb_file__": str(tmp_path / "sub" / "a.ipynb")}
+    assert locate_notebook(user_ns=vscode) == tmp_path / "sub" / "a.ipynb"
+    assert locate_notebook(user_ns={}) is None
+    assert NotebookStore.for_notebook(None, user_ns=vscode).path == tmp_path / "sub" / ".kki" / "a.json"
+
+
+def test_corrupt_file_is_moved_aside_with_a_warning(tmp_path):
+    path = tmp_path / ".kki" / "nb.json"
+    path.parent.mkdir()
+    path.write_text('{"version": 1, "conversations": {"a": ')  # cut mid-write by some other tool
+    store = NotebookStore(path)
+    with pytest.warns(RuntimeWarning, match="could not be read") as caught:
+        assert store.load_conversation("a") is None
+    aside = list(path.parent.glob("nb.corrupt-*.json"))
+    assert len(aside) == 1
+    assert aside[0].read_text() == '{"version": 1, "conversations": {"a": '
+    message = str(caught[0].message)
+    assert str(path) in message and str(aside[0]) in message
+    # The store keeps working on a fresh file.
+    store.save_conversation("b", {"turns": []})
+    assert store.conversation_names() == ["b"]
+
+
+def test_json_that_is_not_a_store_is_moved_aside(tmp_path):
+    path = tmp_path / "nb.json"
+    path.write_text("[1, 2, 3]")
+    with pytest.warns(RuntimeWarning):
+        NotebookStore(path).bump("paid_requests")
+    assert NotebookStore(path).usage()["paid_requests"] == 1
+    assert len(list(tmp_path.glob("nb.corrupt-*.json"))) == 1
+
+
+def test_newer_store_version_is_not_overwritten(tmp_path):
+    path = tmp_path / "nb.json"
+    path.write_text(json.dumps({"version": 99, "future": True}))
+    with pytest.raises(StoreError, match="upgrade kki_widgets"):
+        NotebookStore(path).bump("paid_requests")
+    assert json.loads(path.read_text()) == {"version": 99, "future": True}
+
+
+SECRET = "sk-test-0123456789abcdef-SECRET"
+
+
+class _FakeSecret:
+    def reveal(self) -> str:
+        return SECRET
+
+
+@pytest.mark.parametrize("secret", [SECRET, _FakeSecret()])
+def test_the_key_is_never_written(tmp_path, secret):
+    path = tmp_path / "nb.json"
+    store = NotebookStore(path, secret=secret)
+    store.save_conversation("a", {"turns": [{"prompt": "fine"}]})
+    before = path.read_bytes()
+    leaks = [
+        lambda: store.save_conversation("a", {"turns": [{"headers": f"Bearer {SECRET}"}]}),
+        lambda: store.cache_put("k", {"assistant_message": "x", "paths": {"key": SECRET}}),
+        lambda: store.add_pending({"task_id": "t", "auth": SECRET}),
+        lambda: store.bump(SECRET),
+    ]
+    for leak in leaks:
+        with pytest.raises(SecretInStoreError, match="API key"):
+            leak()
+    assert path.read_bytes() == before
+    assert SECRET not in path.read_text()
+    assert SECRET not in repr(store)
+
+
+def _hammer(path: str, worker: int, rounds: int) -> None:
+    store = NotebookStore(path)
+    for i in range(rounds):
+        store.bump("paid_requests")
+        store.save_conversation(f"worker-{worker}", {"turns": [{"index": j} for j in range(i + 1)]})
+        store.cache_put(f"{worker}-{i}", {"assistant_message": str(i)})
+
+
+def test_concurrent_writers_lose_no_updates(tmp_path):
+    path = str(tmp_path / "nb.json")
+    workers, rounds = 4, 25
+    context = multiprocessing.get_context("fork")
+    processes = [context.Process(target=_hammer, args=(path, w, rounds)) for w in range(workers)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(60)
+        assert process.exitcode == 0
+    data = NotebookStore(path).load()
+    assert data["usage"]["paid_requests"] == workers * rounds
+    assert len(data["cache"]) == workers * rounds
+    for w in range(workers):
+        assert len(data["conversations"][f"worker-{w}"]["turns"]) == rounds
+
+
+CHILD = textwrap.dedent(
+    """
+    import sys
+    from kki_widgets.store import NotebookStore
+
+    store = NotebookStore(sys.argv[1])
+    turns = (store.load_conversation("film") or {"turns": []})["turns"]
+    print("ready", flush=True)
+    while True:
+        turns.append({"index": len(turns), "prompt": "shot %d" % len(turns), "pad": "x" * 2000})
+        store.save_conversation("film", {"turns": turns, "head": len(turns) - 1})
+        store.bump("paid_requests")
+        print(len(turns) - 1, flush=True)
+    """
+)
+
+
+def test_kill_9_never_loses_a_committed_turn(tmp_path):
+    path = tmp_path / ".kki" / "nb.json"
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+    rng = random.Random(1234)
+    committed: set[int] = set()
+    started = time.monotonic()
+    kills = 0
+    while kills < 150 and time.monotonic() - started < 20:
+        child = subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(path)],
+            stdout=subprocess.PIPE,
+            env=env,
+            text=True,
+        )
+        assert child.stdout.readline().strip() == "ready"
+        for _ in range(rng.randint(0, 4)):
+            committed.add(int(child.stdout.readline()))
+        time.sleep(rng.random() * 0.004)  # land anywhere inside the next write
+        child.send_signal(signal.SIGKILL)
+        # Lines printed before the kill were printed after their save returned: committed too.
+        committed.update(int(line) for line in child.stdout.read().split())
+        child.wait()
+        kills += 1
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a corrupt file would warn: fail instead
+            conversation = NotebookStore(path).load_conversation("film")
+        saved = {turn["index"] for turn in conversation["turns"]} if conversation else set()
+        assert committed <= saved, f"kill {kills}: lost turns {sorted(committed - saved)}"
+        assert [t["index"] for t in conversation["turns"]] == list(range(len(saved)))
+
+    print(f"{kills} kills, {len(committed)} committed turns")
+    assert kills >= 30, "the machine is too slow for a meaningful kill test"
+    assert not list(path.parent.glob("*.corrupt-*"))
+    # A later writer cleans the temp files the killed processes left behind.
+    NotebookStore(path).bump("cache_hits")
+    assert not list(path.parent.glob(".tmp-*"))
