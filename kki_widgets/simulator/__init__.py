@@ -1,0 +1,83 @@
+"""An embedded relay that speaks the continuous-video wire format, renders real media and
+misbehaves on demand. It is the package's backend when no API key is configured, and every test
+and demo runs against it.
+
+Three ways to start one::
+
+    python -m kki_widgets.simulator --port 0           # prints http://127.0.0.1:PORT/v1
+    with Simulator(queue_seconds=0, generate_seconds=0, step_seconds=0) as sim:
+        sim.base_url                                    # ends with /v1
+    embedded_base_url()                                 # process-wide, started lazily
+
+Any non-empty ``Authorization: Bearer KEY`` is accepted unless ``Simulator(api_key=...)`` fixes
+one. Media (H.264 mp4 + webp thumbnail, ~2 s, showing the prompt) is served under ``/cdn/``;
+``/source/{task_id}`` gives a task's raw-data JSON (generations finish even when the client
+disconnects), ``/web/{task_id}`` an HTML page.
+
+Faults
+------
+Ask for faults for the whole server with ``Simulator(faults=["crlf", "stall:2"])`` (or
+``--fault``), or per request with the header ``X-Sim-Fault: name[,name]`` and/or a marker in the
+prompt: ``[[fault:name]]`` / ``[[fault:name1,name2]]`` (the marker stays in the echoed prompt).
+Unknown names are answered with HTTP 400 ``code: unknown_fault``.
+
+=====================  ============================================================================
+``cut_after_task_id``  the stream stops right after the delta with the task ID, without the chunked
+                       terminator (httpx raises ``RemoteProtocolError``); the task keeps running,
+                       poll ``/source/{task_id}``
+``cut_after:N``        the same cut after N SSE events (the role chunk is event 1; 0 = no event)
+``cut_mid_progress``   the same cut after the first progress percentage
+``stall:SECONDS``      after the task ID nothing at all is sent for SECONDS (no keep-alives),
+                       then the stream goes on
+``status:CODE``        answer 401, 402 (``insufficient_quota``), 429 (``Retry-After: 1``), 500,
+                       502 or 503 with an OpenAI error body; nothing is submitted (not paid)
+``fail_first:N``       server level only: the first N chat requests get 503, then normal service
+``fail``               ``Generation failed`` + ``Failure reason: …`` in the text midway
+``policy``             fails with "This content may violate our content policies."
+``capacity``           fails while queuing with "No available capacity, …"
+``malformed``          non-JSON ``data:`` lines interleaved with the real events
+``crlf``               CRLF line endings
+``keepalive``          ``: ping`` comment lines between events
+``pretty``             indented multi-line JSON, one ``data:`` line per JSON line (valid SSE)
+``pretty_raw``         indented JSON with only the first line prefixed, as printed on the relay page
+``error_chunk``        after the task ID a chunk ``{"error": {"message": …}}`` then ``[DONE]``
+                       (the task itself keeps running)
+``split``              deltas split at random points (inside URLs, numbers, the task ID) and each
+                       event's bytes split across two HTTP chunks (even inside a UTF-8 character)
+=====================  ============================================================================
+
+Failed generations (``fail``/``policy``/``capacity``) count as submissions: some relays charge
+for them. Everything random (IDs, progress, split points) follows ``Simulator(seed=...)``.
+
+Importing this package is cheap: starlette and uvicorn are imported when a server starts.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .chat_request import DEFAULT_MODELS
+from .embedded import embedded_base_url, embedded_simulator
+from .faults import ALL_FAULT_NAMES, FaultError, FaultPlan, parse_faults
+
+if TYPE_CHECKING:
+    from .server import Simulator
+
+__all__ = [
+    "ALL_FAULT_NAMES",
+    "DEFAULT_MODELS",
+    "FaultError",
+    "FaultPlan",
+    "Simulator",
+    "embedded_base_url",
+    "embedded_simulator",
+    "parse_faults",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Simulator":
+        from .server import Simulator
+
+        return Simulator
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,207 @@
+"""Real, playable media for simulated generations, rendered by the ffmpeg of ``imageio-ffmpeg``.
+
+Each clip is a short H.264 mp4 (yuv420p, ``+faststart``, so browsers play it while it downloads)
+showing the prompt, the requested model/duration/orientation, the prompts it continues (smaller,
+underneath) and a moving square so a player visibly advances. The clip is ~2 s whatever duration
+was asked for: rendering stays cheap (about 0.1 s) while the text still says what was requested.
+The thumbnail is a one-frame ``.webp`` encoded by ffmpeg's ``libwebp`` (checked present in the
+imageio-ffmpeg build; if a build lacks it the thumbnail is encoded as PNG data under the same name
+rather than failing, and browsers sniff it fine) — so Pillow is not a runtime dependency.
+
+Files are named by a hash of what they show, so identical requests reuse the same files.
+Text reaches ``drawtext`` through ``textfile=`` with ``expansion=none`` and ffmpeg runs inside the
+media folder with relative names: no filter-graph escaping of user text or paths is needed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import subprocess
+import tempfile
+import textwrap
+import threading
+from pathlib import Path
+
+FONT_CANDIDATES = (
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/TTF/DejaVuSans.ttf",
+    "/usr/local/share/fonts/DejaVuSans.ttf",
+    "/Library/Fonts/DejaVuSans.ttf",
+    "/System/Library/Fonts/Supplemental/Arial.ttf",
+    "C:/Windows/Fonts/arial.ttf",
+)
+# Characters that are safe inside an unquoted filter-graph option value.
+_SAFE_FILTER_PATH = re.compile(r"^[\w/.\-]+$")
+
+SIZES = {"portrait": (320, 568), "landscape": (568, 320)}
+
+
+class RenderError(RuntimeError):
+    """ffmpeg could not produce the media; the message carries the end of its stderr."""
+
+
+def find_font() -> str | None:
+    """A TrueType font drawtext can use, or ``None`` (then clips carry colour but no text)."""
+    for candidate in FONT_CANDIDATES:
+        if Path(candidate).is_file() and _SAFE_FILTER_PATH.match(candidate):
+            return candidate
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class ClipRequest:
+    """What a clip shows. Everything here goes into the cache key."""
+
+    prompt: str
+    model: str
+    orientation: str = "portrait"
+    duration: int = 10
+    chain: tuple[str, ...] = ()  # earlier prompts of the conversation, oldest first
+    images: tuple[str, ...] = ()  # short descriptions of image inputs (digest or URL)
+
+    def key(self, clip_seconds: float) -> str:
+        blob = json.dumps([dataclasses.asdict(self), clip_seconds], ensure_ascii=False, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:30]
+
+
+@dataclasses.dataclass(frozen=True)
+class RenderedClip:
+    video_name: str
+    thumbnail_name: str
+    cached: bool
+
+
+def _colour(text: str, salt: str, *, bright: bool = False) -> str:
+    digest = hashlib.sha256((salt + text).encode()).digest()
+    # Backgrounds stay dark enough for white text; the moving square stays bright against them.
+    low = 160 if bright else 40
+    return "0x" + "".join(f"{low + byte % 96:02x}" for byte in digest[:3])
+
+
+def _wrap(text: str, width: int, max_lines: int) -> list[str]:
+    lines = textwrap.wrap(" ".join(text.split()), width=width) or [""]
+    if len(lines) > max_lines:
+        lines = [*lines[: max_lines - 1], textwrap.shorten(" ".join(lines[max_lines - 1 :]), width, placeholder="…")]
+    return lines
+
+
+def caption(request: ClipRequest, columns: int) -> tuple[str, str]:
+    """The big text (header + prompt) and the small text (what the clip continues)."""
+    header = f"{request.model} · {request.duration} s · {request.orientation}"
+    if request.images:
+        header += " · image-to-video"
+    big = "\n".join([header, "", *_wrap(request.prompt, columns, 9)])
+    small_lines: list[str] = []
+    if request.chain:
+        small_lines.append(f"continues {len(request.chain)} earlier clip(s):")
+        for index, earlier in enumerate(request.chain[-4:], start=max(1, len(request.chain) - 3)):
+            small_lines += _wrap(f"{index}. {earlier}", int(columns * 1.5), 2)
+    return big, "\n".join(small_lines)
+
+
+class Renderer:
+    """Renders :class:`ClipRequest` s into ``media_dir``; thread-safe, at most ``max_parallel``
+    ffmpeg processes at once (rendering is CPU-bound; more would only slow every stream)."""
+
+    def __init__(
+        self,
+        media_dir: str | os.PathLike[str],
+        *,
+        clip_seconds: float = 2.0,
+        ffmpeg: str | None = None,
+        font: str | None = "auto",
+        max_parallel: int | None = None,
+    ) -> None:
+        if not clip_seconds > 0:
+            raise ValueError(f"clip_seconds must be > 0, got {clip_seconds!r}")
+        self.media_dir = Path(media_dir)
+        self.media_dir.mkdir(parents=True, exist_ok=True)
+        self.clip_seconds = float(clip_seconds)
+        self._ffmpeg = ffmpeg
+        self.font = find_font() if font == "auto" else font
+        self._slots = threading.BoundedSemaphore(max_parallel or max(1, os.cpu_count() or 1))
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+        self.renders = 0  # ffmpeg runs actually done (cache misses), for tests and benchmarks
+
+    @property
+    def ffmpeg(self) -> str:
+        if self._ffmpeg is None:
+            import imageio_ffmpeg
+
+            self._ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+        return self._ffmpeg
+
+    def render(self, request: ClipRequest) -> RenderedClip:
+        if request.orientation not in SIZES:
+            raise ValueError(f"orientation must be one of {sorted(SIZES)}, got {request.orientation!r}")
+        key = request.key(self.clip_seconds)
+        video, thumbnail = f"{key}.mp4", f"{key}.webp"
+        with self._locks_guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            if (self.media_dir / video).is_file() and (self.media_dir / thumbnail).is_file():
+                return RenderedClip(video, thumbnail, cached=True)
+            with self._slots:
+                self._render_files(request, video, thumbnail)
+            self.renders += 1
+        return RenderedClip(video, thumbnail, cached=False)
+
+    def _run(self, arguments: list[str], cwd: Path) -> None:
+        command = [self.ffmpeg, "-hide_banner", "-loglevel", "error", "-nostdin", "-y", *arguments]
+        completed = subprocess.run(command, cwd=cwd, capture_output=True, timeout=120, check=False)
+        if completed.returncode != 0:
+            tail = completed.stderr.decode(errors="replace")[-600:]
+            raise RenderError(f"ffmpeg exited with {completed.returncode}: {tail}")
+
+    def _render_files(self, request: ClipRequest, video: str, thumbnail: str) -> None:
+        width, height = SIZES[request.orientation]
+        seconds = f"{self.clip_seconds:g}"
+        background = _colour(request.prompt, "background")
+        accent = _colour(" ".join(request.chain) or request.prompt, "accent", bright=True)
+        big_size = 17 if request.orientation == "portrait" else 19
+        columns = int((width - 32) / (big_size * 0.58))
+        # The moving square: crosses the frame once per second so currentTime visibly advances.
+        graph = (
+            f"[0:v][1:v]overlay=x='mod(t*{width},W-w)':y='H-h-24'"
+            if request.orientation == "portrait"
+            else f"[0:v][1:v]overlay=x='mod(t*{width},W-w)':y='H-h-16'"
+        )
+        # Temporary names live in the media folder (same filesystem, so os.replace is atomic).
+        with tempfile.TemporaryDirectory(dir=self.media_dir, prefix=".render-") as work:
+            workdir = Path(work)
+            if self.font:
+                big, small = caption(request, columns)
+                (workdir / "big.txt").write_text(big, encoding="utf-8")
+                (workdir / "small.txt").write_text(small or " ", encoding="utf-8")
+                small_y = 40 + (big.count("\n") + 2) * (big_size + 6)
+                graph += (
+                    f"[moving];[moving]drawtext=fontfile={self.font}:textfile=big.txt:expansion=none"
+                    f":fontsize={big_size}:fontcolor=white:line_spacing=6:x=16:y=40"
+                    f":box=1:boxcolor=black@0.25:boxborderw=6,"
+                    f"drawtext=fontfile={self.font}:textfile=small.txt:expansion=none"
+                    f":fontsize=11:fontcolor=white@0.8:line_spacing=4:x=16:y={small_y}"
+                )
+            graph += "[out]"
+            self._run(
+                [
+                    "-f", "lavfi", "-i", f"color=c={background}:s={width}x{height}:d={seconds}:r=24",
+                    "-f", "lavfi", "-i", f"color=c={accent}:s=28x28:d={seconds}:r=24",
+                    "-filter_complex", graph, "-map", "[out]", "-t", seconds,
+                    "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
+                    "-movflags", "+faststart", "clip.mp4",
+                ],
+                workdir,
+            )  # fmt: skip
+            try:
+                self._run(["-ss", "0.5", "-i", "clip.mp4", "-frames:v", "1", "-c:v", "libwebp", "thumb.webp"], workdir)
+            except RenderError:
+                # A build without libwebp: PNG data under the .webp name beats no thumbnail.
+                self._run(["-ss", "0.5", "-i", "clip.mp4", "-frames:v", "1", "-f", "image2", "-c:v", "png", "thumb.webp"], workdir)
+            os.replace(workdir / "thumb.webp", self.media_dir / thumbnail)
+            os.replace(workdir / "clip.mp4", self.media_dir / video)

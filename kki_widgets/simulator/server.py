@@ -1,0 +1,494 @@
+"""The simulated relay: a Starlette app served by uvicorn on a daemon thread with its own loop.
+
+Routes (``ORIGIN`` is ``http://HOST:PORT``; the OpenAI base URL is ``ORIGIN/v1``):
+
+- ``POST /v1/chat/completions`` — streams (``stream: true``) or returns a generation.
+- ``GET /v1/models`` — the configured model list (OpenAI list shape).
+- ``GET /source/{task_id}`` — raw-data JSON of a task; ``GET /web/{task_id}`` — an HTML page.
+- ``GET /cdn/{name}`` — rendered ``.mp4``/``.webp`` with HTTP Range support.
+- ``GET /health``.
+
+The Authorization header is checked and then forgotten: it is never logged nor stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import html
+import json
+import logging
+import random
+import re
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import script
+from .chat_request import DEFAULT_MODELS, ApiError, ChatRequest, parse_chat_request
+from .faults import ERROR_STATUSES, FaultError, FaultPlan, faults_in_text, parse_faults
+from .render import Renderer
+from .tasks import Generation, Timing, run_generation
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+
+FAULT_HEADER = "X-Sim-Fault"
+MEDIA_NAME = re.compile(r"^[0-9a-f]{30}\.(mp4|webp)$")
+MEDIA_TYPES = {"mp4": "video/mp4", "webp": "image/webp"}
+
+
+class SimulatedCut(Exception):
+    """Raised inside a streaming body: uvicorn then drops the connection without the final
+    zero-length chunk, which is what a real cut looks like to the client."""
+
+
+def _is_simulated_cut(error: BaseException | None) -> bool:
+    seen: set[int] = set()
+    pending = [error]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, SimulatedCut):
+            return True
+        pending += [current.__cause__, current.__context__, *getattr(current, "exceptions", ())]
+    return False
+
+
+class _HideSimulatedCuts(logging.Filter):
+    """uvicorn logs every aborted response as an error; deliberate cuts are not errors."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and _is_simulated_cut(record.exc_info[1]))
+
+
+_log_filter_installed = False
+
+
+def _install_log_filter() -> None:
+    global _log_filter_installed
+    if not _log_filter_installed:
+        logging.getLogger("uvicorn.error").addFilter(_HideSimulatedCuts())
+        _log_filter_installed = True
+
+
+def _error_response(error: ApiError) -> Response:
+    from starlette.responses import JSONResponse
+
+    return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
+
+
+class Simulator:
+    """A local relay speaking the wire format of the real one; see the package docstring.
+
+    ``with Simulator(queue_seconds=0, generate_seconds=0, step_seconds=0) as sim:`` gives a
+    running server; ``sim.base_url`` is the OpenAI base URL (ends with ``/v1``).
+    For tests: ``sim.requests`` (parsed chat request bodies, never headers), ``sim.submissions``
+    (generations accepted, i.e. paid), ``sim.tasks`` (task ID → :class:`Generation`).
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        api_key: str | None = None,
+        models: Iterable[str] = DEFAULT_MODELS,
+        media_dir: str | Path | None = None,
+        queue_seconds: float = 1.0,
+        generate_seconds: float = 3.0,
+        step_seconds: float = 0.3,
+        speed: float = 1.0,
+        faults: str | Iterable[str] | None = None,
+        seed: int | None = None,
+        clip_seconds: float = 2.0,
+    ) -> None:
+        if not isinstance(host, str) or not host:
+            raise ValueError(f"host must be a non-empty string such as '127.0.0.1', got {host!r}")
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ValueError(f"port must be an integer from 0 (any free port) to 65535, got {port!r}")
+        if api_key is not None and (not isinstance(api_key, str) or not api_key.strip()):
+            raise ValueError("api_key must be a non-empty string, or None to accept any key")
+        self.models = tuple(models)
+        if not self.models or not all(isinstance(model, str) and model for model in self.models):
+            raise ValueError(f"models must be a non-empty list of model names, got {models!r}")
+        self.host, self.port = host, port
+        self._api_key = api_key
+        self.timing = Timing(queue_seconds, generate_seconds, step_seconds).scaled(speed)
+        self.faults: FaultPlan = parse_faults(faults)
+        self._rng = random.Random(seed)
+        self._owns_media_dir = media_dir is None
+        self.media_dir = Path(tempfile.mkdtemp(prefix="kki-simulator-") if media_dir is None else media_dir)
+        self.renderer = Renderer(self.media_dir, clip_seconds=clip_seconds)
+
+        self.requests: list[Any] = []
+        self.submissions = 0
+        self.tasks: dict[str, Generation] = {}
+        self._chat_requests = 0
+        self._runners: set[asyncio.Task[None]] = set()
+        self._app: Starlette | None = None
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._startup_error: BaseException | None = None
+        self._bound_port: int | None = None
+
+    def __repr__(self) -> str:
+        state = self.base_url if self._bound_port else "stopped"
+        return f"<Simulator {state} tasks={len(self.tasks)} submissions={self.submissions}>"
+
+    # -- addresses -------------------------------------------------------------------------
+
+    @property
+    def origin(self) -> str:
+        if self._bound_port is None:
+            raise RuntimeError("the simulator is not running: call start() or use it as a context manager")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self._bound_port}"
+
+    @property
+    def base_url(self) -> str:
+        return self.origin + "/v1"
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def __enter__(self) -> Simulator:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def start(self, timeout: float = 15.0) -> Simulator:
+        """Serve on a daemon thread; returns once the socket accepts connections."""
+        if self._thread is not None:
+            return self
+        import uvicorn
+
+        _install_log_filter()
+        config = uvicorn.Config(
+            self.app,
+            host=self.host,
+            port=self.port,
+            log_config=None,  # never reconfigure the host application's (or Jupyter's) logging
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            ws="none",
+            timeout_graceful_shutdown=1,
+        )
+        server = uvicorn.Server(config)
+        self._server = server
+        self._startup_error = None
+        thread = threading.Thread(target=self._serve, args=(server,), name="kki-simulator", daemon=True)
+        self._thread = thread
+        thread.start()
+        deadline = time.monotonic() + timeout
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                self._thread = None
+                cause = self._startup_error
+                raise RuntimeError(
+                    f"the simulator could not listen on {self.host}:{self.port}"
+                    + (f" ({type(cause).__name__}: {cause})" if cause else " (timed out)")
+                    + "; pick another --port or 0 for any free port"
+                ) from cause
+            time.sleep(0.005)
+        self._bound_port = server.servers[0].sockets[0].getsockname()[1]
+        return self
+
+    def _serve(self, server: Any) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(server.serve())
+        except BaseException as error:  # uvicorn calls sys.exit(1) when it cannot bind
+            self._startup_error = error
+        finally:
+            pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+            for task in pending:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.close()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop serving, end running generations and delete a media folder we created."""
+        thread, server = self._thread, self._server
+        if thread is not None and server is not None:
+            server.should_exit = True
+            thread.join(timeout)
+        self._thread = None
+        self._bound_port = None
+        if self._owns_media_dir:
+            shutil.rmtree(self.media_dir, ignore_errors=True)
+
+    # -- the ASGI app ----------------------------------------------------------------------
+
+    @property
+    def app(self) -> Starlette:
+        if self._app is None:
+            from starlette.applications import Starlette
+            from starlette.routing import Route
+
+            self._app = Starlette(
+                routes=[
+                    Route("/v1/chat/completions", self._chat, methods=["POST"]),
+                    Route("/v1/models", self._models, methods=["GET"]),
+                    Route("/source/{task_id}", self._source, methods=["GET"]),
+                    Route("/web/{task_id}", self._web, methods=["GET"]),
+                    Route("/cdn/{name}", self._cdn, methods=["GET", "HEAD"]),
+                    Route("/health", self._health, methods=["GET"]),
+                ]
+            )
+        return self._app
+
+    def _check_auth(self, request: Request) -> None:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise ApiError(
+                401,
+                "You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY' "
+                "(any non-empty key works with the simulator, e.g. 'sim').",
+                code="invalid_api_key",
+            )
+        if self._api_key is not None and not hmac.compare_digest(token.encode(), self._api_key.encode()):
+            raise ApiError(
+                401,
+                "Incorrect API key provided. Use the key this simulator was started with.",
+                type="authentication_error",
+                code="invalid_api_key",
+            )
+
+    def _request_faults(self, request: Request, chat: ChatRequest) -> FaultPlan:
+        specs = faults_in_text(chat.prompt)
+        header = request.headers.get(FAULT_HEADER)
+        if header:
+            specs.append(header)
+        try:
+            plan = parse_faults(specs)
+        except FaultError as error:
+            raise ApiError(400, f"bad fault request: {error}", code="unknown_fault", param=FAULT_HEADER) from None
+        if plan.fail_first is not None:
+            raise ApiError(
+                400, "fail_first is a server-level fault: Simulator(faults=['fail_first:N'])", code="unknown_fault"
+            )
+        return self.faults.merged(plan)
+
+    async def _chat(self, request: Request) -> Response:
+        from starlette.responses import JSONResponse, StreamingResponse
+
+        try:
+            body = json.loads(await request.body())
+        except (ValueError, UnicodeDecodeError):
+            return _error_response(ApiError(400, "the request body is not valid JSON", code="invalid_json"))
+        self.requests.append(body)
+        self._chat_requests += 1
+        try:
+            if self.faults.fail_first is not None and self._chat_requests <= self.faults.fail_first:
+                raise ApiError(503, "The service is temporarily overloaded (simulated fail_first).",
+                               type="server_error", code="service_unavailable")  # fmt: skip
+            self._check_auth(request)
+            chat = parse_chat_request(body, self.models)
+            plan = self._request_faults(request, chat)
+            if plan.status is not None:
+                error_type, code, message = ERROR_STATUSES[plan.status]
+                headers = {"Retry-After": "1"} if plan.status == 429 else {}
+                raise ApiError(plan.status, message, type=error_type, code=code, headers=headers)
+        except ApiError as error:
+            return _error_response(error)
+
+        rng = random.Random(self._rng.getrandbits(64))
+        task = Generation(
+            id=script.new_task_id(rng),
+            sid=script.new_sid(rng),
+            parent_sid=chat.parent_sid,
+            prompt=chat.prompt,
+            chain=chat.chain,
+            model=chat.model,
+            orientation=chat.orientation,
+            duration=chat.duration,
+            origin=f"{request.url.scheme}://{request.url.netloc}",
+            images=chat.images,
+        )
+        self.tasks[task.id] = task
+        self.submissions += 1
+        failure = "capacity" if plan.capacity else "policy" if plan.policy else "fail" if plan.fail else None
+        # The generation is its own task: it completes even when the client goes away.
+        runner = asyncio.ensure_future(
+            run_generation(task, timing=self.timing, rng=rng, render=self.renderer.render, failure=failure)
+        )
+        self._runners.add(runner)
+        runner.add_done_callback(self._runners.discard)
+
+        completion_id, created = script.new_completion_id(rng), int(time.time())
+        if not chat.stream:
+            await task.done.wait()  # an Event, so a client leaving does not cancel the task
+            content = task.content
+            return JSONResponse(
+                {
+                    "id": completion_id,
+                    "object": "chat.completion",
+                    "created": created,
+                    "model": chat.model,
+                    "choices": [
+                        {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+                    ],
+                    "usage": {
+                        "prompt_tokens": len(chat.prompt.split()),
+                        "completion_tokens": len(content.split()),
+                        "total_tokens": len(chat.prompt.split()) + len(content.split()),
+                    },
+                }
+            )
+        return StreamingResponse(
+            self._sse(task, plan, rng, completion_id, created, chat.model),
+            media_type="text/event-stream; charset=utf-8",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    async def _sse(
+        self, task: Generation, plan: FaultPlan, rng: random.Random, completion_id: str, created: int, model: str
+    ) -> AsyncIterator[bytes]:
+        newline = "\r\n" if plan.crlf else "\n"
+        style = "pretty_raw" if plan.pretty_raw else "pretty" if plan.pretty else "compact"
+        ping = f": ping{newline}{newline}".encode()
+        events = 0
+
+        def framed(payload: dict[str, object] | str) -> list[bytes]:
+            data = script.frame_event(payload, newline=newline, style=style).encode()
+            if plan.split and len(data) > 2:
+                # Also split the bytes, possibly inside a UTF-8 sequence, across HTTP chunks.
+                cut = rng.randrange(1, len(data))
+                return [data[:cut], data[cut:]]
+            return [data]
+
+        def cut_now() -> bool:
+            return plan.cut_after_events is not None and events >= plan.cut_after_events
+
+        if cut_now():
+            raise SimulatedCut("cut before the first event")
+        if plan.keepalive:
+            yield ping
+        for data in framed(script.chunk(completion_id, created, model, {"role": "assistant", "content": ""})):
+            yield data
+        events += 1
+        if cut_now():
+            raise SimulatedCut(f"cut after {events} events")
+        async for piece in task.follow():
+            texts: list[str | None] = [piece.text]
+            if plan.split and piece.text:
+                texts = list(script.split_text(piece.text, rng))
+            for text in texts:
+                delta = {} if text is None else {"content": text}
+                for data in framed(script.chunk(completion_id, created, model, delta)):
+                    yield data
+                events += 1
+                if plan.malformed and events % 4 == 0:
+                    yield f"data: {{\"id\": \"{completion_id}\", \"object\": {newline}{newline}".encode()
+                    yield f"data: upstream hiccup <html>502</html>{newline}{newline}".encode()
+                if plan.keepalive and events % 3 == 0:
+                    yield ping
+                if cut_now():
+                    raise SimulatedCut(f"cut after {events} events")
+            if piece.kind == "task_id":
+                if plan.cut_after_task_id:
+                    raise SimulatedCut("cut after the task ID")
+                if plan.stall_seconds:
+                    await asyncio.sleep(plan.stall_seconds)
+                if plan.error_chunk:
+                    error = {"error": {"message": "upstream error: the video service reset the stream (simulated)",
+                                       "type": "server_error", "code": "upstream_error"}}  # fmt: skip
+                    for data in framed(error):
+                        yield data
+                    yield f"data: [DONE]{newline}{newline}".encode()
+                    return
+            if piece.kind == "progress" and plan.cut_mid_progress:
+                raise SimulatedCut("cut in the middle of the progress")
+        for data in framed(script.chunk(completion_id, created, model, {})):
+            yield data
+        for data in framed(script.chunk(completion_id, created, model, {}, "stop")):
+            yield data
+        yield f"data: [DONE]{newline}{newline}".encode()
+
+    async def _models(self, request: Request) -> Response:
+        from starlette.responses import JSONResponse
+
+        try:
+            self._check_auth(request)
+        except ApiError as error:
+            return _error_response(error)
+        data = [{"id": model, "object": "model", "created": 1760000000, "owned_by": "kki-simulator"}
+                for model in self.models]  # fmt: skip
+        return JSONResponse({"object": "list", "data": data})
+
+    def _task_or_error(self, request: Request) -> Generation | ApiError:
+        task_id = request.path_params["task_id"]
+        task = self.tasks.get(task_id)
+        if task is None:
+            return ApiError(404, f"no task with ID {task_id!r} on this simulator", code="task_not_found",
+                            param="task_id")  # fmt: skip
+        return task
+
+    async def _source(self, request: Request) -> Response:
+        from starlette.responses import JSONResponse
+
+        task = self._task_or_error(request)
+        if isinstance(task, ApiError):
+            return _error_response(task)
+        return JSONResponse(task.to_raw_data(), headers={"Cache-Control": "no-store"})
+
+    async def _web(self, request: Request) -> Response:
+        from starlette.responses import HTMLResponse
+
+        task = self._task_or_error(request)
+        if isinstance(task, ApiError):
+            return HTMLResponse(f"<!doctype html><title>Not found</title><p>{html.escape(task.message)}</p>", 404)
+        e = html.escape
+        media = ""
+        if task.video_url:
+            media = (
+                f'<video controls loop muted autoplay playsinline src="{e(task.video_url)}"'
+                f' poster="{e(task.thumbnail_url or "")}" style="max-width:100%"></video>'
+                f'<p><a href="{e(task.video_url)}">{e(task.video_url)}</a></p>'
+            )
+        page = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>{e(task.id)}</title>
+<meta http-equiv="refresh" content="{5 if not task.done.is_set() else 3600}"></head>
+<body style="font-family:sans-serif;max-width:40em;margin:2em auto">
+<h1>{e(task.id)}</h1>
+<p>Status: <b>{e(task.status)}</b> · progress {task.progress}% · model {e(task.model)}
+· {e(task.orientation)} · {task.duration} s</p>
+<p>Prompt: {e(task.prompt)}</p>
+{f"<p>Continues: {e(task.parent_sid)}</p>" if task.parent_sid else ""}
+{f"<p>Error: {e(task.error)}</p>" if task.error else ""}
+{media}
+<pre style="white-space:pre-wrap">{e(task.content)}</pre>
+</body></html>"""
+        return HTMLResponse(page)
+
+    async def _cdn(self, request: Request) -> Response:
+        from starlette.responses import FileResponse, JSONResponse
+
+        name = request.path_params["name"]
+        path = self.media_dir / name
+        if not MEDIA_NAME.match(name) or not path.is_file():
+            return JSONResponse(ApiError(404, f"no media named {name!r}", code="not_found").body(), 404)
+        return FileResponse(path, media_type=MEDIA_TYPES[name.rsplit(".", 1)[1]],
+                            headers={"Cache-Control": "public, max-age=86400"})  # fmt: skip
+
+    async def _health(self, request: Request) -> Response:
+        from starlette.responses import JSONResponse
+
+        running = sum(1 for task in self.tasks.values() if not task.done.is_set())
+        return JSONResponse({"status": "ok", "tasks": len(self.tasks), "running": running,
+                             "submissions": self.submissions, "renders": self.renderer.renders})  # fmt: skip

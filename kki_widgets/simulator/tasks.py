@@ -1,0 +1,203 @@
+"""A simulated generation: an asyncio task that writes the assistant markdown piece by piece.
+
+The task runs on its own, independent of any HTTP connection: a stream only *observes* it
+(:meth:`Generation.follow`), so a client that is cut off can poll ``/source/{task_id}`` and still
+see the generation complete — exactly how a real relay behaves and how the client recovers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import random
+import time
+from collections.abc import AsyncIterator, Callable
+
+from . import script
+from .render import ClipRequest, RenderedClip
+
+
+@dataclasses.dataclass(frozen=True)
+class Timing:
+    """Seconds spent queuing and generating, and the pause between two progress deltas."""
+
+    queue_seconds: float = 1.0
+    generate_seconds: float = 3.0
+    step_seconds: float = 0.3
+
+    def __post_init__(self) -> None:
+        for name in ("queue_seconds", "generate_seconds", "step_seconds"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 3600:
+                raise ValueError(f"{name} must be a number of seconds between 0 and 3600, got {value!r}")
+
+    def scaled(self, speed: float) -> Timing:
+        if not isinstance(speed, (int, float)) or isinstance(speed, bool) or not speed > 0:
+            raise ValueError(f"speed must be a number > 0 (2 = twice as fast), got {speed!r}")
+        return Timing(self.queue_seconds / speed, self.generate_seconds / speed, self.step_seconds / speed)
+
+    def steps(self, seconds: float, default: int, low: int, high: int) -> int:
+        if self.step_seconds <= 0:
+            return default
+        return max(low, min(high, round(seconds / self.step_seconds)))
+
+
+@dataclasses.dataclass
+class Generation:
+    """State of one simulated task; ``sim.tasks[task_id]`` holds these."""
+
+    id: str
+    sid: str
+    parent_sid: str | None
+    prompt: str
+    chain: tuple[str, ...]
+    model: str
+    orientation: str
+    duration: int
+    origin: str  # http://127.0.0.1:PORT, the base of every link in the markdown
+    images: tuple[str, ...] = ()
+    status: str = "pending"  # pending | processing | completed | failed
+    progress: int = 0
+    video_url: str | None = None
+    thumbnail_url: str | None = None
+    error: str | None = None
+    cached_media: bool = False
+    created_at: float = dataclasses.field(default_factory=time.time)
+    finished_at: float | None = None
+    pieces: list[script.Piece] = dataclasses.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._changed = asyncio.Condition()
+        self.done = asyncio.Event()
+
+    @property
+    def spec(self) -> dict[str, object]:
+        spec: dict[str, object] = {
+            "prompt": self.prompt,
+            "orientation": self.orientation,
+            "duration": self.duration,
+        }
+        if self.parent_sid:
+            spec["sid"] = self.parent_sid
+        return spec
+
+    @property
+    def content(self) -> str:
+        return "".join(piece.text for piece in self.pieces if piece.text)
+
+    def clip_request(self) -> ClipRequest:
+        return ClipRequest(self.prompt, self.model, self.orientation, self.duration, self.chain, self.images)
+
+    def to_raw_data(self) -> dict[str, object]:
+        """The ``/source/{task_id}`` document."""
+        return {
+            "id": self.id,
+            "status": self.status,
+            "progress": 100 if self.status == "completed" else self.progress,
+            "url": self.video_url,
+            "thumbnail_url": self.thumbnail_url,
+            "sid": self.sid if self.status == "completed" else None,
+            "parent_sid": self.parent_sid,
+            "model": self.model,
+            "prompt": self.prompt,
+            "content": self.content,
+            "error": self.error,
+            "created_at": int(self.created_at),
+            "finished_at": int(self.finished_at) if self.finished_at else None,
+        }
+
+    async def emit(self, text: str | None, kind: str) -> None:
+        async with self._changed:
+            self.pieces.append(script.Piece(text, kind))
+            self._changed.notify_all()
+        # Let observers run between pieces even when timing is zero.
+        await asyncio.sleep(0)
+
+    async def finish(self, status: str, error: str | None = None) -> None:
+        async with self._changed:
+            self.status, self.error, self.finished_at = status, error, time.time()
+            self.done.set()
+            self._changed.notify_all()
+
+    async def follow(self) -> AsyncIterator[script.Piece]:
+        """Every piece from the first one, then new ones as they come, until the task ends."""
+        index = 0
+        while True:
+            async with self._changed:
+                while index >= len(self.pieces) and not self.done.is_set():
+                    await self._changed.wait()
+                fresh, finished = self.pieces[index:], self.done.is_set()
+            for piece in fresh:
+                yield piece
+            index += len(fresh)
+            if finished and index >= len(self.pieces):
+                return
+
+
+async def run_generation(
+    task: Generation,
+    *,
+    timing: Timing,
+    rng: random.Random,
+    render: Callable[[ClipRequest], RenderedClip],
+    failure: str | None = None,
+) -> None:
+    """Write the whole markdown of ``task``; ``failure`` is ``fail``/``policy``/``capacity``."""
+    try:
+        for piece in script.spec_pieces(task.spec):
+            await task.emit(piece.text, piece.kind)
+        await task.emit(script.task_header(task.id, task.origin), "task_id")
+
+        queue_dots = timing.steps(timing.queue_seconds, 3, 1, 20)
+        for _ in range(queue_dots):
+            await asyncio.sleep(timing.queue_seconds / queue_dots)
+            await task.emit(".", "queue")
+        if failure == "capacity":
+            await task.emit(script.failure_text(script.CAPACITY_REASON), "failure")
+            await task.finish("failed", script.CAPACITY_REASON)
+            return
+
+        task.status = "processing"
+        await task.emit(script.GENERATING, "generating")
+        rendering = asyncio.ensure_future(asyncio.to_thread(render, task.clip_request()))
+        if failure == "policy":
+            await task.emit(".", "generating")
+            rendering.cancel()
+            await task.emit(script.failure_text(script.POLICY_REASON), "failure")
+            await task.finish("failed", script.POLICY_REASON)
+            return
+
+        steps = timing.steps(timing.generate_seconds, 5, 3, 15)
+        values = script.progress_values(rng, steps)
+        pause = timing.generate_seconds / (steps + 1)
+        await asyncio.sleep(pause)
+        await task.emit(".", "generating")
+        await task.emit(script.PROGRESS_HEADER, "progress_header")
+        for index, value in enumerate(values):
+            await asyncio.sleep(pause)
+            task.progress = value
+            await task.emit(script.progress_step(value), "progress")
+            if failure == "fail" and index == len(values) // 2:
+                rendering.cancel()
+                await task.emit(script.failure_text(script.FAILURE_REASON), "failure")
+                await task.finish("failed", script.FAILURE_REASON)
+                return
+        try:
+            clip = await rendering
+        except Exception as error:  # ffmpeg broke: the generation fails, the server lives on
+            reason = f"rendering failed ({type(error).__name__}: {str(error)[:200]})"
+            await task.emit(script.failure_text(reason), "failure")
+            await task.finish("failed", reason)
+            return
+        task.cached_media = clip.cached
+        task.video_url = f"{task.origin}/cdn/{clip.video_name}"
+        task.thumbnail_url = f"{task.origin}/cdn/{clip.thumbnail_name}"
+        task.progress = 100
+        await task.emit(script.completion_text(task.sid, task.thumbnail_url, task.video_url), "complete")
+        await task.finish("completed")
+    except asyncio.CancelledError:
+        # The server is shutting down: observers must not wait forever.
+        if not task.done.is_set():
+            task.status, task.error, task.finished_at = "failed", "simulator stopped", time.time()
+            task.done.set()
+        raise
