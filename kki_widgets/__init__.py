@@ -1,0 +1,75 @@
+"""Continuous video generation in Jupyter: the `VideoChat` widget and the `%%sora` magic.
+
+Imports are lazy so `import kki_widgets` and `%load_ext kki_widgets` stay as fast as importing
+anywidget alone; the heavy parts (httpx, the widget, the simulator) load on first use.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "AsyncRelayClient": "relay",
+    "RelayClient": "relay",
+    "Generation": "transcript",
+    "Transcript": "transcript",
+    "parse_transcript": "transcript",
+    "Conversation": "session",
+    "Turn": "session",
+    "VideoChat": "widget",
+    "NotebookStore": "store",
+    "Simulator": "simulator",
+    "Settings": "config",
+    "resolve_settings": "config",
+    "KkiError": "errors",
+    "ConfigurationError": "errors",
+    "MissingKeyError": "errors",
+    "RelayError": "errors",
+    "AuthenticationError": "errors",
+    "InsufficientQuotaError": "errors",
+    "RateLimitError": "errors",
+    "BadRequestError": "errors",
+    "RelayServerError": "errors",
+    "GenerationFailed": "errors",
+    "StreamInterrupted": "errors",
+    "ProtocolError": "errors",
+    "DeadlineExceeded": "errors",
+}
+
+__all__ = [*sorted(_EXPORTS), "generate", "load_ipython_extension"]
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'kki_widgets' has no attribute {name!r}")
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__
+
+
+def generate(prompt, **options):
+    """One video from one prompt, blocking: `kki_widgets.generate("a cat surfing").video_url`."""
+    from .relay import RelayClient
+
+    client_options = {
+        key: options.pop(key)
+        for key in ("base_url", "api_key", "model", "headers", "timeout", "max_retries")
+        if key in options
+    }
+    with RelayClient(**client_options) as client:
+        return client.generate(prompt, **options)
+
+
+def load_ipython_extension(ipython) -> None:
+    """`%load_ext kki_widgets`: registers `%%sora` and `%sora`."""
+    from .magics import load_ipython_extension as load
+
+    load(ipython)
+

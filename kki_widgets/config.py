@@ -1,0 +1,141 @@
+"""Settings from arguments and the environment, and the masked `Secret` that carries the key.
+
+Arguments win over `KKI_API_KEY`, `KKI_BASE_URL`, `KKI_MODEL`. With neither a key nor a base URL
+the package talks to the embedded relay simulator, and says so (`Settings.simulated`), so a new
+user sees the whole product without paying and nobody mistakes simulated output for real output.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from .errors import ConfigurationError
+
+DEFAULT_BASE_URL = "https://www.kkiai.com/v1"
+DEFAULT_MODEL = "sora-2"
+# Models seen on relays; a default for pickers and validation hints, never an enum: relays add
+# models faster than we release, so any non-empty name is sent as given.
+KNOWN_MODELS = (
+    "sora-2",
+    "sora-2-pro",
+    "veo3",
+    "veo3-fast",
+    "veo3-pro",
+    "sora_video2",
+    "sora_video2-landscape",
+    "sora_video2-pro",
+    "sora_video2-hd",
+    "sora_video2-15s",
+)
+SIMULATOR_KEY = "simulated-relay"
+
+
+class Secret:
+    """A string that never shows itself: repr, str and format give a mask."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str):
+        if not isinstance(value, str):
+            raise TypeError("an API key must be a string")
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    @property
+    def masked(self) -> str:
+        tail = self._value[-4:] if len(self._value) >= 16 else ""
+        return f"…{tail}" if tail else "****"
+
+    def __repr__(self) -> str:
+        return f"Secret('{self.masked}')"
+
+    __str__ = __repr__
+
+    def __format__(self, spec: str) -> str:
+        return repr(self)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(("Secret", self._value))
+
+    def __reduce__(self):
+        # Pickling would write the key into whatever stores the pickle.
+        raise TypeError("Secret cannot be pickled")
+
+
+@dataclass(frozen=True)
+class Settings:
+    base_url: str
+    api_key: Secret | None
+    model: str
+    headers: dict = field(default_factory=dict)
+    simulated: bool = False
+
+    @property
+    def chat_url(self) -> str:
+        return f"{self.base_url}/chat/completions"
+
+    @property
+    def origin(self) -> str:
+        parts = urlsplit(self.base_url)
+        return f"{parts.scheme}://{parts.netloc}"
+
+
+def normalize_base_url(url: str) -> str:
+    """Accept `https://host`, `https://host/`, `https://host/v1` and `.../v1/chat/completions`."""
+    url = url.strip().rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigurationError(
+            f"KKI_BASE_URL must be an http(s) URL such as {DEFAULT_BASE_URL!r}, got {url!r}"
+        )
+    for suffix in ("/chat/completions", "/chat"):
+        if url.endswith(suffix):
+            url = url[: -len(suffix)]
+    if not url.endswith("/v1"):
+        url += "/v1"
+    return url
+
+
+def resolve_settings(
+    base_url: str | None = None,
+    api_key: str | Secret | None = None,
+    model: str | None = None,
+    headers: dict | None = None,
+) -> Settings:
+    """Settings from explicit arguments, else the environment, else the embedded simulator."""
+    key = api_key if api_key is not None else os.environ.get("KKI_API_KEY") or None
+    if isinstance(key, str):
+        key = Secret(key.strip()) if key.strip() else None
+    url = base_url or os.environ.get("KKI_BASE_URL") or None
+    chosen_model = (model or os.environ.get("KKI_MODEL") or DEFAULT_MODEL).strip()
+    if not chosen_model:
+        raise ConfigurationError("model must be a non-empty name such as 'sora-2'")
+    extra = dict(headers or {})
+    if any(name.lower() == "authorization" for name in extra):
+        raise ConfigurationError(
+            "pass the key as api_key= or KKI_API_KEY, not as an Authorization header"
+        )
+    if key is None and url is None:
+        from .simulator import embedded_base_url
+
+        return Settings(
+            base_url=normalize_base_url(embedded_base_url()),
+            api_key=Secret(SIMULATOR_KEY),
+            model=chosen_model,
+            headers=extra,
+            simulated=True,
+        )
+    return Settings(
+        base_url=normalize_base_url(url or DEFAULT_BASE_URL),
+        api_key=key,
+        model=chosen_model,
+        headers=extra,
+        simulated=False,
+    )

@@ -1,0 +1,413 @@
+"""The relay's streamed markdown → `Generation` state. Pure, incremental, O(total length).
+
+Relays word their answers differently (English, Chinese, emoji, other labels), so this parser
+reads *structure*: a fenced JSON spec, a backticked task ID, markdown links classified by their
+URL (`.mp4`, `.webp`, `/web/ID`, `/source/ID`), numbers followed by `..` or `%` for progress, an
+`s_…` token for the sid. Words are used only where nothing else exists: to tell "generating"
+from "queued", and to recognise a failure.
+
+Every complete line is read once. The unfinished last line is only scanned forward for progress
+numbers and status words, so feeding a million one-character deltas stays linear. The derived
+status is a function of the facts collected, never of the order they arrived in, so the final
+`Generation` is the same however the text was split.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field, replace
+
+STATUSES = ("queued", "generating", "completed", "failed", "cancelled")
+TERMINAL = frozenset(("completed", "failed", "cancelled"))
+
+# An unfinished line longer than this is read as if it had ended: bounds the cost of a hostile
+# stream that never sends a newline, and no honest line comes near it.
+MAX_LINE = 8192
+
+_LINK = re.compile(r"\[([^\]\n]*)\]\(\s*<?([^()\s<>]+(?:\([^()\s]*\)[^()\s<>]*)*)>?\s*\)")
+_BARE_URL = re.compile(r"(?<![(<\w])((?:https?|javascript|data|vbscript|file):[^\s()<>\[\]`]+)", re.I)
+_BACKTICK = re.compile(r"`([^`\s]{4,200})`")
+_ID_LABEL = re.compile(r"(?:\bID|任务\s*ID|任务编号)\s*[:：]\s*`?([A-Za-z0-9][A-Za-z0-9_:\-.]{3,200})`?", re.I)
+_SID_LABELLED = re.compile(r"\bsid\s*[:：]\s*`?([A-Za-z0-9_\-]{4,128})", re.I)
+_SID = re.compile(r"(?<![A-Za-z0-9_])(s_[A-Za-z0-9]{8,128})(?![A-Za-z0-9_])")
+# A progress value is a number followed by ".." (the relays' "36..44..") or "%".
+_PROGRESS = re.compile(r"(?<![\w.\-/])(\d{1,3})(?:\.\.|\s*%)")
+_PROGRESS_LABELLED = re.compile(r"(?:progress|进度)\D{0,12}?(\d{1,3})(?!\d)", re.I)
+_GENERATING = re.compile(r"generat|processing|rendering|生成中|正在生成|处理中", re.I)
+_QUEUED = re.compile(r"queu|排队|等待", re.I)
+_COMPLETE = re.compile(
+    r"(?:generat\w*|video)\s*(?:is\s+)?(?:complete|completed|done|finished|succeeded)|生成完成|✅|🎉",
+    re.I,
+)
+_FAILURE = re.compile(
+    r"fail|失败|error|错误|violat|content polic|no available capacity|capacity|"
+    r"network fluctuation|high load|rejected|unsafe|审核|违规",
+    re.I,
+)
+_REASON = re.compile(r"(?:failure reason|reason|原因|失败原因)\s*[:：]\s*(.+)", re.I)
+_VIDEO_EXT = (".mp4", ".mov", ".webm", ".m4v", ".m3u8")
+_IMAGE_EXT = (".webp", ".png", ".jpg", ".jpeg", ".gif")
+_DECORATION = " \t>*_#-–—•🏃⏳⌛✅❌⚠️🎬🎉🚫❗️️:"
+
+
+class _TextLog:
+    """The transcript's text, appended in O(1) and joined only when someone reads it."""
+
+    __slots__ = ("_joined", "_joined_count", "parts")
+
+    def __init__(self, initial: str = "") -> None:
+        self.parts: list[str] = [initial] if initial else []
+        self._joined = initial
+        self._joined_count = len(self.parts)
+
+    def text(self, count: int, length: int) -> str:
+        if count > self._joined_count:
+            self._joined += "".join(self.parts[self._joined_count : count])
+            self._joined_count = count
+        joined = self._joined
+        return joined if len(joined) == length else joined[:length]
+
+
+_EMPTY_LOG = _TextLog()
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One video generation as known so far. Immutable: every update is a new snapshot."""
+
+    task_id: str | None = None
+    status: str = "queued"
+    progress: int = 0
+    sid: str | None = None
+    spec: dict = field(default_factory=dict)
+    preview_url: str | None = None
+    raw_url: str | None = None
+    thumbnail_url: str | None = None
+    video_url: str | None = None
+    download_url: str | None = None
+    error: str | None = None
+    text_length: int = 0
+    _log: _TextLog = field(default=_EMPTY_LOG, repr=False, compare=False)
+    _parts: int = field(default=0, repr=False, compare=False)
+
+    @property
+    def text(self) -> str:
+        """The full markdown received so far (what a remix must send back verbatim)."""
+        return self._log.text(self._parts, self.text_length)
+
+    @property
+    def done(self) -> bool:
+        return self.status in TERMINAL
+
+    def to_dict(self) -> dict:
+        return {
+            "task_id": self.task_id,
+            "status": self.status,
+            "progress": self.progress,
+            "sid": self.sid,
+            "spec": dict(self.spec),
+            "preview_url": self.preview_url,
+            "raw_url": self.raw_url,
+            "thumbnail_url": self.thumbnail_url,
+            "video_url": self.video_url,
+            "download_url": self.download_url,
+            "error": self.error,
+            "text": self.text,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Generation:
+        text = data.get("text") or ""
+        log = _TextLog(text)
+        status = data.get("status") if data.get("status") in STATUSES else "queued"
+        return cls(
+            task_id=data.get("task_id"),
+            status=status,
+            progress=_clamp(data.get("progress")),
+            sid=data.get("sid"),
+            spec=dict(data.get("spec") or {}),
+            preview_url=data.get("preview_url"),
+            raw_url=data.get("raw_url"),
+            thumbnail_url=data.get("thumbnail_url"),
+            video_url=data.get("video_url"),
+            download_url=data.get("download_url"),
+            error=data.get("error"),
+            text_length=len(text),
+            _log=log,
+            _parts=len(log.parts),
+        )
+
+    def with_status(self, status: str, error: str | None = None) -> Generation:
+        """A copy in another status (the session uses it for "cancelled")."""
+        if status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
+        return replace(self, status=status, error=error if error is not None else self.error)
+
+
+def _clamp(value) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        return 0
+    return max(0, min(100, number))
+
+
+def _path_of(url: str) -> str:
+    return url.split("?", 1)[0].split("#", 1)[0].lower()
+
+
+def _plain(line: str) -> str:
+    """A line without markdown quote marks, emphasis and emoji decoration."""
+    return line.strip().strip(_DECORATION).strip()
+
+
+class Transcript:
+    """Feed the assistant's deltas as they arrive; read `.generation` at any time."""
+
+    def __init__(self) -> None:
+        self._log = _TextLog()
+        self._length = 0
+        self._line = ""
+        self._scan = 0  # how far the unfinished line was scanned for progress numbers
+        self._in_fence = False
+        self._fence_lines: list[str] | None = None
+        self._spec: dict = {}
+        self._task_id: str | None = None
+        self._sid: str | None = None
+        self._preview: str | None = None
+        self._raw: str | None = None
+        self._thumbnail: str | None = None
+        self._video: str | None = None
+        self._download: str | None = None
+        self._unsafe: list[str] = []
+        self._progress = 0
+        self._seen_generating = False
+        self._seen_complete = False
+        self._failure_lines: list[str] = []
+        self._reason: str | None = None
+        self._finished = False
+        self._lines_seen = 0
+        self._generation = Generation()
+
+    @property
+    def generation(self) -> Generation:
+        return self._generation
+
+    @property
+    def unsafe_urls(self) -> list[str]:
+        """Links with a scheme other than http(s) that were dropped, for the UI to mention."""
+        return list(self._unsafe)
+
+    def feed(self, delta: str) -> Generation:
+        if not delta:
+            return self._generation
+        self._log.parts.append(delta)
+        self._length += len(delta)
+        if "\n" in delta:
+            pieces = delta.split("\n")
+            self._complete_line(self._line + pieces[0])
+            for piece in pieces[1:-1]:
+                self._complete_line(piece)
+            self._line = pieces[-1]
+            self._scan = 0
+        else:
+            self._line += delta
+        if len(self._line) > MAX_LINE:
+            self._complete_line(self._line)
+            self._line = ""
+            self._scan = 0
+        elif self._line:
+            self._scan_unfinished()
+        self._generation = self._snapshot()
+        return self._generation
+
+    def finish(self) -> Generation:
+        """The stream ended: read the last line, which has no newline after it."""
+        if not self._finished:
+            self._finished = True
+            if self._line:
+                self._complete_line(self._line)
+                self._line = ""
+                self._scan = 0
+            if self._in_fence and self._fence_lines is not None:
+                # An unclosed fence: the spec was cut; read what can be read.
+                self._close_fence()
+            self._generation = self._snapshot()
+        return self._generation
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def _scan_unfinished(self) -> None:
+        """Progress and status from the unfinished line, scanning only new characters."""
+        line = self._line
+        if self._in_fence:
+            return
+        start = max(0, self._scan - 4)
+        # A number at the very end may still grow ("4" → "44"); "..", "%" settle it. Scanning
+        # from `start` (not a slice) lets the look-behind see the characters before it.
+        for match in _PROGRESS.finditer(line, start):
+            self._take_progress(match.group(1))
+        self._scan = max(start, len(line) - 4)
+        if (
+            not self._seen_generating
+            and not self._seen_complete
+            and _GENERATING.search(line, 0, 64)
+        ):
+            self._seen_generating = True
+        if line.endswith(")"):
+            # The last line usually carries the mp4 link and never gets its newline; reading it
+            # when a link closes shows the video as soon as it arrives.
+            self._read_links(line)
+
+    def _complete_line(self, raw_line: str) -> None:
+        line = raw_line.rstrip()
+        self._lines_seen += 1
+        stripped = line.strip()
+        if stripped.startswith("```"):
+            if self._in_fence:
+                self._close_fence()
+            elif self._task_id is None and not self._spec:
+                self._in_fence = True
+                self._fence_lines = []
+            return
+        if self._in_fence:
+            if self._fence_lines is not None and len(self._fence_lines) < 2000:
+                self._fence_lines.append(line)
+            return
+        if not stripped:
+            return
+        for match in _PROGRESS.finditer(line):
+            self._take_progress(match.group(1))
+        labelled = _PROGRESS_LABELLED.search(line)
+        if labelled:
+            self._take_progress(labelled.group(1))
+        if self._task_id is None:
+            self._read_task_id(line)
+        if self._sid is None:
+            sid = _SID_LABELLED.search(line) or _SID.search(_LINK.sub(" ", line))
+            if sid:
+                self._sid = sid.group(1)
+        self._read_links(line)
+        plain = _plain(line)
+        if _COMPLETE.search(line):
+            self._seen_complete = True
+        elif _FAILURE.search(plain) and not self._is_link_only(line):
+            self._failure_lines.append(plain)
+            reason = _REASON.search(plain)
+            if reason and self._reason is None:
+                self._reason = reason.group(1).strip()
+        if not self._seen_generating and _GENERATING.search(plain) and not self._seen_complete:
+            self._seen_generating = True
+
+    def _close_fence(self) -> None:
+        body = "\n".join(self._fence_lines or [])
+        self._in_fence = False
+        self._fence_lines = None
+        try:
+            spec = json.loads(body)
+        except (ValueError, RecursionError):
+            spec = None
+        if isinstance(spec, dict):
+            self._spec = spec
+
+    def _read_task_id(self, line: str) -> None:
+        labelled = _ID_LABEL.search(line)
+        if labelled:
+            self._task_id = labelled.group(1).rstrip(".")
+            return
+        quoted = _BACKTICK.search(line)
+        if quoted and ("_" in quoted.group(1) or ":" in quoted.group(1) or "-" in quoted.group(1)):
+            self._task_id = quoted.group(1)
+
+    @staticmethod
+    def _is_link_only(line: str) -> bool:
+        return not _LINK.sub("", line).strip(" |>")
+
+    def _read_links(self, line: str) -> None:
+        urls = [m.group(2) for m in _LINK.finditer(line)]
+        if not urls:
+            urls = [m.group(1) for m in _BARE_URL.finditer(line)]
+        for url in urls:
+            self._classify(url.strip())
+
+    def _classify(self, url: str) -> None:
+        scheme = url.split(":", 1)[0].lower() if ":" in url else ""
+        if scheme not in ("http", "https"):
+            if url not in self._unsafe and len(self._unsafe) < 20:
+                self._unsafe.append(url)
+            return
+        path = _path_of(url)
+        if path.endswith(_VIDEO_EXT):
+            if self._video is None:
+                self._video = url
+            elif self._download is None and url != self._video:
+                self._download = url
+        elif path.endswith(_IMAGE_EXT):
+            if self._thumbnail is None:
+                self._thumbnail = url
+        elif "/source/" in path or "/api/" in path or "/raw" in path:
+            if self._raw is None:
+                self._raw = url
+                self._task_id = self._task_id or _last_segment(url)
+        elif "/web/" in path or "/share/" in path or "/preview" in path or "/task" in path:
+            if self._preview is None:
+                self._preview = url
+                self._task_id = self._task_id or _last_segment(url)
+        elif self._task_id and self._task_id in url:
+            if self._preview is None:
+                self._preview = url
+            elif self._raw is None:
+                self._raw = url
+
+    def _take_progress(self, digits: str) -> None:
+        value = int(digits)
+        if value <= 100 and value > self._progress:
+            self._progress = value
+
+    # -- state -----------------------------------------------------------------------------
+
+    def _snapshot(self) -> Generation:
+        failed = bool(self._failure_lines) and self._video is None
+        if failed:
+            status = "failed"
+        elif self._video is not None:
+            status = "completed"
+        elif self._seen_generating or self._progress > 0 or self._seen_complete:
+            status = "generating"
+        else:
+            status = "queued"
+        progress = self._progress
+        if status == "completed" or (self._seen_complete and not failed):
+            progress = 100
+        error = None
+        if failed:
+            error = self._reason or "; ".join(dict.fromkeys(self._failure_lines))[:500]
+        return Generation(
+            task_id=self._task_id,
+            status=status,
+            progress=progress,
+            sid=self._sid,
+            spec=self._spec,
+            preview_url=self._preview,
+            raw_url=self._raw,
+            thumbnail_url=self._thumbnail,
+            video_url=self._video,
+            download_url=self._download,
+            error=error,
+            text_length=self._length,
+            _log=self._log,
+            _parts=len(self._log.parts),
+        )
+
+
+def _last_segment(url: str) -> str | None:
+    segment = url.split("?", 1)[0].split("#", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+    return segment or None
+
+
+def parse_transcript(text: str) -> Generation:
+    """Read a whole assistant answer at once."""
+    transcript = Transcript()
+    transcript.feed(text)
+    return transcript.finish()
