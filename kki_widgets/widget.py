@@ -482,5 +482,3 @@ def _make_conversation(model: str | None, client_options: dict) -> Any:
         client = AsyncRelayClient(model=model, **client_options)
         return Conversation(model=model, client=client)
     return Conversation(model=model)
-
-

@@ -1,0 +1,396 @@
+"""VideoChat without a browser: state after send / cancel / failure, coalescing, URL safety.
+
+The comm is replaced by a fake that records every message, so the tests count exactly what a
+front end would receive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from typing import Any
+
+import pytest
+
+from kki_widgets.transcript import Generation
+from kki_widgets.widget import FLUSH_INTERVAL, VideoChat, safe_url, turn_to_dict
+
+
+class FakeComm:
+    kernel = object()  # ipywidgets only sends when the comm has a kernel
+    comm_id = "fake-comm"
+
+    def __init__(self) -> None:
+        self.sent: list[dict] = []
+
+    def send(self, data=None, buffers=None, **_: Any) -> None:
+        self.sent.append(data)
+
+    def on_msg(self, callback) -> None:
+        self.callback = callback
+
+    def close(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def updates(self) -> list[dict]:
+        return [m["state"] for m in self.sent if m.get("method") == "update"]
+
+    def turn_updates(self) -> list[list[dict]]:
+        return [s["turn_data"] for s in self.updates() if "turn_data" in s]
+
+    def custom(self) -> list[dict]:
+        return [m["content"] for m in self.sent if m.get("method") == "custom"]
+
+
+def attach(chat: VideoChat) -> FakeComm:
+    comm = FakeComm()
+    chat.comm = comm
+    return comm
+
+
+def from_js(chat: VideoChat, content: dict) -> None:
+    """Deliver a custom message as the front end's `model.send(content)` would."""
+    chat._handle_msg({"content": {"data": {"method": "custom", "content": content}}, "buffers": []})
+
+
+# ---- a conversation that follows the session contract, driven by the test ---------------------
+
+
+@dataclasses.dataclass
+class FakeTurn:
+    index: int
+    prompt: str
+    options: dict
+    parent: int | None
+    generation: Generation = dataclasses.field(default_factory=Generation)
+    status: str = "queued"
+    cached: bool = False
+    path: str | None = None
+    thumbnail_path: str | None = None
+    error: str | None = None
+    created_at: float = dataclasses.field(default_factory=time.time)
+    finished_at: float | None = None
+
+
+class FakeHandle:
+    def __init__(self, conversation: FakeConversation, turn: FakeTurn, task: asyncio.Task | None):
+        self.conversation, self.turn, self.task = conversation, turn, task
+
+    def __await__(self):
+        async def finished():
+            if self.task is not None:
+                await asyncio.shield(self.task)
+            return self.turn
+
+        return finished().__await__()
+
+    def cancel(self) -> None:
+        self.conversation.cancel(self.turn.index)
+
+    def result(self, timeout=None):
+        return self.turn
+
+
+class FakeConversation:
+    """Turns advance through `script` (a list of Generation field updates) on the running loop."""
+
+    simulated = True
+    model = "sora-2"
+    models = ("sora-2", "veo3")
+
+    def __init__(self, script: list[dict] | None = None, step: float = 0.0):
+        self.turns: list[FakeTurn] = []
+        self.subscribers: list = []
+        self.calls: list[tuple] = []
+        self.script = script or []
+        self.step = step
+        self.tasks: dict[int, asyncio.Task] = {}
+        self.head: int | None = None
+
+    def subscribe(self, callback):
+        self.subscribers.append(callback)
+        return lambda: self.subscribers.remove(callback)
+
+    def _emit(self, turn: FakeTurn) -> None:
+        for callback in list(self.subscribers):
+            callback(turn)
+
+    def branch(self, index: int) -> None:
+        self.calls.append(("branch", index))
+        self.head = index
+
+    def start(self, prompt: str, **options: Any) -> FakeHandle:
+        self.calls.append(("start", prompt, options))
+        parent = (
+            self.head if self.head is not None else (len(self.turns) - 1 if self.turns else None)
+        )
+        self.head = None
+        turn = FakeTurn(index=len(self.turns), prompt=prompt, options=options, parent=parent)
+        self.turns.append(turn)
+        self._emit(turn)
+        task = asyncio.get_running_loop().create_task(self._run(turn)) if self.script else None
+        if task is not None:
+            self.tasks[turn.index] = task
+        return FakeHandle(self, turn, task)
+
+    async def _run(self, turn: FakeTurn) -> None:
+        try:
+            for change in self.script:
+                await asyncio.sleep(self.step)
+                self.update(turn, **change)
+        except asyncio.CancelledError:
+            self.update(turn, status="cancelled", error="Cancelled by you.")
+            raise
+
+    def update(self, turn: FakeTurn, **change: Any) -> None:
+        turn.generation = dataclasses.replace(turn.generation, **change)
+        turn.status = turn.generation.status
+        if turn.status in ("completed", "failed", "cancelled"):
+            turn.finished_at = time.time()
+            turn.error = turn.generation.error
+        self._emit(turn)
+
+    def cancel(self, index: int | None = None) -> None:
+        self.calls.append(("cancel", index))
+        for i, task in list(self.tasks.items()):
+            if index is None or i == index:
+                task.cancel()
+
+    def retry(self, index: int) -> FakeHandle:
+        self.calls.append(("retry", index))
+        old = self.turns[index]
+        return self.start(old.prompt, **old.options)
+
+
+def progress_script(steps: int) -> list[dict]:
+    script: list[dict] = [{"task_id": "task_abc", "status": "queued"}]
+    script += [{"status": "generating", "progress": min(99, i)} for i in range(1, steps + 1)]
+    script.append(
+        {
+            "status": "completed",
+            "progress": 100,
+            "video_url": "https://cdn.example/v.mp4",
+            "thumbnail_url": "https://cdn.example/t.webp",
+            "preview_url": "https://relay.example/web/task_abc",
+            "raw_url": "https://relay.example/source/task_abc",
+        }
+    )
+    return script
+
+
+# ---- URL safety --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://cdn.example/v.mp4",
+        "http://127.0.0.1:8000/cdn/x.mp4",
+        "/files/kki_media/x.mp4",
+        "blob:https://lab.example/1234",
+        "HTTPS://CDN.EXAMPLE/V.MP4",
+    ],
+)
+def test_safe_url_allows_http_relative_and_blob(url):
+    assert safe_url(url) == url
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "javascript:alert(1)",
+        "JavaScript:alert(1)",
+        " javascript:alert(1)",
+        "java\nscript:alert(1)",
+        "java\tscript:alert(1)",
+        "\x01javascript:alert(1)",
+        "data:text/html,<script>alert(1)</script>",
+        "data:video/mp4;base64,AAAA",
+        "vbscript:msgbox(1)",
+        "file:///etc/passwd",
+        "//evil.example/x.mp4",
+        "/\\evil.example/x.mp4",
+        "http:evil",
+        "https:///nohost",
+        "relative/path.mp4",
+        "",
+        None,
+        42,
+    ],
+)
+def test_safe_url_drops_everything_else(url):
+    assert safe_url(url) is None
+
+
+def test_turn_dict_drops_unsafe_links_and_says_so():
+    generation = Generation(
+        task_id="task_1",
+        status="completed",
+        progress=100,
+        preview_url="javascript:alert(1)",
+        raw_url="data:text/html,<b>x</b>",
+        video_url="https://cdn.example/v.mp4",
+    )
+    turn = FakeTurn(0, '<img src=x onerror="window.__pwned=1">', {"model": "sora-2"}, None)
+    turn.generation, turn.status = generation, "completed"
+    data = turn_to_dict(turn)
+    assert data["preview_url"] is None and data["raw_url"] is None
+    assert data["video_url"] == "https://cdn.example/v.mp4"
+    assert (
+        data["prompt"] == '<img src=x onerror="window.__pwned=1">'
+    )  # literal, the JS uses textContent
+    assert any("Unsafe link removed" in n for n in data["notices"])
+
+
+# ---- state and messages --------------------------------------------------------------------------
+
+
+def test_send_from_python_updates_state_and_finishes():
+    async def main():
+        conversation = FakeConversation(progress_script(5))
+        chat = VideoChat(conversation=conversation)
+        comm = attach(chat)
+        assert chat.simulated is True
+        handle = chat.send("a red fox", orientation="landscape")
+        assert chat.busy is True
+        turn = await handle
+        await asyncio.sleep(0)
+        return chat, comm, conversation, turn
+
+    chat, comm, conversation, turn = asyncio.run(main())
+    assert turn.status == "completed"
+    assert conversation.calls[0] == (
+        "start",
+        "a red fox",
+        {"model": "sora-2", "orientation": "landscape"},
+    )
+    assert chat.turns[0] is turn  # Python API: the Turn objects
+    (state,) = chat.turn_data
+    assert state["status"] == "completed" and state["progress"] == 100
+    assert state["video_url"] == "https://cdn.example/v.mp4"
+    assert chat.busy is False
+    # The front end got the final state.
+    assert comm.turn_updates()[-1][0]["status"] == "completed"
+
+
+def test_updates_are_coalesced_and_the_final_state_always_arrives():
+    steps = 300
+
+    async def main():
+        conversation = FakeConversation(progress_script(steps), step=0.001)
+        chat = VideoChat(conversation=conversation)
+        comm = attach(chat)
+        started = time.monotonic()
+        await chat.send("many chunks")
+        return comm, time.monotonic() - started
+
+    comm, elapsed = asyncio.run(main())
+    updates = comm.turn_updates()
+    # ~10 per second plus the immediate flushes (start and the terminal state).
+    allowed = int(elapsed / FLUSH_INTERVAL) + 4
+    assert len(updates) <= allowed, (len(updates), elapsed)
+    assert len(updates) < steps / 5
+    assert updates[-1][0]["status"] == "completed"
+    progress = [u[0]["progress"] for u in updates]
+    assert progress == sorted(progress)
+
+
+def test_ui_send_goes_through_the_same_path_and_errors_come_back():
+    async def main():
+        conversation = FakeConversation()
+        chat = VideoChat(conversation=conversation)
+        comm = attach(chat)
+        from_js(
+            chat,
+            {"type": "send", "id": "r1", "prompt": "  a boat  ", "model": "veo3", "duration": 15},
+        )
+        from_js(chat, {"type": "send", "id": "r2", "prompt": "   "})
+        from_js(chat, {"type": "remix", "id": "r3", "prompt": "now at night", "index": 0})
+        from_js(chat, {"type": "bogus", "id": "r4"})
+        return chat, comm, conversation
+
+    chat, comm, conversation = asyncio.run(main())
+    assert conversation.calls[0] == (
+        "start",
+        "a boat",
+        {"model": "veo3", "orientation": "portrait", "duration": 15},
+    )
+    assert ("branch", 0) in conversation.calls
+    assert chat.turns[1].parent == 0
+    replies = {m["id"]: m for m in comm.custom()}
+    assert replies["r1"]["type"] == "ok" and replies["r3"]["type"] == "ok"
+    assert replies["r2"]["type"] == "error" and "empty" in replies["r2"]["error"]
+    assert replies["r4"]["type"] == "error"
+    assert chat.error  # durable too, so a second view shows it
+
+
+def test_cancel_from_ui_marks_the_turn_cancelled():
+    async def main():
+        conversation = FakeConversation([{"status": "generating", "progress": 5}] * 50, step=0.02)
+        chat = VideoChat(conversation=conversation)
+        comm = attach(chat)
+        chat.send("long one")
+        await asyncio.sleep(0.1)
+        from_js(chat, {"type": "cancel", "id": "c1", "index": 0})
+        await asyncio.sleep(0.05)
+        return chat, comm
+
+    chat, comm = asyncio.run(main())
+    assert chat.turn_data[0]["status"] == "cancelled"
+    assert chat.busy is False
+    assert comm.turn_updates()[-1][0]["status"] == "cancelled"
+
+
+def test_failure_shows_the_reason_and_retry_starts_again():
+    script = [
+        {"task_id": "task_f", "status": "generating", "progress": 10},
+        {"status": "failed", "error": "Failure reason: no available capacity"},
+    ]
+
+    async def main():
+        conversation = FakeConversation(script)
+        chat = VideoChat(conversation=conversation)
+        comm = attach(chat)
+        await chat.send("doomed")
+        from_js(chat, {"type": "retry", "id": "x", "index": 0})
+        await asyncio.sleep(0.05)
+        return chat, comm, conversation
+
+    chat, _comm, conversation = asyncio.run(main())
+    first = chat.turn_data[0]
+    assert first["status"] == "failed"
+    assert first["status_text"] == "Failed"
+    assert "no available capacity" in first["error"]
+    assert ("retry", 0) in conversation.calls
+    assert len(chat.turn_data) == 2
+
+
+def test_static_fallback_is_escaped_html_next_to_the_widget_view():
+    async def main():
+        conversation = FakeConversation(progress_script(1))
+        chat = VideoChat(conversation=conversation)
+        await chat.send('<script>alert("x")</script>')
+        return chat
+
+    chat = asyncio.run(main())
+    data, _metadata = chat._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in data
+    fallback = data["text/html"]
+    assert '<video controls preload="metadata"' in fallback
+    assert 'src="https://cdn.example/v.mp4"' in fallback
+    assert "<script>" not in fallback and "&lt;script&gt;" in fallback
+
+
+def test_a_new_view_gets_every_turn_from_the_traits():
+    async def main():
+        conversation = FakeConversation(progress_script(2))
+        chat = VideoChat(conversation=conversation)
+        await chat.send("one")
+        await chat.send("two")
+        return chat
+
+    chat = asyncio.run(main())
+    state = chat.get_state()
+    assert [t["prompt"] for t in state["turn_data"]] == ["one", "two"]
+    assert state["simulated"] is True
