@@ -1,0 +1,755 @@
+"""A conversation of video turns: what to send next, running and cancelling turns, recovery.
+
+The widget and the magic are thin views over `Conversation`. A turn continues ("remixes") the
+video of its *parent* turn: the next request sends the parent's exact history plus its assistant
+message verbatim (the relay finds the sid there). Branching is just choosing another parent.
+
+Where generations run:
+- `await conv.asend(...)` and `conv.start(...)` run on the caller's event loop (in Jupyter the
+  kernel's loop, so other cells keep running while videos generate);
+- `conv.send(...)` blocks; it runs the turn on a private loop thread and waits, which also works
+  inside a notebook cell whose loop is already running (no nested loops).
+Subscribers may therefore be called from either thread; state changes are guarded by a lock.
+
+With a store, every completed generation is cached under (base URL, model, options, messages):
+sending the same history again — a rerun cell, Restart & Run All, nbclient — replays it for free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ConfigurationError, GenerationFailed, KkiError, RelayError
+from .relay import AsyncRelayClient, RelayClient, _LoopThread, normalize_messages
+from .transcript import TERMINAL, Generation
+
+log = logging.getLogger("kki_widgets.session")
+
+_AUTO = "auto"
+_HEAD = object()
+OPTION_NAMES = ("model", "orientation", "duration")
+
+
+@dataclass
+class Turn:
+    """One prompt and the video generated for it."""
+
+    index: int
+    prompt: str
+    options: dict = field(default_factory=dict)
+    parent: int | None = None
+    generation: Generation = field(default_factory=Generation)
+    status: str = "queued"
+    cached: bool = False
+    path: str | None = None
+    thumbnail_path: str | None = None
+    messages: list = field(default_factory=list)
+    error: str | None = None
+    created_at: float = field(default_factory=time.time)
+    finished_at: float | None = None
+    cache_key: str | None = None
+    cell_id: str | None = None
+    simulated: bool = False
+
+    @property
+    def video_url(self) -> str | None:
+        """The local copy when there is one (it outlives the relay's CDN links), else the URL."""
+        if self.path and Path(self.path).is_file():
+            return self.path
+        return self.generation.video_url
+
+    @property
+    def thumbnail_url(self) -> str | None:
+        if self.thumbnail_path and Path(self.thumbnail_path).is_file():
+            return self.thumbnail_path
+        return self.generation.thumbnail_url
+
+    @property
+    def task_id(self) -> str | None:
+        return self.generation.task_id
+
+    @property
+    def done(self) -> bool:
+        return self.status in TERMINAL
+
+    @property
+    def assistant_message(self) -> dict:
+        return {"role": "assistant", "content": self.generation.text}
+
+    def raise_for_status(self) -> Turn:
+        """Raise `GenerationFailed` for a failed or cancelled turn; return self otherwise."""
+        if self.status in ("failed", "cancelled"):
+            raise GenerationFailed(
+                self.error or f"turn {self.index} {self.status}",
+                task_id=self.task_id,
+                generation=self.generation,
+            )
+        return self
+
+    def to_dict(self) -> dict:
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        data["generation"] = self.generation.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Turn:
+        names = {f.name for f in dataclasses.fields(cls)}
+        values = {key: value for key, value in data.items() if key in names}
+        values["generation"] = Generation.from_dict(data.get("generation") or {})
+        return cls(**values)
+
+    def __repr__(self) -> str:
+        where = self.video_url or self.error or ""
+        cached = ", cached" if self.cached else ""
+        return f"<Turn {self.index} {self.status}{cached}: {self.prompt[:40]!r} {where}>"
+
+    def _repr_html_(self) -> str:
+        import html
+
+        status = html.escape(self.status)
+        prompt = html.escape(self.prompt)
+        parts = [f"<div><b>Turn {self.index}</b> · {status}: {prompt}</div>"]
+        url = self.generation.video_url
+        if self.status == "completed" and url and url.startswith(("http://", "https://")):
+            safe = html.escape(url, quote=True)
+            poster = self.generation.thumbnail_url or ""
+            poster_attr = (
+                f' poster="{html.escape(poster, quote=True)}"'
+                if poster.startswith(("http://", "https://"))
+                else ""
+            )
+            parts.append(
+                f'<video controls width="320" src="{safe}"{poster_attr}></video>'
+                f'<div><a href="{safe}" target="_blank" rel="noopener noreferrer">{safe}</a></div>'
+            )
+        if self.error:
+            parts.append(f"<div>{html.escape(self.error)}</div>")
+        return "".join(parts)
+
+
+class TurnHandle:
+    """A turn running in the background: await it, block on `.result()`, or `.cancel()` it."""
+
+    def __init__(self, turn: Turn, future: asyncio.Future | concurrent.futures.Future, loop):
+        self.turn = turn
+        self._future = future
+        self._loop = loop
+
+    def __await__(self):
+        if isinstance(self._future, concurrent.futures.Future):
+            return asyncio.wrap_future(self._future).__await__()
+        return self._future.__await__()
+
+    def done(self) -> bool:
+        return self._future.done()
+
+    def cancel(self) -> None:
+        if isinstance(self._future, concurrent.futures.Future):
+            self._future.cancel()
+        else:
+            self._loop.call_soon_threadsafe(self._future.cancel)
+
+    def result(self, timeout: float | None = None) -> Turn:
+        """Block until the turn ends (not from the loop that runs it: await it there)."""
+        if isinstance(self._future, concurrent.futures.Future):
+            return self._future.result(timeout)
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self._loop:
+            if self._future.done():
+                return self._future.result()
+            raise RuntimeError(
+                "this turn runs on the current event loop: use `await handle` instead of "
+                ".result(), or conv.send(...) to block"
+            )
+        waiter = concurrent.futures.Future()
+
+        def relay_outcome(future):
+            if future.cancelled():
+                waiter.cancel()
+            elif future.exception() is not None:
+                waiter.set_exception(future.exception())
+            else:
+                waiter.set_result(future.result())
+
+        self._loop.call_soon_threadsafe(self._future.add_done_callback, relay_outcome)
+        return waiter.result(timeout)
+
+    wait = result
+
+    def __repr__(self) -> str:
+        return f"<TurnHandle {self.turn!r}>"
+
+
+class Conversation:
+    """Prompts and their videos, each turn remixing its parent's video."""
+
+    def __init__(
+        self,
+        model: str | None = None,
+        client: AsyncRelayClient | RelayClient | None = None,
+        store=_AUTO,
+        name: str = "default",
+        media_dir=_AUTO,
+        *,
+        orientation: str | None = None,
+        duration: int | None = None,
+        max_history: int | None = None,
+        **client_options,
+    ):
+        if client is None:
+            client = AsyncRelayClient(model=model, **client_options)
+        elif client_options:
+            raise ConfigurationError(
+                f"pass either client= or client options ({', '.join(client_options)}), not both"
+            )
+        self.client: AsyncRelayClient = (
+            client.async_client if isinstance(client, RelayClient) else client
+        )
+        self.model = model or self.client.model
+        self.orientation = orientation
+        self.duration = duration
+        self.max_history = max_history
+        self.name = name
+        if store == _AUTO:
+            from .store import NotebookStore
+
+            store = NotebookStore.for_notebook(secret=self.client.settings.api_key)
+        self.store = store
+        if media_dir == _AUTO:
+            media_dir = (self.store.path.parent.parent / "kki_media") if self.store else None
+        self.media_dir = Path(media_dir) if media_dir else None
+        self._lock = threading.RLock()
+        self._turns: list[Turn] = []
+        self._head: int | None = None
+        self._running: dict[int, tuple[object, asyncio.Future | concurrent.futures.Future]] = {}
+        self._subscribers: list[Callable[[Turn], None]] = []
+        self._load()
+
+    def __repr__(self) -> str:
+        simulated = " (simulated relay)" if self.simulated else ""
+        return (
+            f"<Conversation {self.name!r}: {len(self._turns)} turns, head={self._head}, "
+            f"model={self.model!r}{simulated}>"
+        )
+
+    # -- state --------------------------------------------------------------------------------
+
+    @property
+    def simulated(self) -> bool:
+        return self.client.simulated
+
+    @property
+    def models(self) -> list[str]:
+        from .config import KNOWN_MODELS
+
+        return list(dict.fromkeys([self.model, *KNOWN_MODELS]))
+
+    @property
+    def turns(self) -> list[Turn]:
+        with self._lock:
+            return list(self._turns)
+
+    @property
+    def head(self) -> int | None:
+        """The turn the next prompt continues from (None: a new video)."""
+        return self._head
+
+    @property
+    def messages(self) -> list[dict]:
+        """The history the next request sends before its prompt: exactly, byte for byte."""
+        return self._history(self._head)
+
+    def _history(self, parent: int | None) -> list[dict]:
+        if parent is None:
+            return []
+        turn = self._turns[parent]
+        history = [*turn.messages, turn.assistant_message]
+        if self.max_history:
+            # Keep whole user/assistant pairs, newest last; the remix needs the last pair.
+            history = history[-2 * self.max_history :]
+        return history
+
+    def _chain(self, index: int | None) -> list[Turn]:
+        chain = []
+        while index is not None:
+            turn = self._turns[index]
+            chain.append(turn)
+            index = turn.parent
+        return chain[::-1]
+
+    def branch(self, turn_index: int | None) -> None:
+        """Continue the next prompt from `turn_index` (None: start a new video)."""
+        with self._lock:
+            if turn_index is not None:
+                turn = self._turn(turn_index)
+                if turn.status != "completed":
+                    raise ConfigurationError(
+                        f"turn {turn_index} is {turn.status}: only a completed video can be remixed"
+                    )
+            self._head = turn_index
+            self._persist()
+
+    def reset(self) -> None:
+        """Start a new video with the next prompt; earlier turns stay listed and cached."""
+        self.branch(None)
+
+    def undo(self) -> Turn | None:
+        """Step the head back to the parent of the current head; returns the undone turn."""
+        with self._lock:
+            if self._head is None:
+                return None
+            undone = self._turns[self._head]
+            self._head = undone.parent
+            self._persist()
+            return undone
+
+    def _turn(self, index: int) -> Turn:
+        if not isinstance(index, int) or not 0 <= index < len(self._turns):
+            count = len(self._turns)
+            raise ConfigurationError(
+                f"there is no turn {index}: this conversation has turns 0..{count - 1}"
+                if count
+                else f"there is no turn {index}: this conversation has no turns yet"
+            )
+        return self._turns[index]
+
+    def subscribe(self, callback: Callable[[Turn], None]) -> Callable[[], None]:
+        """Call `callback(turn)` on every change; returns a function that unsubscribes."""
+        self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            if callback in self._subscribers:
+                self._subscribers.remove(callback)
+
+        return unsubscribe
+
+    def _notify(self, turn: Turn) -> None:
+        for callback in list(self._subscribers):
+            try:
+                callback(turn)
+            except Exception:  # a broken view must not break the generation
+                log.exception("a conversation subscriber failed")
+
+    # -- sending ------------------------------------------------------------------------------
+
+    def _prepare(self, prompt, parent, options: dict, cell_id: str | None) -> tuple[Turn, dict]:
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise ConfigurationError("the prompt is empty: describe the video you want")
+        unknown = set(options) - {*OPTION_NAMES, "images"}
+        if unknown:
+            raise ConfigurationError(
+                f"unknown option(s) {', '.join(sorted(unknown))}: use model, orientation, "
+                "duration or images"
+            )
+        chosen = {
+            "model": options.get("model") or self.model,
+            "orientation": options.get("orientation") or self.orientation,
+            "duration": options.get("duration") or self.duration,
+        }
+        images = options.get("images")
+        with self._lock:
+            parent_index = self._head if parent is _HEAD else parent
+            if parent_index is not None:
+                self._turn(parent_index)
+            messages = normalize_messages(
+                [*self._history(parent_index), {"role": "user", "content": prompt}], images
+            )
+            turn = Turn(
+                index=len(self._turns),
+                prompt=prompt,
+                options={k: v for k, v in chosen.items() if v is not None},
+                parent=parent_index,
+                messages=messages,
+                cell_id=cell_id,
+                simulated=self.simulated,
+            )
+            if self.store is not None:
+                turn.cache_key = self.store.cache_key(
+                    self.client.base_url, chosen["model"], turn.options, messages
+                )
+        return turn, chosen
+
+    def _begin(self, prompt, parent, force, cell_id, options) -> tuple[Turn, dict, bool]:
+        """Validate, then either replay an identical earlier request or register a new turn."""
+        turn, chosen = self._prepare(prompt, parent, options, cell_id)
+        replay = None if force else self._replay(turn)
+        if replay is not None:
+            return replay, chosen, False
+        with self._lock:
+            turn.index = len(self._turns)
+            self._turns.append(turn)
+        self._notify(turn)
+        return turn, chosen, True
+
+    async def _drive(self, turn: Turn, chosen: dict) -> Turn:
+        with self._lock:
+            self._running[turn.index] = (asyncio.get_running_loop(), asyncio.current_task())
+        try:
+            await self._run(turn, chosen)
+        except asyncio.CancelledError:
+            self._finish(turn, "cancelled", self._cancel_message(turn))
+            raise
+        finally:
+            with self._lock:
+                self._running.pop(turn.index, None)
+        return turn
+
+    async def asend(
+        self,
+        prompt: str,
+        *,
+        parent=_HEAD,
+        force: bool = False,
+        cell_id: str | None = None,
+        **options,
+    ) -> Turn:
+        """Generate (or replay from the cache) a video for `prompt` and return its turn.
+
+        A failed generation or relay error does not raise: the turn says what happened in
+        `turn.error` (call `turn.raise_for_status()` to raise). Bad input raises at once.
+        """
+        turn, chosen, fresh = self._begin(prompt, parent, force, cell_id, options)
+        if not fresh:
+            return turn
+        return await self._drive(turn, chosen)
+
+    def send(self, prompt: str, **options) -> Turn:
+        """Blocking `asend`: waits for the video (Ctrl-C / kernel interrupt cancels the wait)."""
+        runner = _LoopThread.shared()
+        future = asyncio.run_coroutine_threadsafe(self.asend(prompt, **options), runner.loop)
+        try:
+            return future.result()
+        except (KeyboardInterrupt, concurrent.futures.CancelledError):
+            future.cancel()
+            # Let the cancellation land so the turn is marked before we return to the user.
+            with contextlib.suppress(BaseException):
+                future.result(timeout=5)
+            raise
+
+    def start(
+        self,
+        prompt: str,
+        *,
+        parent=_HEAD,
+        force: bool = False,
+        cell_id: str | None = None,
+        **options,
+    ) -> TurnHandle:
+        """Start a turn in the background and return at once with its handle.
+
+        It runs on the caller's event loop when there is one (the kernel's, in Jupyter), else on
+        the private loop thread. Bad input raises here, before anything runs.
+        """
+        turn, chosen, fresh = self._begin(prompt, parent, force, cell_id, options)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if not fresh:
+            done: concurrent.futures.Future = concurrent.futures.Future()
+            done.set_result(turn)
+            return TurnHandle(turn, done, loop)
+        if loop is not None:
+            return TurnHandle(turn, loop.create_task(self._drive(turn, chosen)), loop)
+        runner = _LoopThread.shared()
+        future = asyncio.run_coroutine_threadsafe(self._drive(turn, chosen), runner.loop)
+        return TurnHandle(turn, future, runner.loop)
+
+    def _replay(self, turn: Turn) -> Turn | None:
+        """An identical earlier request: reuse its turn or the store's cached answer."""
+        if turn.cache_key is None:
+            return None
+        with self._lock:
+            for existing in self._turns:
+                if existing.cache_key == turn.cache_key and existing.status == "completed":
+                    self._head = existing.index
+                    if self.store is not None:
+                        self.store.bump("cache_hits")
+                    existing.cached = True
+                    self._persist()
+                    self._notify(existing)
+                    return existing
+        entry = self.store.cache_get(turn.cache_key) if self.store is not None else None
+        if not entry:
+            return None
+        turn.generation = Generation.from_dict(entry["generation"])
+        turn.status = turn.generation.status
+        turn.cached = True
+        paths = entry.get("paths") or {}
+        turn.path = paths.get("video")
+        turn.thumbnail_path = paths.get("thumbnail")
+        turn.finished_at = time.time()
+        with self._lock:
+            turn.index = len(self._turns)
+            self._turns.append(turn)
+            self._head = turn.index
+            self.store.bump("cache_hits")
+            self._persist()
+        self._notify(turn)
+        return turn
+
+    async def _run(self, turn: Turn, chosen: dict) -> None:
+        options = {
+            "orientation": chosen["orientation"],
+            "duration": chosen["duration"],
+        }
+        pending_recorded = False
+        try:
+            async for generation in self.client.stream(
+                turn.messages, chosen["model"], **options
+            ):
+                turn.generation = generation
+                turn.status = generation.status
+                if generation.task_id and not pending_recorded:
+                    pending_recorded = True
+                    self._record_pending(turn)
+                self._notify(turn)
+        except RelayError as error:
+            if error.generation is not None and error.generation.task_id:
+                turn.generation = error.generation
+            self._finish(turn, "failed", str(error))
+            return
+        except KkiError as error:
+            self._finish(turn, "failed", str(error))
+            return
+        final = turn.generation
+        if final.status == "completed":
+            await self._keep_media(turn)
+            self._finish(turn, "completed", None)
+        else:
+            reason = final.error or "the relay reported a failed generation"
+            self._finish(turn, "failed", str(GenerationFailed(reason, task_id=final.task_id)))
+
+    def _cancel_message(self, turn: Turn) -> str:
+        if turn.task_id:
+            return (
+                f"Cancelled. The relay accepted task {turn.task_id} and may still finish it: "
+                f"%sora resume {turn.task_id} (or Conversation.resume) fetches it without paying again."
+            )
+        return "Cancelled before the relay accepted the prompt; nothing was charged."
+
+    def _finish(self, turn: Turn, status: str, error: str | None) -> None:
+        with self._lock:
+            turn.status = status
+            turn.error = error
+            turn.finished_at = time.time()
+            if status != turn.generation.status and status in ("cancelled", "failed"):
+                turn.generation = turn.generation.with_status(status, turn.generation.error)
+            if status == "completed":
+                self._head = turn.index
+                if self.store is not None and turn.cache_key:
+                    self.store.cache_put(
+                        turn.cache_key,
+                        {
+                            "generation": turn.generation.to_dict(),
+                            "assistant_message": turn.generation.text,
+                            "paths": {"video": turn.path, "thumbnail": turn.thumbnail_path},
+                        },
+                    )
+            if self.store is not None and turn.task_id and status != "cancelled":
+                self.store.remove_pending(turn.task_id)
+            self._persist()
+        self._notify(turn)
+
+    def _record_pending(self, turn: Turn) -> None:
+        if self.store is None:
+            return
+        self.store.bump("paid_requests")
+        self.store.add_pending(
+            {
+                "task_id": turn.task_id,
+                "raw_url": turn.generation.raw_url,
+                "conversation": self.name,
+                "turn": turn.index,
+            }
+        )
+        self._persist()
+
+    async def _keep_media(self, turn: Turn) -> None:
+        """Download the video and thumbnail next to the notebook; a failure keeps the URL."""
+        if self.media_dir is None:
+            return
+        from .media import download
+
+        generation = turn.generation
+        try:
+            if generation.video_url:
+                path = await asyncio.to_thread(
+                    download, generation.video_url, self.media_dir, expected_type="mp4"
+                )
+                turn.path = str(path)
+            if generation.thumbnail_url:
+                thumb = await asyncio.to_thread(
+                    download, generation.thumbnail_url, self.media_dir
+                )
+                turn.thumbnail_path = str(thumb)
+        except Exception as error:  # the video is still reachable at its URL
+            log.warning("could not keep a local copy of turn %s: %s", turn.index, error)
+
+    # -- cancel, retry, resume ----------------------------------------------------------------
+
+    def cancel(self, index: int | None = None) -> list[int]:
+        """Cancel one running turn (or all); returns the indexes cancelled."""
+        with self._lock:
+            targets = list(self._running.items())
+        cancelled = []
+        for turn_index, (loop, task) in targets:
+            if index is not None and turn_index != index:
+                continue
+            loop.call_soon_threadsafe(task.cancel)
+            cancelled.append(turn_index)
+        if index is not None and not cancelled:
+            raise ConfigurationError(f"turn {index} is not running")
+        return cancelled
+
+    @property
+    def running(self) -> list[int]:
+        with self._lock:
+            return sorted(self._running)
+
+    def retry_options(self, index: int) -> dict:
+        """How to send turn `index` again: same prompt, options and parent."""
+        turn = self._turn(index)
+        return {"prompt": turn.prompt, "parent": turn.parent, **turn.options}
+
+    async def aretry(self, index: int) -> Turn:
+        options = self.retry_options(index)
+        return await self.asend(options.pop("prompt"), force=True, **options)
+
+    def retry(self, index: int) -> Turn:
+        options = self.retry_options(index)
+        return self.send(options.pop("prompt"), force=True, **options)
+
+    async def aresume(self, task_id: str | None = None) -> Turn:
+        """Fetch an accepted generation by task ID (cut stream, cancelled wait, dead kernel)."""
+        turn = self._find_resumable(task_id)
+        turn.status = "generating" if turn.status in ("cancelled", "failed") else turn.status
+        turn.error = None
+        self._notify(turn)
+        current = asyncio.current_task()
+        with self._lock:
+            self._running[turn.index] = (asyncio.get_running_loop(), current)
+        try:
+            async for generation in self.client.follow(turn.task_id, turn.generation.raw_url):
+                turn.generation = _keep_history(turn.generation, generation)
+                turn.status = turn.generation.status
+                self._notify(turn)
+        except RelayError as error:
+            self._finish(turn, "failed", str(error))
+            return turn
+        except asyncio.CancelledError:
+            self._finish(turn, "cancelled", self._cancel_message(turn))
+            raise
+        finally:
+            with self._lock:
+                self._running.pop(turn.index, None)
+        if turn.generation.status == "completed":
+            await self._keep_media(turn)
+            self._finish(turn, "completed", None)
+        else:
+            self._finish(turn, "failed", turn.generation.error or "the generation failed")
+        return turn
+
+    def resume(self, task_id: str | None = None) -> Turn:
+        runner = _LoopThread.shared()
+        future = asyncio.run_coroutine_threadsafe(self.aresume(task_id), runner.loop)
+        try:
+            return future.result()
+        except KeyboardInterrupt:
+            future.cancel()
+            raise
+
+    def _find_resumable(self, task_id: str | None) -> Turn:
+        with self._lock:
+            candidates = [t for t in self._turns if t.task_id and t.status != "completed"]
+            if task_id is not None:
+                for turn in self._turns:
+                    if turn.task_id == task_id:
+                        if turn.status == "completed":
+                            raise ConfigurationError(f"task {task_id} is already completed")
+                        return turn
+                # A task from elsewhere (another kernel, a copied ID): adopt it as a new turn.
+                turn = Turn(
+                    index=len(self._turns),
+                    prompt=f"(resumed task {task_id})",
+                    generation=Generation(task_id=task_id),
+                    simulated=self.simulated,
+                )
+                self._turns.append(turn)
+                return turn
+            if not candidates:
+                raise ConfigurationError("there is no unfinished task to resume")
+            return candidates[-1]
+
+    @property
+    def pending(self) -> list[Turn]:
+        """Turns the relay accepted that never reached an end (e.g. the kernel died)."""
+        with self._lock:
+            return [t for t in self._turns if t.task_id and not t.done and t.index not in self._running]
+
+    # -- the film -----------------------------------------------------------------------------
+
+    def stitch(self, path, turn_index: int | None = None) -> Path:
+        """Concatenate the clips from the first turn to `turn_index` (default: head) into one film."""
+        from .media import download, stitch
+
+        index = self._head if turn_index is None else turn_index
+        chain = [t for t in self._chain(index) if t.status == "completed"]
+        if not chain:
+            raise ConfigurationError("there is no completed video to stitch yet")
+        clips = []
+        for turn in chain:
+            if turn.path and Path(turn.path).is_file():
+                clips.append(turn.path)
+            else:
+                folder = self.media_dir or Path(path).parent
+                clips.append(str(download(turn.generation.video_url, folder, expected_type="mp4")))
+        return stitch(clips, path)
+
+    # -- persistence --------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        if self.store is None:
+            return
+        data = self.store.load_conversation(self.name)
+        if not data:
+            return
+        turns = [Turn.from_dict(item) for item in data.get("turns", [])]
+        for position, turn in enumerate(turns):
+            turn.index = position
+        self._turns = turns
+        head = data.get("head")
+        self._head = head if isinstance(head, int) and 0 <= head < len(turns) else None
+
+    def _persist(self) -> None:
+        if self.store is None:
+            return
+        with self._lock:
+            data = {
+                "turns": [turn.to_dict() for turn in self._turns],
+                "head": self._head,
+                "model": self.model,
+            }
+        try:
+            self.store.save_conversation(self.name, data)
+        except Exception as error:
+            log.warning("could not save conversation %r: %s", self.name, error)
+
+
+def _keep_history(previous: Generation, followed: Generation) -> Generation:
+    return followed if followed.text_length else dataclasses.replace(
+        followed, text_length=previous.text_length, _log=previous._log, _parts=previous._parts
+    )
+
