@@ -83,7 +83,8 @@ class FaultPlan:
         changes = {
             field.name: getattr(other, field.name)
             for field in dataclasses.fields(other)
-            if getattr(other, field.name) not in (None, False)
+            # ``is`` because cut_after:0 is a real setting and 0 == False.
+            if getattr(other, field.name) is not None and getattr(other, field.name) is not False
         }
         return dataclasses.replace(self, **changes)
 

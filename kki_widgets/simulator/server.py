@@ -14,6 +14,7 @@ The Authorization header is checked and then forgotten: it is never logged nor s
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import html
 import json
@@ -121,7 +122,8 @@ class Simulator:
         if not self.models or not all(isinstance(model, str) and model for model in self.models):
             raise ValueError(f"models must be a non-empty list of model names, got {models!r}")
         self.host, self.port = host, port
-        self._api_key = api_key
+        # Only a digest of the fixed key is kept, so no repr or dump of the simulator shows it.
+        self._api_key_digest = hashlib.sha256(api_key.encode()).digest() if api_key else None
         self.timing = Timing(queue_seconds, generate_seconds, step_seconds).scaled(speed)
         self.faults: FaultPlan = parse_faults(faults)
         self._rng = random.Random(seed)
@@ -261,7 +263,8 @@ class Simulator:
                 "(any non-empty key works with the simulator, e.g. 'sim').",
                 code="invalid_api_key",
             )
-        if self._api_key is not None and not hmac.compare_digest(token.encode(), self._api_key.encode()):
+        digest = self._api_key_digest
+        if digest is not None and not hmac.compare_digest(hashlib.sha256(token.encode()).digest(), digest):
             raise ApiError(
                 401,
                 "Incorrect API key provided. Use the key this simulator was started with.",

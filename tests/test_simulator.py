@@ -1,0 +1,311 @@
+"""The simulator over real HTTP: wire format, media, continuity, validation, CLI."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import imageio_ffmpeg
+import openai
+import pytest
+
+from kki_widgets.simulator import DEFAULT_MODELS, Simulator
+
+TASK_ID = re.compile(r"task_[0-9a-hjkmnp-tv-z]{26}")
+SID = re.compile(r"\bs_[0-9a-f]{32}\b")
+MP4 = re.compile(r"https?://\S+?\.mp4")
+WEBP = re.compile(r"https?://\S+?\.webp")
+AUTH = {"Authorization": "Bearer sim"}
+
+
+@pytest.fixture(scope="module")
+def sim():
+    with Simulator(queue_seconds=0, generate_seconds=0, step_seconds=0, seed=7) as simulator:
+        yield simulator
+
+
+def stream_text(sim: Simulator, messages: list[dict], model: str = "sora-2", **extra) -> str:
+    client = openai.OpenAI(base_url=sim.base_url, api_key="sim", max_retries=0)
+    stream = client.chat.completions.create(model=model, messages=messages, stream=True, extra_body=extra or None)
+    return "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+
+
+def spec_of(text: str) -> dict:
+    fenced = re.search(r"```json\n(.*?)```", text, re.S)
+    assert fenced, text
+    return json.loads(fenced.group(1))
+
+
+def ffmpeg_info(path: Path) -> str:
+    result = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path)],
+                            capture_output=True, text=True, check=False)  # fmt: skip
+    return result.stderr
+
+
+def test_openai_client_streams_a_complete_generation_with_real_media(sim, tmp_path):
+    text = stream_text(sim, [{"role": "user", "content": "A lighthouse in a storm, 100% drama"}])
+    task_id = TASK_ID.search(text).group(0)
+    sid = SID.search(text).group(0)
+    video_url, thumbnail_url = MP4.search(text).group(0), WEBP.search(text).group(0)
+    assert f"{sim.origin}/source/{task_id}" in text and f"{sim.origin}/web/{task_id}" in text
+    assert "Generation Complete ✅" in text and "Queuing." in text and "Generating" in text
+    assert spec_of(text) == {"prompt": "A lighthouse in a storm, 100% drama", "orientation": "portrait", "duration": 10}
+    progress = [int(value) for value in re.findall(r"(\d+)\.\.", text.split("Progress", 1)[1])]
+    assert progress == sorted(set(progress)) and len(progress) >= 3
+
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(httpx.get(video_url).content)
+    info = ffmpeg_info(video)
+    assert "Video: h264" in info and "yuv420p" in info and "320x568" in info
+    frames, seconds = imageio_ffmpeg.count_frames_and_secs(str(video))
+    assert frames > 10 and seconds > 1
+    thumbnail = httpx.get(thumbnail_url)
+    assert thumbnail.status_code == 200 and thumbnail.headers["content-type"] == "image/webp"
+    assert thumbnail.content[:4] == b"RIFF" and thumbnail.content[8:12] == b"WEBP"
+
+    raw = httpx.get(f"{sim.origin}/source/{task_id}").json()
+    assert raw["status"] == "completed" and raw["progress"] == 100 and raw["url"] == video_url
+    assert raw["thumbnail_url"] == thumbnail_url and raw["content"] == text and raw["error"] is None
+    assert sim.tasks[task_id].sid == sid and sim.tasks[task_id].parent_sid is None
+
+    from kki_widgets.transcript import parse_transcript
+
+    parsed = parse_transcript(text)
+    assert parsed.status == "completed" and parsed.task_id == task_id and parsed.sid == sid
+    assert parsed.video_url == video_url
+
+
+def test_raw_sse_matches_the_relay_format(sim):
+    body = {"model": "veo3", "messages": [{"role": "user", "content": "wire"}], "stream": True}
+    response = httpx.post(f"{sim.base_url}/chat/completions", json=body, headers=AUTH, timeout=30)
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
+    events = [block for block in response.text.split("\n\n") if block]
+    assert events[-1] == "data: [DONE]"
+    chunks = [json.loads(event.removeprefix("data: ")) for event in events[:-1]]
+    assert {chunk["object"] for chunk in chunks} == {"chat.completion.chunk"}
+    assert len({chunk["id"] for chunk in chunks}) == 1 and chunks[0]["id"].startswith("chatcmpl-")
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    assert chunks[-2]["choices"][0] == {"index": 0, "delta": {}, "finish_reason": None}
+    assert chunks[-1]["choices"][0] == {"index": 0, "delta": {}, "finish_reason": "stop"}
+    deltas = [chunk["choices"][0]["delta"].get("content") for chunk in chunks[1:-2]]
+    assert deltas[:4] == ["```", "json", "\n", "{\n"] and None in deltas  # empty delta after the spec
+    assert any(delta and delta.startswith("\n\n> ID: `task_") for delta in deltas)
+    assert spec_of("".join(delta or "" for delta in deltas))["duration"] == 8  # veo3 default
+
+
+def test_non_streaming_returns_a_chat_completion(sim):
+    body = {"model": "sora-2", "messages": [{"role": "user", "content": "no stream"}], "duration": 4}
+    response = httpx.post(f"{sim.base_url}/chat/completions", json=body, headers=AUTH, timeout=30)
+    assert response.status_code == 200
+    completion = response.json()
+    assert completion["object"] == "chat.completion"
+    content = completion["choices"][0]["message"]["content"]
+    assert completion["choices"][0]["finish_reason"] == "stop" and "Generation Complete" in content
+    assert spec_of(content)["duration"] == 4 and MP4.search(content)
+
+
+def test_two_turn_conversation_continues_from_the_previous_sid(sim):
+    first_prompt = "A red kite over a beach"
+    first = stream_text(sim, [{"role": "user", "content": first_prompt}])
+    first_sid = SID.search(first).group(0)
+    history = [
+        {"role": "user", "content": first_prompt},
+        {"role": "assistant", "content": first},
+        {"role": "user", "content": "Now the kite turns into a bird"},
+    ]
+    second = stream_text(sim, history)
+    assert spec_of(second)["sid"] == first_sid
+    second_sid = SID.findall(second)[-1]
+    assert second_sid != first_sid
+    assert MP4.search(second).group(0) != MP4.search(first).group(0)
+    task = sim.tasks[TASK_ID.search(second).group(0)]
+    assert task.parent_sid == first_sid and task.chain == (first_prompt,)
+    assert sim.requests[-1]["messages"] == history  # what the client sent, verbatim
+    # A third turn chains from the second sid, not the first one echoed in the spec.
+    third = stream_text(sim, [*history, {"role": "assistant", "content": second},
+                              {"role": "user", "content": "The bird lands"}])  # fmt: skip
+    assert spec_of(third)["sid"] == second_sid
+
+
+def test_identical_requests_reuse_the_rendered_media(sim):
+    messages = [{"role": "user", "content": "cache me"}]
+    before = sim.renderer.renders
+    first, second = stream_text(sim, messages), stream_text(sim, messages)
+    assert MP4.search(first).group(0) == MP4.search(second).group(0)
+    assert TASK_ID.search(first).group(0) != TASK_ID.search(second).group(0)
+    assert sim.renderer.renders == before + 1
+
+
+def test_orientation_from_body_and_model_name(sim, tmp_path):
+    landscape = stream_text(sim, [{"role": "user", "content": "wide"}], model="sora_video2-landscape")
+    assert spec_of(landscape)["orientation"] == "landscape"
+    video = tmp_path / "wide.mp4"
+    video.write_bytes(httpx.get(MP4.search(landscape).group(0)).content)
+    assert "568x320" in ffmpeg_info(video)
+    explicit = stream_text(sim, [{"role": "user", "content": "wide too"}], orientation="landscape", duration=5)
+    assert spec_of(explicit) == {"prompt": "wide too", "orientation": "landscape", "duration": 5}
+
+
+def test_image_parts_are_accepted(sim):
+    png = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+    content = [
+        {"type": "text", "text": "animate this"},
+        {"type": "image_url", "image_url": {"url": png}},
+        {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}},
+    ]
+    text = stream_text(sim, [{"role": "user", "content": content}])
+    task = sim.tasks[TASK_ID.search(text).group(0)]
+    assert task.status == "completed" and len(task.images) == 2
+    assert task.images[0].startswith("image/png") and task.images[1] == "https://example.com/cat.png"
+
+
+def test_range_request_gets_206(sim):
+    text = stream_text(sim, [{"role": "user", "content": "ranged"}])
+    video_url = MP4.search(text).group(0)
+    whole = httpx.get(video_url)
+    assert whole.headers["content-type"] == "video/mp4" and whole.headers.get("accept-ranges") == "bytes"
+    part = httpx.get(video_url, headers={"Range": "bytes=0-99"})
+    assert part.status_code == 206 and len(part.content) == 100
+    assert part.content == whole.content[:100]
+    assert part.headers["content-range"] == f"bytes 0-99/{len(whole.content)}"
+    assert httpx.get(f"{sim.origin}/cdn/../../etc/passwd").status_code == 404
+    assert httpx.get(f"{sim.origin}/cdn/{'0' * 30}.mp4").status_code == 404
+
+
+def test_side_routes(sim):
+    text = stream_text(sim, [{"role": "user", "content": "<script>alert(1)</script>"}])
+    task_id = TASK_ID.search(text).group(0)
+    page = httpx.get(f"{sim.origin}/web/{task_id}")
+    assert page.status_code == 200 and "<script>alert" not in page.text and "&lt;script&gt;" in page.text
+    missing = httpx.get(f"{sim.origin}/source/task_{'0' * 26}")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "task_not_found"
+    assert httpx.get(f"{sim.origin}/web/nope").status_code == 404
+    models = httpx.get(f"{sim.base_url}/models", headers=AUTH).json()
+    assert [model["id"] for model in models["data"]] == list(DEFAULT_MODELS)
+    assert httpx.get(f"{sim.base_url}/models").status_code == 401
+    assert httpx.get(f"{sim.origin}/health").json()["status"] == "ok"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code", "needle"),
+    [
+        ({"model": "sora-3", "messages": [{"role": "user", "content": "x"}]}, 404, "model_not_found", "sora-2"),
+        ({"messages": [{"role": "user", "content": "x"}]}, 400, "missing_model", "model"),
+        ({"model": "sora-2", "messages": []}, 400, "invalid_value", "non-empty"),
+        ({"model": "sora-2", "messages": [{"role": "robot", "content": "x"}]}, 400, "invalid_value", "role"),
+        ({"model": "sora-2", "messages": [{"role": "user", "content": "  "}]}, 400, "invalid_value", "non-empty text"),
+        ({"model": "sora-2", "messages": [{"role": "assistant", "content": "x"}]}, 400, "invalid_value", "last message"),
+        ({"model": "sora-2", "messages": [{"role": "user", "content": [{"type": "video"}]}]}, 400, "invalid_value", "type"),
+        ({"model": "sora-2", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,@@"}}]}]}, 400, "invalid_value", "base64"),
+        ({"model": "sora-2", "messages": [{"role": "user", "content": "x"}], "orientation": "square"}, 400, "invalid_value", "orientation"),
+        ({"model": "sora-2", "messages": [{"role": "user", "content": "x"}], "duration": "10"}, 400, "invalid_value", "duration"),
+        ({"model": "sora-2", "messages": [{"role": "user", "content": "x"}], "stream": "yes"}, 400, "invalid_value", "stream"),
+        ([1, 2], 400, "invalid_value", "JSON object"),
+    ],
+)
+def test_validation_errors(sim, body, status, code, needle):
+    submitted = sim.submissions
+    response = httpx.post(f"{sim.base_url}/chat/completions", json=body, headers=AUTH)
+    assert response.status_code == status
+    error = response.json()["error"]
+    assert error["code"] == code and needle in error["message"] and error["type"] == "invalid_request_error"
+    assert sim.submissions == submitted
+
+
+def test_bad_json_and_missing_auth(sim):
+    bad = httpx.post(f"{sim.base_url}/chat/completions", content=b"{nope", headers=AUTH)
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_json"
+    body = {"model": "sora-2", "messages": [{"role": "user", "content": "x"}]}
+    for headers in ({}, {"Authorization": "Bearer"}, {"Authorization": "Basic abc"}):
+        response = httpx.post(f"{sim.base_url}/chat/completions", json=body, headers=headers)
+        assert response.status_code == 401
+        assert response.json()["error"] == {
+            "message": response.json()["error"]["message"], "type": "invalid_request_error",
+            "param": None, "code": "invalid_api_key",
+        }  # fmt: skip
+
+
+def test_fixed_api_key_and_no_header_is_stored():
+    with Simulator(api_key="sk-right", queue_seconds=0, generate_seconds=0, step_seconds=0) as sim:
+        body = {"model": "sora-2", "messages": [{"role": "user", "content": "x"}]}
+        wrong = httpx.post(f"{sim.base_url}/chat/completions", json=body, headers={"Authorization": "Bearer sk-wrong"})
+        assert wrong.status_code == 401 and wrong.json()["error"]["type"] == "authentication_error"
+        assert "sk-wrong" not in wrong.text
+        right = httpx.post(f"{sim.base_url}/chat/completions", json=body,
+                           headers={"Authorization": "Bearer sk-right"}, timeout=30)  # fmt: skip
+        assert right.status_code == 200
+        assert "sk-right" not in repr(sim.requests) and "sk-wrong" not in repr(sim.requests)
+        assert "sk-right" not in repr(vars(sim))
+
+
+def test_constructor_rejects_bad_options():
+    with pytest.raises(ValueError, match="unknown fault"):
+        Simulator(faults=["explode"])
+    with pytest.raises(ValueError, match="speed"):
+        Simulator(speed=0)
+    with pytest.raises(ValueError, match="port"):
+        Simulator(port=70000)
+    with pytest.raises(ValueError, match="queue_seconds"):
+        Simulator(queue_seconds=-1)
+    with pytest.raises(RuntimeError, match="not running"):
+        _ = Simulator().base_url
+
+
+def test_two_simulators_and_busy_port():
+    with Simulator() as first, Simulator() as second:
+        assert first.base_url != second.base_url and first.base_url.endswith("/v1")
+        port = int(first.origin.rsplit(":", 1)[1])
+        with pytest.raises(RuntimeError, match="could not listen"):
+            Simulator(port=port).start()
+
+
+def test_realistic_timing_spreads_deltas_over_time():
+    with Simulator(queue_seconds=0.3, generate_seconds=0.6, step_seconds=0.1) as sim:
+        started = time.monotonic()
+        text = stream_text(sim, [{"role": "user", "content": "timed"}])
+        elapsed = time.monotonic() - started
+        assert 0.8 < elapsed < 5 and "Generation Complete" in text
+        assert text.count("..") >= 5
+
+
+def test_command_line_prints_its_url():
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kki_widgets.simulator", "--port", "0", "--speed", "10"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        url = process.stdout.readline().strip()
+        hint = process.stdout.readline().strip()
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+/v1", url)
+        assert hint == f"KKI_BASE_URL={url} KKI_API_KEY=sim"
+        assert httpx.get(url.removesuffix("/v1") + "/health").json()["status"] == "ok"
+    finally:
+        process.terminate()
+        process.wait(10)
+    bad = subprocess.run([sys.executable, "-m", "kki_widgets.simulator", "--fault", "nope"],
+                         capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
+    assert bad.returncode == 2 and "unknown fault" in bad.stderr
+
+
+def test_embedded_singleton_is_shared_and_thread_safe(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    from concurrent.futures import ThreadPoolExecutor
+
+    from kki_widgets.simulator import embedded_base_url
+
+    with ThreadPoolExecutor(4) as pool:
+        urls = set(pool.map(lambda _: embedded_base_url(), range(8)))
+    assert len(urls) == 1
+    (url,) = urls
+    assert httpx.get(url.removesuffix("/v1") + "/health").json()["status"] == "ok"
+
+
+def test_import_is_light():
+    code = "import sys, kki_widgets.simulator; print('starlette' in sys.modules, 'uvicorn' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["False", "False"]
