@@ -288,10 +288,18 @@ class VideoChat(anywidget.AnyWidget):
         self._schedule(urgent=True)
         return result
 
-    def retry(self, index: int) -> VideoChatHandle | Any:
-        result = self.conversation.retry(index)
+    def retry(self, index: int) -> VideoChatHandle:
+        """Send turn `index` again (same prompt, options and parent) in the background.
+
+        `force=True` skips the request cache: a retry must reach the relay even when an identical
+        request was answered before.
+        """
+        options = dict(self.conversation.retry_options(index))
+        prompt = options.pop("prompt")
+        inner = self.conversation.start(prompt, force=True, **options)
+        self.error = ""
         self._schedule(urgent=True)
-        return VideoChatHandle(result) if hasattr(result, "__await__") else result
+        return VideoChatHandle(inner)
 
     @property
     def turns(self) -> list:
@@ -322,7 +330,8 @@ class VideoChat(anywidget.AnyWidget):
         merged.update({k: v for k, v in options.items() if v is not None})
         merged = {k: v for k, v in merged.items() if v is not None}
         if parent is not None:
-            self.conversation.branch(parent)
+            # A remix of an earlier turn: the conversation sends that turn's history verbatim.
+            merged["parent"] = parent
         inner = self.conversation.start(prompt.strip(), **merged)
         self.error = ""
         self._schedule(urgent=True)
@@ -474,11 +483,8 @@ def _default_model() -> str:
 
 
 def _make_conversation(model: str | None, client_options: dict) -> Any:
+    # client_options (base_url, api_key, headers, store, name, media_dir, ...) go to the
+    # Conversation, which builds its relay client from them.
     from .session import Conversation
 
-    if client_options:
-        from .relay import AsyncRelayClient
-
-        client = AsyncRelayClient(model=model, **client_options)
-        return Conversation(model=model, client=client)
-    return Conversation(model=model)
+    return Conversation(model=model, **client_options)

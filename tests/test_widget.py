@@ -7,6 +7,7 @@ front end would receive.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
 from typing import Any
@@ -116,16 +117,11 @@ class FakeConversation:
         for callback in list(self.subscribers):
             callback(turn)
 
-    def branch(self, index: int) -> None:
-        self.calls.append(("branch", index))
-        self.head = index
-
-    def start(self, prompt: str, **options: Any) -> FakeHandle:
-        self.calls.append(("start", prompt, options))
-        parent = (
-            self.head if self.head is not None else (len(self.turns) - 1 if self.turns else None)
-        )
-        self.head = None
+    def start(self, prompt: str, *, parent: Any = -1, force=False, **options: Any) -> FakeHandle:
+        call = ("start", prompt, options) if parent == -1 else ("start", prompt, options, parent)
+        self.calls.append(call)
+        if parent == -1:  # the real one uses a sentinel here: continue from the latest turn
+            parent = len(self.turns) - 1 if self.turns else None
         turn = FakeTurn(index=len(self.turns), prompt=prompt, options=options, parent=parent)
         self.turns.append(turn)
         self._emit(turn)
@@ -157,10 +153,10 @@ class FakeConversation:
             if index is None or i == index:
                 task.cancel()
 
-    def retry(self, index: int) -> FakeHandle:
+    def retry_options(self, index: int) -> dict:
         self.calls.append(("retry", index))
         old = self.turns[index]
-        return self.start(old.prompt, **old.options)
+        return {"prompt": old.prompt, "parent": old.parent, **old.options}
 
 
 def progress_script(steps: int) -> list[dict]:
@@ -316,7 +312,12 @@ def test_ui_send_goes_through_the_same_path_and_errors_come_back():
         "a boat",
         {"model": "veo3", "orientation": "portrait", "duration": 15},
     )
-    assert ("branch", 0) in conversation.calls
+    assert conversation.calls[1] == (
+        "start",
+        "now at night",
+        {"model": "sora-2", "orientation": "portrait"},
+        0,
+    )
     assert chat.turns[1].parent == 0
     replies = {m["id"]: m for m in comm.custom()}
     assert replies["r1"]["type"] == "ok" and replies["r3"]["type"] == "ok"
@@ -394,3 +395,61 @@ def test_a_new_view_gets_every_turn_from_the_traits():
     state = chat.get_state()
     assert [t["prompt"] for t in state["turn_data"]] == ["one", "two"]
     assert state["simulated"] is True
+
+
+# ---- the real Conversation against the embedded relay simulator ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def sim():
+    from kki_widgets.simulator import Simulator
+
+    with Simulator(queue_seconds=0, generate_seconds=0.6, step_seconds=0.05, seed=4) as server:
+        yield server
+
+
+def real_chat(sim) -> VideoChat:
+    return VideoChat(base_url=sim.base_url, api_key="sim-test-key", store=None, media_dir=None)
+
+
+def test_real_send_remix_and_failure_reach_the_widget_state(sim):
+    async def main():
+        chat = real_chat(sim)
+        comm = attach(chat)
+        first = await chat.send("a lighthouse at dawn")
+        second = await chat.send("now in a storm")
+        failed = await chat.send("a ship [[fault:fail]]")
+        return chat, comm, first, second, failed
+
+    chat, comm, first, second, failed = asyncio.run(main())
+    assert [t.status for t in chat.turns] == ["completed", "completed", "failed"]
+    states = chat.turn_data
+    assert states[0]["video_url"] == first.generation.video_url
+    assert states[0]["task_id"] == first.generation.task_id and states[0]["progress"] == 100
+    # The remix sent the first answer back verbatim (the relay finds the sid there).
+    remix_request = sim.requests[-2]
+    assert {"role": "assistant", "content": first.generation.text} in remix_request["messages"]
+    assert second.parent == 0 and states[1]["parent"] == 0
+    assert states[2]["status"] == "failed" and states[2]["error"]
+    assert failed.error and states[2]["error"] == failed.error
+    final = comm.turn_updates()[-1]
+    assert [t["status"] for t in final] == ["completed", "completed", "failed"]
+
+
+def test_real_cancel_from_the_ui(sim):
+    async def main():
+        chat = real_chat(sim)
+        comm = attach(chat)
+        handle = chat.send("a very slow sunrise [[fault:stall:5]]")
+        await asyncio.sleep(0.3)
+        from_js(chat, {"type": "cancel", "id": "c", "index": handle.turn.index})
+        with contextlib.suppress(asyncio.CancelledError):
+            await handle
+        await asyncio.sleep(0.05)
+        return chat, comm
+
+    chat, comm = asyncio.run(main())
+    assert chat.turns[0].status == "cancelled"
+    assert chat.turn_data[0]["status"] == "cancelled" and chat.busy is False
+    assert comm.turn_updates()[-1][0]["status"] == "cancelled"
+    assert {"type": "ok", "id": "c"} in comm.custom()
