@@ -31,6 +31,7 @@ __all__ = [
     "MediaVerificationError",
     "download",
     "ffmpeg_exe",
+    "keep_copy",
     "probe",
     "stitch",
 ]
@@ -419,3 +420,32 @@ def _concat_reencode(clips: list[ClipInfo], output: str) -> None:
          "-movflags", "+faststart", output],
         "re-encode the clips into one film",
     )
+
+
+def keep_copy(source: str | os.PathLike, dest_dir: str | os.PathLike) -> Path:
+    """Copy a local clip into ``dest_dir`` (``%%sora --save DIR``); atomic, skipped when identical."""
+    import shutil
+
+    source = Path(source)
+    dest_dir = Path(dest_dir)
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    target = dest_dir / source.name
+    if target.exists() and _sha256(target) == _sha256(source):
+        return target
+    fd, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=dest_dir)
+    os.close(fd)
+    try:
+        shutil.copyfile(source, temp_name)
+        os.replace(temp_name, target)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp_name)
+    return target
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,726 @@
+"""``%%sora`` and ``%sora``: video generation as notebook cells.
+
+``%load_ext kki_widgets``, then::
+
+    %%sora --orientation landscape
+    a paper boat sailing down a rainy street
+
+    %%sora
+    now the boat reaches the sea          <- continues (remixes) the previous video
+
+Each cell waits for its video, with live progress, so "Run All" and nbclient give a finished,
+reproducible notebook (ipykernel only records output of the cell that is running). Every result is
+stored next to the notebook (``.kki/<notebook>.json``, videos in ``kki_media/``); rerunning the
+notebook — in this kernel or a fresh one — replays the stored videos without paying again.
+
+Which video a cell continues from:
+
+- ``--from N`` continues turn N; ``--new`` starts a new video;
+- a cell that ran before (same cell id) continues what it continued the first time, so rerunning
+  or editing a cell replaces its shot instead of appending after the last one;
+- otherwise the previous ``%%sora`` cell's video. The first ``%%sora`` cell a kernel runs starts a
+  new video (like the first cell of the notebook), unless ``%sora use/undo/reset/resume`` said
+  where to continue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import html
+import os
+import shlex
+import string
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.display import display
+from traitlets import Bool, Enum, Int, Unicode
+
+from .errors import ConfigurationError
+
+__all__ = ["SoraMagics", "TurnTable", "interpolate", "load_ipython_extension"]
+
+# How often the waiting cell refreshes its view (the generation itself runs on another thread).
+POLL_SECONDS = 0.2
+LINE_COMMANDS = {
+    "history": "table of the turns of this session",
+    "show": "show turn N (default: the current one)",
+    "reset": "the next %%sora cell starts a new video",
+    "undo": "step back to the parent of the current turn",
+    "sessions": "list the conversations stored for this notebook",
+    "use": "switch to conversation NAME",
+    "resume": "fetch an accepted task by its ID (after an interrupt or a dead kernel)",
+    "stitch": "join the clips from the first turn to the current one into PATH",
+    "usage": "turns, paid requests and cache hits (also: cost)",
+    "cost": "same as usage",
+    "config": "the settings in use (the key is masked)",
+}
+
+
+# ---------------------------------------------------------------------------- interpolation
+def interpolate(text: str, namespace: dict) -> str:
+    """Fill ``{name}``, ``{obj.attr}``, ``{seq[0]:fmt}`` from ``namespace``; leave the rest alone.
+
+    Prompts often contain braces that are not variables (JSON, ``{}``), so unknown or
+    unparseable fields stay exactly as written; ``{{`` and ``}}`` give literal braces.
+    """
+    formatter = string.Formatter()
+    try:
+        pieces = list(formatter.parse(text))
+    except ValueError:  # a lone "}" or an unclosed "{": not a template
+        return text
+    out: list[str] = []
+    for literal, field, spec, conversion in pieces:
+        out.append(literal)
+        if field is None:
+            continue
+        original = "{" + field + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+        if not field or field[0].isdigit() or field.split(".")[0].split("[")[0] not in namespace:
+            out.append(original)
+            continue
+        try:
+            value, _ = formatter.get_field(field, (), namespace)
+            value = formatter.convert_field(value, conversion) if conversion else value
+            out.append(formatter.format_field(value, spec or ""))
+        except Exception:  # a bad attribute/index/format spec: keep the text as written
+            out.append(original)
+    return "".join(out)
+
+
+# ---------------------------------------------------------------------------- views
+def _media_src(turn: Any) -> str | None:
+    """A URL the notebook can load: the local copy relative to the notebook, else http(s)."""
+    path = getattr(turn, "path", None)
+    if path and Path(path).is_file():
+        try:
+            relative = os.path.relpath(path, os.getcwd())
+        except ValueError:
+            relative = None
+        if relative and not relative.startswith(".."):
+            return relative.replace(os.sep, "/")
+    url = getattr(turn.generation, "video_url", None)
+    return url if url and url.startswith(("http://", "https://")) else None
+
+
+def _status_line(turn: Any) -> str:
+    generation = turn.generation
+    bits = [f"turn {turn.index}", turn.status]
+    if turn.status not in ("completed", "failed", "cancelled") and generation.progress:
+        bits.append(f"{generation.progress}%")
+    if turn.cached:
+        bits.append("replayed from the store, not paid again")
+    if generation.task_id:
+        bits.append(f"task {generation.task_id}")
+    return " · ".join(bits)
+
+
+class TurnCard:
+    """One turn as HTML (progress, then the video) with a plain-text twin for terminals/logs."""
+
+    def __init__(self, turn: Any, *, with_video: bool = True):
+        self.turn = turn
+        self.with_video = with_video
+
+    def __repr__(self) -> str:
+        turn = self.turn
+        lines = [f"[sora] {_status_line(turn)}: {turn.prompt}"]
+        if turn.status == "completed":
+            lines.append(f"  video: {turn.video_url}")
+        if turn.error:
+            lines.append(f"  error: {turn.error}")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        turn = self.turn
+        progress = ""
+        if turn.status in ("queued", "generating"):
+            progress = f'<progress max="100" value="{int(turn.generation.progress or 0)}"></progress> '
+        parts = [
+            '<div class="kki-sora-card">',
+            f"<div>{progress}<small>{html.escape(_status_line(turn))}</small></div>",
+            f"<div><b>{html.escape(turn.prompt)}</b></div>",
+        ]
+        src = _media_src(turn) if turn.status == "completed" else None
+        if src and self.with_video:
+            poster = getattr(turn.generation, "thumbnail_url", None) or ""
+            poster_attr = (
+                f' poster="{html.escape(poster, quote=True)}"'
+                if poster.startswith(("http://", "https://"))
+                else ""
+            )
+            parts.append(
+                f'<video controls preload="metadata" style="max-width:100%;max-height:480px" '
+                f'src="{html.escape(src, quote=True)}"{poster_attr}></video>'
+            )
+        if src:
+            parts.append(
+                f'<div><a href="{html.escape(src, quote=True)}" target="_blank" '
+                f'rel="noopener noreferrer">{html.escape(src)}</a></div>'
+            )
+        if turn.error:
+            parts.append(f'<div style="color:#b00020">{html.escape(turn.error)}</div>')
+        parts.append("</div>")
+        return "".join(parts)
+
+
+class TurnTable:
+    """``%sora history``: every turn with its parent, status and links."""
+
+    def __init__(self, name: str, turns: list, head: int | None):
+        self.name, self.turns, self.head = name, turns, head
+
+    def _rows(self) -> list[tuple[str, ...]]:
+        rows = []
+        for turn in self.turns:
+            marker = "*" if turn.index == self.head else ""
+            rows.append(
+                (
+                    f"{turn.index}{marker}",
+                    "" if turn.parent is None else str(turn.parent),
+                    turn.status + (" (cached)" if turn.cached else ""),
+                    str(turn.options.get("model", "")),
+                    turn.prompt,
+                    turn.generation.task_id or "",
+                    _media_src(turn) or "",
+                )
+            )
+        return rows
+
+    HEADERS = ("#", "from", "status", "model", "prompt", "task", "video")
+
+    def __repr__(self) -> str:
+        if not self.turns:
+            return f"session {self.name!r}: no turns yet"
+        rows = [self.HEADERS, *self._rows()]
+        clipped = [tuple(cell if len(cell) <= 48 else cell[:47] + "…" for cell in row) for row in rows]
+        widths = [max(len(row[i]) for row in clipped) for i in range(len(self.HEADERS))]
+        lines = [f"session {self.name!r} (* = current)"]
+        lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in clipped]
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        if not self.turns:
+            return f"<p>session <b>{html.escape(self.name)}</b>: no turns yet</p>"
+        head = "".join(f"<th>{h}</th>" for h in self.HEADERS)
+        body = []
+        for row in self._rows():
+            cells = [f"<td>{html.escape(cell)}</td>" for cell in row[:-1]]
+            link = row[-1]
+            cells.append(
+                f'<td><a href="{html.escape(link, quote=True)}" target="_blank" '
+                f'rel="noopener noreferrer">video</a></td>'
+                if link
+                else "<td></td>"
+            )
+            body.append(f"<tr>{''.join(cells)}</tr>")
+        return (
+            f"<p>session <b>{html.escape(self.name)}</b> (* = current)</p>"
+            f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+        )
+
+
+class _CompactView:
+    """An HTML card updated in place through a display id."""
+
+    def __init__(self):
+        self._handle = None
+        self._last: tuple | None = None
+
+    def show(self, turn: Any) -> None:
+        self._last = self._signature(turn)
+        self._handle = display(TurnCard(turn), display_id=True)
+
+    def update(self, turn: Any, *, final: bool = False) -> None:
+        signature = self._signature(turn)
+        if signature == self._last:
+            return  # terminals and logs print every update: only real changes
+        self._last = signature
+        if self._handle is None:
+            self.show(turn)
+        else:
+            self._handle.update(TurnCard(turn))
+
+    @staticmethod
+    def _signature(turn: Any) -> tuple:
+        return (turn.index, turn.status, turn.generation.progress, turn.path, turn.error)
+
+
+class _WidgetView:
+    """The conversation's VideoChat; refreshed from the cell's own thread while it waits."""
+
+    def __init__(self, chat: Any):
+        self.chat = chat
+
+    def show(self, turn: Any) -> None:
+        display(self.chat)
+
+    def update(self, turn: Any, *, final: bool = False) -> None:
+        self.chat.refresh()
+
+
+# ---------------------------------------------------------------------------- the magics
+@magics_class
+class SoraMagics(Magics):
+    """Generate videos with ``%%sora`` cells; manage the conversation with ``%sora``."""
+
+    model = Unicode(None, allow_none=True, help="Model for new turns (None: KKI_MODEL or sora-2).").tag(config=True)
+    orientation = Unicode(None, allow_none=True, help="'portrait' or 'landscape' (None: relay default).").tag(config=True)
+    duration = Int(None, allow_none=True, help="Seconds per clip, e.g. 10 or 15 (None: model default).").tag(config=True)
+    base_url = Unicode(None, allow_none=True, help="Relay base URL (None: KKI_BASE_URL, or the embedded simulator without a key).").tag(config=True)
+    wait = Bool(True, help="Wait inside the cell until the video is ready (reproducible Run All).").tag(config=True)
+    media_dir = Unicode("kki_media", allow_none=True, help="Where videos are kept, relative to the notebook (None: keep only URLs).").tag(config=True)
+    max_history = Int(None, allow_none=True, help="Send at most this many earlier turns (None: the whole chain).").tag(config=True)
+    session = Unicode("default", help="Conversation name; one notebook can hold several.").tag(config=True)
+    display = Enum(["widget", "compact"], "widget", help="'widget' (VideoChat) or 'compact' (HTML card).").tag(config=True)
+    store_path = Unicode(None, allow_none=True, help="Store file (None: .kki/<notebook>.json next to the notebook).").tag(config=True)
+
+    def __init__(self, shell=None, **kwargs):
+        super().__init__(shell=shell, **kwargs)
+        self._lock = threading.RLock()
+        self._backend_key: tuple | None = None
+        self._client = None
+        self._store = None
+        self._conversations: dict[str, Any] = {}
+        # Sessions this kernel has worked on: their next cell continues from the head.
+        self._continuing: set[str] = set()
+        self._views: dict[tuple[str, str], Any] = {}
+
+    # ---- backend --------------------------------------------------------------------------
+    def _backend(self) -> tuple[Any, Any]:
+        """The relay client and the notebook's store, rebuilt when the settings change."""
+        key = (
+            self.base_url,
+            self.store_path,
+            os.environ.get("KKI_BASE_URL"),
+            os.environ.get("KKI_API_KEY"),
+        )
+        with self._lock:
+            if key != self._backend_key:
+                from .relay import AsyncRelayClient
+                from .store import NotebookStore
+
+                try:
+                    client = AsyncRelayClient(base_url=self.base_url or None, model=self.model or None)
+                except ConfigurationError as error:
+                    raise UsageError(str(error)) from None
+                secret = client.settings.api_key
+                if self.store_path:
+                    store = NotebookStore(Path(self.store_path).expanduser(), secret=secret)
+                else:
+                    store = NotebookStore.for_notebook(None, secret=secret, user_ns=self.shell.user_ns)
+                self._client, self._store = client, store
+                self._conversations.clear()
+                self._backend_key = key
+            return self._client, self._store
+
+    def _media_folder(self, store: Any) -> Path | None:
+        if not self.media_dir:
+            return None
+        folder = Path(self.media_dir).expanduser()
+        # The store lives in <notebook dir>/.kki/, and media paths are relative to the notebook.
+        return folder if folder.is_absolute() else store.path.parent.parent / folder
+
+    def conversation(self, name: str | None = None) -> Any:
+        """The ``Conversation`` named ``name`` (default: the current session), restored from the store."""
+        from .session import Conversation
+
+        name = name or self.session
+        client, store = self._backend()
+        with self._lock:
+            conversation = self._conversations.get(name)
+            if conversation is None or conversation.media_dir != self._media_folder(store) or (
+                conversation.max_history != (self.max_history or None)
+            ):
+                conversation = Conversation(
+                    model=self.model or None,
+                    client=client,
+                    store=store,
+                    name=name,
+                    media_dir=self._media_folder(store),
+                    orientation=self.orientation or None,
+                    duration=self.duration or None,
+                    max_history=self.max_history or None,
+                )
+                self._conversations[name] = conversation
+            return conversation
+
+    def _session_names(self) -> list[str]:
+        _, store = self._backend()
+        return sorted({*store.conversation_names(), *self._conversations})
+
+    # ---- %sora / %%sora -------------------------------------------------------------------
+    @magic_arguments()
+    @argument("--model", "-m", help="model for this cell, e.g. sora-2-pro or veo3")
+    @argument("--orientation", "-o", help="portrait or landscape")
+    @argument("--duration", "-d", type=int, help="clip length in seconds, e.g. 10 or 15")
+    @argument("--new", action="store_true", help="start a new video instead of continuing")
+    @argument("--session", "-s", metavar="NAME", help="conversation to use (created if new)")
+    @argument("--from", dest="from_turn", type=int, metavar="N", help="continue from turn N")
+    @argument("--image", "-i", metavar="PATH_OR_URL_OR_VAR", help="start from this image")
+    @argument("--force", action="store_true", help="ignore the stored result: generate (and pay) again")
+    @argument("--background", "-b", action="store_true", help="return at once; the view updates live")
+    @argument("--save", metavar="DIR", help="also copy the finished video into DIR")
+    @line_cell_magic
+    def sora(self, line: str, cell: str | None = None):
+        """Generate a video from the cell's text; ``%sora COMMAND`` manages the conversation.
+
+        ``{name}`` in the cell is replaced by the variable ``name`` (``{{`` for a literal brace).
+        Line commands: history, show [N], reset, undo, sessions, use NAME, resume TASK_ID,
+        stitch PATH, usage (cost), config. Settings: ``%config SoraMagics.model = "sora-2-pro"``
+        (also orientation, duration, base_url, wait, media_dir, max_history, session, display).
+        """
+        if cell is None:
+            return self._line_command(line)
+        return self._generate(line, cell)
+
+    def _generate(self, line: str, cell: str):
+        args = parse_argstring(self.sora, line)
+        prompt = interpolate(cell, self.shell.user_ns).strip()
+        if not prompt:
+            raise UsageError("%%sora needs a prompt: write what the video shows below the %%sora line.")
+        name = args.session or self.session
+        conversation = self.conversation(name)
+        parent = self._parent_for(conversation, name, args)
+        options: dict[str, Any] = {
+            "model": args.model or self.model or None,
+            "orientation": args.orientation or self.orientation or None,
+            "duration": args.duration or self.duration or None,
+        }
+        options = {k: v for k, v in options.items() if v is not None}
+        if args.image:
+            options["images"] = [self._image(args.image)]
+        cell_id = self._cell_id()
+        send_options = {"parent": parent, "force": args.force, "cell_id": cell_id, **options}
+
+        self._continuing.add(name)
+        view = self._make_view(conversation, name, cell_id)
+        if args.background or not self.wait:
+            return self._start_in_background(conversation, prompt, send_options, view)
+        turn = self._wait(
+            conversation,
+            lambda turn: turn.prompt == prompt,
+            view,
+            lambda: conversation.asend(prompt, **send_options),
+        )
+        if turn is not None and args.save and turn.status == "completed":
+            self._save_copy(turn, args.save)
+        if turn is not None and turn.status == "failed":
+            turn.raise_for_status()
+        return turn
+
+    # ---- choosing the parent ----------------------------------------------------------------
+    def _parent_for(self, conversation: Any, name: str, args: Any) -> int | None:
+        turns = conversation.turns
+        if args.from_turn is not None:
+            if not 0 <= args.from_turn < len(turns):
+                available = f"0..{len(turns) - 1}" if turns else "none yet"
+                raise UsageError(f"--from {args.from_turn}: session {name!r} has turns {available}; see %sora history.")
+            if turns[args.from_turn].status != "completed":
+                raise UsageError(f"--from {args.from_turn}: that turn is {turns[args.from_turn].status}; only a finished video can be continued.")
+            return args.from_turn
+        if args.new:
+            return None
+        cell_id = self._cell_id()
+        if cell_id:
+            for turn in reversed(turns):
+                if turn.cell_id == cell_id:
+                    return turn.parent
+        if name in self._continuing:
+            return conversation.head
+        return None
+
+    def _cell_id(self) -> str | None:
+        """The notebook cell id JupyterLab sends with each execution (None outside a kernel)."""
+        try:
+            header = getattr(self.shell, "parent_header", None)
+            if not header and getattr(self.shell, "kernel", None) is not None:
+                header = self.shell.kernel.get_parent()
+            return ((header or {}).get("metadata") or {}).get("cellId")
+        except Exception:
+            return None
+
+    def _image(self, value: str) -> Any:
+        if value in self.shell.user_ns:
+            return self.shell.user_ns[value]
+        if value.startswith(("http://", "https://", "data:image/")):
+            return value
+        path = Path(value).expanduser()
+        if path.is_file():
+            return str(path)
+        raise UsageError(f"--image {value}: not a variable, an http(s) URL or an existing file.")
+
+    # ---- running a turn ---------------------------------------------------------------------
+    def _make_view(self, conversation: Any, name: str, cell_id: str | None) -> Any:
+        if self.display == "widget":
+            try:
+                from .widget import VideoChat
+            except ImportError:  # anywidget missing in a minimal install: the card still works
+                return _CompactView()
+            previous = self._views.pop((name, cell_id), None) if cell_id else None
+            if previous is not None:
+                previous.chat.close()  # a rerun cell replaces its view; stop the old one listening
+            view = _WidgetView(VideoChat(conversation=conversation))
+            if cell_id:
+                self._views[(name, cell_id)] = view
+            return view
+        return _CompactView()
+
+    def _wait(
+        self, conversation: Any, is_ours: Callable[[Any], bool], view: Any, make_coroutine: Callable
+    ) -> Any:
+        """Run the turn on the package's private loop and refresh the view from this thread.
+
+        The kernel's own loop is blocked while a cell runs, and output sent from other threads
+        may not be recorded as this cell's (nbclient), so the waiting cell itself does the
+        display updates.
+        """
+        from .relay import _LoopThread
+
+        latest: list[Any] = []
+        changed = threading.Event()
+
+        def on_change(turn: Any) -> None:
+            if is_ours(turn):
+                latest[:] = [turn]
+                changed.set()
+
+        unsubscribe = conversation.subscribe(on_change)
+        shown = False
+        future = asyncio.run_coroutine_threadsafe(make_coroutine(), _LoopThread.shared().loop)
+        try:
+            while True:
+                try:
+                    turn = future.result(timeout=POLL_SECONDS)
+                    break
+                except concurrent.futures.TimeoutError:
+                    pass
+                if changed.is_set():
+                    changed.clear()
+                    if not shown:
+                        view.show(latest[0])
+                        shown = True
+                    else:
+                        view.update(latest[0])
+        except KeyboardInterrupt:
+            return self._interrupted(future, latest)
+        except ConfigurationError as error:
+            raise UsageError(str(error)) from None
+        finally:
+            unsubscribe()
+        if shown:
+            view.update(turn, final=True)
+        else:
+            view.show(turn)
+        return turn
+
+    def _interrupted(self, future: concurrent.futures.Future, latest: list) -> Any:
+        """Ctrl-C / Interrupt Kernel: stop waiting, cancel locally, say how to get the video."""
+        future.cancel()
+        turn = latest[0] if latest else None
+        task_id = turn.generation.task_id if turn is not None else None
+        if task_id:
+            print(
+                f"Stopped waiting. The relay accepted task {task_id} and may still finish it "
+                f"(it may be charged): run  %sora resume {task_id}  to fetch it without paying again.",
+                file=sys.stderr,
+            )
+        else:
+            print("Stopped before the relay accepted the prompt; nothing was charged.", file=sys.stderr)
+        return turn
+
+    def _start_in_background(self, conversation: Any, prompt: str, send_options: dict, view: Any) -> Any:
+        try:
+            handle = conversation.start(prompt, **send_options)
+        except ConfigurationError as error:
+            raise UsageError(str(error)) from None
+        if isinstance(view, _CompactView):
+            # Live browsers get these updates; a saved notebook keeps the first card (see the
+            # module docstring: wait in the cell when the output must be recorded).
+            def follow(turn: Any) -> None:
+                if turn.prompt == prompt:
+                    view.update(turn)
+                    if turn.status in ("completed", "failed", "cancelled"):
+                        unsubscribe()
+
+            unsubscribe = conversation.subscribe(follow)
+        view.show(handle.turn)
+        return handle
+
+    def _save_copy(self, turn: Any, folder: str) -> None:
+        from .media import download, keep_copy
+
+        if turn.path and Path(turn.path).is_file():
+            saved = keep_copy(turn.path, folder)
+        else:
+            saved = download(turn.generation.video_url, folder, expected_type="mp4")
+        print(f"saved {saved}")
+
+    # ---- line commands ----------------------------------------------------------------------
+    def _line_command(self, line: str):
+        try:
+            words = shlex.split(line)
+        except ValueError as error:
+            raise UsageError(f"%sora {line}: {error}") from None
+        if not words:
+            return self._help()
+        command, rest = words[0].lower(), words[1:]
+        handler = getattr(self, f"_cmd_{command}", None)
+        if command not in LINE_COMMANDS or handler is None:
+            known = ", ".join(LINE_COMMANDS)
+            raise UsageError(f"unknown command %sora {words[0]}: use one of {known} (or a %%sora cell to generate).")
+        return handler(rest)
+
+    def _help(self) -> None:
+        lines = ["%%sora [options]  — generate a video from the cell's text (%%sora? for options)"]
+        lines += [f"%sora {name:<9} — {text}" for name, text in LINE_COMMANDS.items()]
+        print("\n".join(lines))
+
+    def _expect(self, rest: list[str], command: str, at_most: int) -> None:
+        if len(rest) > at_most:
+            raise UsageError(f"%sora {command}: unexpected {' '.join(rest[at_most:])!r}.")
+
+    def _turn_index(self, text: str, conversation: Any) -> int:
+        try:
+            index = int(text)
+        except ValueError:
+            raise UsageError(f"{text!r} is not a turn number; see %sora history.") from None
+        if not 0 <= index < len(conversation.turns):
+            raise UsageError(f"there is no turn {index} in session {conversation.name!r}; see %sora history.")
+        return index
+
+    def _cmd_history(self, rest: list[str]) -> TurnTable:
+        self._expect(rest, "history", 0)
+        conversation = self.conversation()
+        return TurnTable(conversation.name, conversation.turns, conversation.head)
+
+    def _cmd_show(self, rest: list[str]) -> None:
+        self._expect(rest, "show", 1)
+        conversation = self.conversation()
+        turns = conversation.turns
+        if not turns:
+            raise UsageError(f"session {conversation.name!r} has no turns yet: run a %%sora cell first.")
+        if rest:
+            index = self._turn_index(rest[0], conversation)
+        else:
+            index = conversation.head if conversation.head is not None else len(turns) - 1
+        display(TurnCard(turns[index]))
+
+    def _cmd_reset(self, rest: list[str]) -> None:
+        self._expect(rest, "reset", 0)
+        self.conversation().reset()
+        self._continuing.add(self.session)
+        print(f"session {self.session!r}: the next %%sora cell starts a new video (earlier turns stay in %sora history).")
+
+    def _cmd_undo(self, rest: list[str]) -> None:
+        self._expect(rest, "undo", 0)
+        conversation = self.conversation()
+        undone = conversation.undo()
+        self._continuing.add(self.session)
+        if undone is None:
+            print("nothing to undo: the next %%sora cell already starts a new video.")
+        else:
+            where = "a new video" if conversation.head is None else f"turn {conversation.head}"
+            print(f"undid turn {undone.index}; the next %%sora cell continues from {where}.")
+
+    def _cmd_sessions(self, rest: list[str]) -> None:
+        self._expect(rest, "sessions", 0)
+        names = self._session_names()
+        if self.session not in names:
+            names.append(self.session)
+        for name in names:
+            count = len(self.conversation(name).turns)
+            marker = "*" if name == self.session else " "
+            print(f"{marker} {name} ({count} turn{'s' if count != 1 else ''})")
+
+    def _cmd_use(self, rest: list[str]) -> None:
+        if len(rest) != 1:
+            raise UsageError("%sora use NAME: give one session name (see %sora sessions).")
+        name = rest[0]
+        if name not in self._session_names():
+            raise UsageError(
+                f"there is no session {name!r} (have: {', '.join(self._session_names()) or 'none'}). "
+                f"Start it with a cell:  %%sora --session {name}"
+            )
+        self.session = name
+        self._continuing.add(name)
+        print(f"using session {name!r}")
+
+    def _cmd_resume(self, rest: list[str]):
+        self._expect(rest, "resume", 1)
+        task_id = rest[0] if rest else None
+        conversation = self.conversation()
+        if task_id is None and not any(t.task_id and not t.done for t in conversation.turns):
+            raise UsageError("there is no unfinished task to resume; give one: %sora resume TASK_ID")
+        self._continuing.add(self.session)
+        view = self._make_view(conversation, self.session, None)
+        turn = self._wait(
+            conversation,
+            lambda turn: task_id is None or turn.task_id == task_id,
+            view,
+            lambda: conversation.aresume(task_id),
+        )
+        if turn is not None and turn.status == "failed":
+            turn.raise_for_status()
+        return turn
+
+    def _cmd_stitch(self, rest: list[str]) -> Path:
+        if len(rest) != 1:
+            raise UsageError("%sora stitch PATH: give the output file, e.g. %sora stitch film.mp4")
+        try:
+            return self.conversation().stitch(rest[0])
+        except ConfigurationError as error:
+            raise UsageError(str(error)) from None
+
+    def _cmd_usage(self, rest: list[str]) -> dict:
+        self._expect(rest, "usage", 0)
+        _, store = self._backend()
+        counters = store.usage()
+        conversation = self.conversation()
+        report = {
+            "session": conversation.name,
+            "turns": len(conversation.turns),
+            "paid_requests": counters.get("paid_requests", 0),
+            "cache_hits": counters.get("cache_hits", 0),
+            "simulated": conversation.simulated,
+        }
+        note = " (simulated relay: nothing was charged)" if conversation.simulated else ""
+        print(
+            f"session {report['session']!r}: {report['turns']} turns; this notebook: "
+            f"{report['paid_requests']} paid requests, {report['cache_hits']} replays from the store{note}"
+        )
+        return report
+
+    _cmd_cost = _cmd_usage
+
+    def _cmd_config(self, rest: list[str]) -> None:
+        self._expect(rest, "config", 0)
+        client, store = self._backend()
+        settings = client.settings
+        rows = [
+            ("relay", settings.base_url + ("  (embedded simulator)" if settings.simulated else "")),
+            ("key", repr(settings.api_key) if settings.api_key is not None else "none"),
+            ("model", self.model or settings.model),
+            ("orientation", self.orientation or "relay default"),
+            ("duration", str(self.duration) if self.duration else "model default"),
+            ("session", self.session),
+            ("wait", str(self.wait)),
+            ("display", self.display),
+            ("max_history", str(self.max_history) if self.max_history else "whole chain"),
+            ("store", str(store.path)),
+            ("media_dir", str(self._media_folder(store) or "off (URLs only)")),
+        ]
+        print("\n".join(f"{name:<12} {value}" for name, value in rows))
+
+
+def load_ipython_extension(ipython) -> None:
+    """Register ``%%sora``/``%sora`` once per shell (``%load_ext`` and ``%reload_ext`` are safe)."""
+    if "SoraMagics" in ipython.magics_manager.registry:
+        return
+    ipython.register_magics(SoraMagics(shell=ipython))
