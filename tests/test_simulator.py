@@ -309,3 +309,34 @@ def test_import_is_light():
     code = "import sys, kki_widgets.simulator; print('starlette' in sys.modules, 'uvicorn' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.split() == ["False", "False"]
+
+
+def test_generation_completes_after_the_client_disconnects():
+    with Simulator(queue_seconds=0.2, generate_seconds=0.4, step_seconds=0.1) as sim:
+        payload = {"model": "sora-2", "messages": [{"role": "user", "content": "leave early"}], "stream": True}
+        with httpx.stream("POST", f"{sim.base_url}/chat/completions", json=payload, headers=AUTH, timeout=30) as response:
+            seen = ""
+            for line in response.iter_lines():
+                seen += line
+                if TASK_ID.search(seen):
+                    break  # leave the stream (closing the connection) right after the task ID
+        task_id = TASK_ID.search(seen).group(0)
+        assert sim.tasks[task_id].status in ("pending", "processing")
+        deadline = time.monotonic() + 15
+        while sim.tasks[task_id].status not in ("completed", "failed") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        raw = httpx.get(f"{sim.origin}/source/{task_id}").json()
+        assert raw["status"] == "completed" and raw["url"].endswith(".mp4")
+
+
+def test_renderer_without_a_font_still_makes_media(tmp_path):
+    from kki_widgets.simulator.render import ClipRequest, Renderer
+
+    renderer = Renderer(tmp_path, font=None, clip_seconds=1)
+    clip = renderer.render(ClipRequest("no font here", "veo3", "landscape", 8))
+    info = ffmpeg_info(tmp_path / clip.video_name)
+    assert "Video: h264" in info and "568x320" in info
+    assert (tmp_path / clip.thumbnail_name).read_bytes()[8:12] == b"WEBP"
+    assert renderer.render(ClipRequest("no font here", "veo3", "landscape", 8)).cached
+    with pytest.raises(ValueError, match="orientation"):
+        renderer.render(ClipRequest("x", "veo3", "square"))

@@ -46,6 +46,8 @@ Unknown names are answered with HTTP 400 ``code: unknown_fault``.
                        event's bytes split across two HTTP chunks (even inside a UTF-8 character)
 =====================  ============================================================================
 
+Stream faults (cuts, stall, framing) only apply to ``stream: true`` requests; a non-streaming
+request gets the whole markdown (including a ``fail``/``policy``/``capacity`` failure) at once.
 Failed generations (``fail``/``policy``/``capacity``) count as submissions: some relays charge
 for them. Everything random (IDs, progress, split points) follows ``Simulator(seed=...)``.
 

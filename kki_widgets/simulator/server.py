@@ -219,6 +219,8 @@ class Simulator:
             for task in pending:
                 task.cancel()
             loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            # Let renders already running in worker threads finish before the loop goes away.
+            loop.run_until_complete(loop.shutdown_default_executor())
             loop.close()
 
     def stop(self, timeout: float = 10.0) -> None:
