@@ -32,7 +32,8 @@ _ID_LABEL = re.compile(r"(?:\bID|任务\s*ID|任务编号)\s*[:：]\s*`?([A-Za-z
 _SID_LABELLED = re.compile(r"\bsid\s*[:：]\s*`?([A-Za-z0-9_\-]{4,128})", re.I)
 _SID = re.compile(r"(?<![A-Za-z0-9_])(s_[A-Za-z0-9]{8,128})(?![A-Za-z0-9_])")
 # A progress value is a number followed by ".." (the relays' "36..44..") or "%".
-_PROGRESS = re.compile(r"(?<![\w.\-/])(\d{1,3})(?:\.\.|\s*%)")
+# Not after a letter, "-", "/" or a single "." (dates, versions, IDs, URLs); "21..34" is fine.
+_PROGRESS = re.compile(r"(?<![\w\-/])(?<![^.]\.)(\d{1,3})(?:\.\.|\s*%)")
 _PROGRESS_LABELLED = re.compile(r"(?:progress|进度)\D{0,12}?(\d{1,3})(?!\d)", re.I)
 _GENERATING = re.compile(r"generat|processing|rendering|生成中|正在生成|处理中", re.I)
 _QUEUED = re.compile(r"queu|排队|等待", re.I)

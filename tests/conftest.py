@@ -1,0 +1,31 @@
+"""Shared fixtures: a fast simulator, and an environment with no stray key or base URL."""
+
+from __future__ import annotations
+
+import pytest
+from kki_testing import TEST_KEY
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch, tmp_path):
+    """No test sees the developer's key or relay, and stores land in the test's own folder."""
+    for name in ("KKI_API_KEY", "KKI_BASE_URL", "KKI_MODEL", "JPY_SESSION_NAME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def fast_simulator():
+    """A simulator with no artificial delays, shared by the whole run."""
+    from kki_widgets.simulator import Simulator
+
+    with Simulator(queue_seconds=0, generate_seconds=0, step_seconds=0, seed=7) as sim:
+        yield sim
+
+
+@pytest.fixture
+def relay_env(monkeypatch, fast_simulator):
+    """Point the package at the fast simulator with the test key."""
+    monkeypatch.setenv("KKI_BASE_URL", fast_simulator.base_url)
+    monkeypatch.setenv("KKI_API_KEY", TEST_KEY)
+    return fast_simulator

@@ -1,0 +1,230 @@
+"""The incremental parser: structure over wording, split-invariance, monotone progress."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kki_widgets import Generation, Transcript, parse_transcript
+from kki_widgets.sse import SSEDecoder, decode_chunk
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def seed_answer() -> str:
+    """The assistant text of the relay page's example stream, decoded by our own SSE layer."""
+    decoder = SSEDecoder()
+    raw = (FIXTURES / "seed_stream.sse").read_bytes()
+    events = decoder.feed(raw) + decoder.close()
+    return "".join(decode_chunk(data, extra).content for data, extra in events)
+
+
+SEED = seed_answer()
+
+CHINESE = """```json
+{
+  "prompt": "一只猫在冲浪",
+  "orientation": "landscape",
+  "duration": 15
+}
+```
+
+> 任务ID：`veo3-pro:03bd7c1e9f2a4b5c8d6e`
+> [数据预览](https://relay.example/web/veo3-pro:03bd7c1e9f2a4b5c8d6e) | [原始数据](https://relay.example/api/share/veo3-pro:03bd7c1e9f2a4b5c8d6e)
+> 排队中...
+> 生成中...
+> 进度 12..37..58..
+
+> 生成完成 🎉
+> sid: s_0123456789abcdef0123456789abcdef
+
+![封面](https://cdn.example/a/cover.webp)
+[在线播放▶️](https://cdn.example/a/video.mp4)
+[下载](https://cdn.example/a/video_hd.mp4?download=1)
+"""
+
+# Relays leave trailing spaces on lines; the parser must not care.
+CHINESE = CHINESE.replace("video.mp4)\n", "video.mp4)   \n")
+
+FAILED = """```json
+{"prompt": "a failed rocket launch that errors out", "orientation": "portrait"}
+```
+
+> Task ID: `task_01aaaabbbbccccddddeeeeffff`
+> [Data Preview](https://asyncdata.net/web/task_01aaaabbbbccccddddeeeeffff) | [Raw Data](https://asyncdata.net/source/task_01aaaabbbbccccddddeeeeffff)
+> Queuing...
+> Generating..
+
+>🏃 Progress 21..34..
+
+> ❌ Generation failed
+> Failure reason: This content may violate our content policies.
+"""
+
+
+def test_seed_example_is_read_completely():
+    generation = parse_transcript(SEED)
+    assert generation.status == "completed"
+    assert generation.progress == 100
+    assert generation.task_id == "task_01k7e5w9z5f2d91pekrqy59rwc"
+    assert generation.sid == "s_68eca3f141808191b1fd30fea1b731bd"
+    assert generation.video_url.endswith("/a7a7930bd01f7f313bbb6ecb234075.mp4")
+    assert generation.thumbnail_url.endswith("/38e999994cfa666de5e677d2af347f.webp")
+    assert generation.preview_url == "https://asyncdata.net/web/task_01k7e5w9z5f2d91pekrqy59rwc"
+    assert generation.raw_url == "https://asyncdata.net/source/task_01k7e5w9z5f2d91pekrqy59rwc"
+    # The spec's sid is the *previous* video's (this answer is a remix), not this one's.
+    assert generation.spec["sid"] == "s_68ec8accd80c8191ae1fc957af78caaa"
+    assert generation.spec["orientation"] == "portrait"
+    assert generation.error is None
+    assert generation.text == SEED
+
+
+def test_chinese_labels_veo_ids_duration_and_second_link():
+    generation = parse_transcript(CHINESE)
+    assert generation.status == "completed"
+    assert generation.task_id == "veo3-pro:03bd7c1e9f2a4b5c8d6e"
+    assert generation.spec == {"prompt": "一只猫在冲浪", "orientation": "landscape", "duration": 15}
+    assert generation.sid == "s_0123456789abcdef0123456789abcdef"
+    assert generation.video_url == "https://cdn.example/a/video.mp4"
+    assert generation.download_url == "https://cdn.example/a/video_hd.mp4?download=1"
+    assert generation.thumbnail_url == "https://cdn.example/a/cover.webp"
+    assert generation.raw_url.endswith("/api/share/veo3-pro:03bd7c1e9f2a4b5c8d6e")
+
+
+def test_failure_carries_the_relays_reason_and_ignores_the_prompt_echo():
+    generation = parse_transcript(FAILED)
+    assert generation.status == "failed"
+    assert generation.error == "This content may violate our content policies."
+    assert generation.progress == 34
+    assert generation.video_url is None
+
+
+@pytest.mark.parametrize(
+    "line, reason",
+    [
+        ("> No available capacity, please try again later", "No available capacity"),
+        ("> Generation failed due to network fluctuations", "network fluctuations"),
+        ("> 生成失败：服务器负载过高", "生成失败"),
+        ("> The service is under high load", "high load"),
+    ],
+)
+def test_failure_wordings(line, reason):
+    text = "> ID: `task_01abcdefabcdefabcdefabcdef`\n> Queuing...\n" + line + "\n"
+    generation = parse_transcript(text)
+    assert generation.status == "failed"
+    assert reason in generation.error
+
+
+def test_status_moves_through_queued_generating_completed_as_text_arrives():
+    transcript = Transcript()
+    statuses = []
+    for delta in SEED.split("\n"):
+        statuses.append(transcript.feed(delta + "\n").status)
+    assert statuses[0] == "queued"
+    assert "generating" in statuses
+    assert statuses[-1] == "completed"
+    order = [s for i, s in enumerate(statuses) if i == 0 or statuses[i - 1] != s]
+    assert order == ["queued", "generating", "completed"]
+
+
+def test_progress_is_live_and_never_goes_backwards():
+    transcript = Transcript()
+    transcript.feed("> ID: `task_01abcdefabcdefabcdefabcdef`\n>🏃 Progress 36")
+    assert transcript.generation.progress == 0  # "36" might still become "360"
+    transcript.feed("..")
+    assert transcript.generation.progress == 36
+    transcript.feed("44..12..")
+    assert transcript.generation.progress == 44
+    transcript.feed("999..-5..")
+    assert transcript.generation.progress == 44
+
+
+def test_video_link_on_the_unfinished_last_line_is_seen_when_it_closes():
+    transcript = Transcript()
+    transcript.feed("> ID: `task_01abcdefabcdefabcdefabcdef`\n[Play Online▶️](https://cdn.x/v.mp")
+    assert transcript.generation.video_url is None
+    generation = transcript.feed("4)")
+    assert generation.status == "completed"
+    assert generation.video_url == "https://cdn.x/v.mp4"
+
+
+def test_unsafe_links_never_become_urls():
+    text = (
+        "> ID: `task_01abcdefabcdefabcdefabcdef`\n"
+        "![x](javascript:alert(1))\n"
+        "[Play Online▶️](data:text/html,<script>alert(1)</script>.mp4)\n"
+        "[Play](vbscript:msgbox.mp4)\n"
+    )
+    transcript = Transcript()
+    transcript.feed(text)
+    generation = transcript.finish()
+    assert generation.video_url is None
+    assert generation.thumbnail_url is None
+    assert any(url.startswith("javascript:") for url in transcript.unsafe_urls)
+
+
+def test_spec_with_deep_nesting_or_junk_does_not_crash():
+    deep = "[" * 5000 + "]" * 5000
+    generation = parse_transcript(f"```json\n{deep}\n```\n> ID: `task_01abcdefabcdefabcdef`\n")
+    assert generation.spec == {}
+    assert generation.task_id == "task_01abcdefabcdefabcdef"
+
+
+def test_endless_line_is_bounded_and_still_parsed():
+    transcript = Transcript()
+    for _ in range(2000):
+        transcript.feed("." * 50)
+    transcript.feed("\n> ID: `task_01abcdefabcdefabcdefabcdef`\n")
+    assert transcript.finish().task_id == "task_01abcdefabcdefabcdefabcdef"
+
+
+def test_round_trip_through_dict_keeps_everything():
+    generation = parse_transcript(CHINESE)
+    again = Generation.from_dict(json.loads(json.dumps(generation.to_dict())))
+    assert again == generation
+    assert again.text == generation.text
+
+
+def _split(text: str, cuts: list[int]) -> list[str]:
+    points = sorted({c % (len(text) + 1) for c in cuts})
+    pieces, last = [], 0
+    for point in points:
+        pieces.append(text[last:point])
+        last = point
+    pieces.append(text[last:])
+    return pieces
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    text=st.sampled_from([SEED, CHINESE, FAILED]),
+    cuts=st.lists(st.integers(min_value=0, max_value=5000), max_size=80),
+)
+def test_any_split_gives_the_same_final_generation(text, cuts):
+    transcript = Transcript()
+    previous_progress = 0
+    for piece in _split(text, cuts):
+        snapshot = transcript.feed(piece)
+        assert snapshot.progress >= previous_progress
+        previous_progress = snapshot.progress
+    final = transcript.finish()
+    expected = parse_transcript(text)
+    assert final == expected
+    assert final.text == text
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=400))
+def test_arbitrary_text_never_crashes(text):
+    transcript = Transcript()
+    for piece in _split(text, [7, 31, 90]):
+        transcript.feed(piece)
+    generation = transcript.finish()
+    assert generation.status in ("queued", "generating", "completed", "failed")
+    assert 0 <= generation.progress <= 100
+    for url in (generation.video_url, generation.thumbnail_url, generation.preview_url):
+        assert url is None or url.lower().startswith(("http://", "https://"))
