@@ -415,7 +415,12 @@ class VideoChat(anywidget.AnyWidget):
             turns = list(getattr(self.conversation, "turns", []) or [])
             # New list objects: traitlets compares by value and only a changed value is sent.
             new_turns = [turn_to_dict(turn) for turn in turns]
-            busy = any(d["status"] in RUNNING for d in new_turns)
+            # A completed generation is still being kept (media download) until finished_at is
+            # set; the conversation's head only moves then, so the UI stays "working" meanwhile.
+            busy = any(
+                d["status"] in RUNNING or (d["status"] == "completed" and d["finished_at"] is None)
+                for d in new_turns
+            )
             if new_turns == self.turn_data and busy == self.busy:
                 return
             with self.hold_sync():
