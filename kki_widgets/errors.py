@@ -107,7 +107,11 @@ class StreamInterrupted(RelayError):
                 "The relay accepted the prompt, so it was NOT resubmitted (that would pay twice); "
                 f"resume it with %sora resume {self.task_id} or Conversation.resume()."
             )
-        return "No task was started, so sending the prompt again is safe."
+        return (
+            "The relay never showed a task ID, so there is nothing to follow. If it had already "
+            "accepted the prompt it may still charge for it: check the relay's dashboard before "
+            "sending the prompt again."
+        )
 
 
 class ProtocolError(RelayError):

@@ -601,7 +601,7 @@ class AsyncRelayClient:
                 )
             reason = f" ({type(outcome).__name__})" if outcome else ""
             raise StreamInterrupted(
-                f"the relay's answer stopped before a task was started{reason}",
+                f"the relay's answer stopped before it showed a task ID{reason}",
                 generation=generation,
             )
 

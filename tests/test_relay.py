@@ -146,7 +146,7 @@ def test_cut_before_the_task_id_is_reported_not_resubmitted(fast_simulator):
     with pytest.raises(StreamInterrupted) as caught:
         client_for(fast_simulator).generate("a comet [[fault:cut_after:1]]")
     assert caught.value.task_id is None
-    assert "safe" in str(caught.value)
+    assert "dashboard" in str(caught.value)
     assert len(fast_simulator.requests) == before + 1
 
 
