@@ -1,0 +1,278 @@
+"""%%sora / %sora in a real IPython shell against the simulator, with the store in tmp_path."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
+from kki_testing import TEST_KEY
+
+from kki_widgets.magics import SoraMagics, TurnTable, interpolate
+from kki_widgets.simulator import Simulator
+
+
+@pytest.fixture
+def sim(monkeypatch):
+    with Simulator(queue_seconds=0, generate_seconds=0, step_seconds=0, seed=3) as simulator:
+        monkeypatch.setenv("KKI_BASE_URL", simulator.base_url)
+        monkeypatch.setenv("KKI_API_KEY", TEST_KEY)
+        yield simulator
+
+
+@pytest.fixture
+def new_shell(tmp_path):
+    """Each call is a fresh kernel: a new shell and a new SoraMagics on the same notebook store."""
+    store = tmp_path / ".kki" / "notebook.json"
+
+    def make(display: str = "compact") -> InteractiveShell:
+        InteractiveShell.clear_instance()
+        ip = InteractiveShell.instance()
+        ip.run_line_magic("load_ext", "kki_widgets")
+        ip.run_line_magic("config", f"SoraMagics.store_path = {str(store)!r}")
+        ip.run_line_magic("config", f"SoraMagics.display = {display!r}")
+        return ip
+
+    yield make
+    InteractiveShell.clear_instance()
+
+
+def run(ip: InteractiveShell, source: str):
+    """Run a cell like the notebook does; re-raise its error, return its value."""
+    result = ip.run_cell(source)
+    if result.error_before_exec is not None:
+        raise result.error_before_exec
+    if result.error_in_exec is not None:
+        raise result.error_in_exec
+    return result.result
+
+
+def test_two_cells_continue_the_video_and_a_fresh_kernel_replays_them(sim, new_shell, tmp_path):
+    ip = new_shell()
+    first = run(ip, "%%sora\na paper boat on a rainy street")
+    assert first.status == "completed" and first.index == 0 and not first.cached
+    assert ip.user_ns["_"] is first
+    second = run(ip, "%%sora\nthe boat reaches the sea")
+    assert second.status == "completed" and second.parent == 0
+
+    assert len(sim.requests) == 2
+    sent = sim.requests[1]["messages"]
+    assert sent[0] == {"role": "user", "content": "a paper boat on a rainy street"}
+    assert sent[1] == {"role": "assistant", "content": first.generation.text}  # verbatim
+    assert sent[2]["content"] == "the boat reaches the sea"
+    # Videos are kept next to the notebook.
+    assert first.path and (tmp_path / "kki_media").is_dir()
+    assert str(tmp_path / "kki_media") in first.path
+
+    # Restart & Run All: the same cells replay from the store, nothing is sent or paid.
+    ip = new_shell()
+    replay_first = run(ip, "%%sora\na paper boat on a rainy street")
+    replay_second = run(ip, "%%sora\nthe boat reaches the sea")
+    assert len(sim.requests) == 2
+    assert replay_first.cached and replay_second.cached
+    assert replay_second.generation.text == second.generation.text
+    assert [t.index for t in ip.magics_manager.registry["SoraMagics"].conversation().turns] == [0, 1]
+
+    # --force pays for exactly one new generation.
+    forced = run(ip, "%%sora --force --new\na paper boat on a rainy street")
+    assert len(sim.requests) == 3 and not forced.cached
+    usage = ip.run_line_magic("sora", "usage")
+    assert usage["paid_requests"] == 3 and usage["cache_hits"] >= 2
+
+
+def test_rerunning_a_cell_in_the_same_kernel_replays_it(sim, new_shell):
+    ip = new_shell()
+    magics = ip.magics_manager.registry["SoraMagics"]
+    magics._cell_id = lambda: "cell-1"  # what JupyterLab sends in the execute request
+    run(ip, "%%sora\nfirst shot")
+    magics._cell_id = lambda: "cell-2"
+    run(ip, "%%sora\nsecond shot")
+    magics._cell_id = lambda: "cell-1"
+    again = run(ip, "%%sora\nfirst shot")  # continues what it continued before: nothing
+    assert again.index == 0 and again.cached
+    assert len(sim.requests) == 2
+
+
+def test_options_branching_and_config(sim, new_shell):
+    ip = new_shell()
+    ip.run_line_magic("config", 'SoraMagics.model = "sora-2-pro"')
+    assert ip.magics_manager.registry["SoraMagics"].model == "sora-2-pro"
+    run(ip, "%%sora --orientation landscape --duration 15\na lighthouse")
+    assert sim.requests[-1]["model"] == "sora-2-pro"
+    assert sim.requests[-1]["orientation"] == "landscape"
+    assert sim.requests[-1]["duration"] == 15
+    run(ip, "%%sora -m veo3\nat night")
+    assert sim.requests[-1]["model"] == "veo3"
+    branch = run(ip, "%%sora --from 0\nin fog")
+    assert branch.parent == 0
+    assert len(sim.requests[-1]["messages"]) == 3
+    fresh = run(ip, "%%sora --new\na desert")
+    assert fresh.parent is None and len(sim.requests[-1]["messages"]) == 1
+    other = run(ip, "%%sora --session trailer\na title card")
+    assert other.index == 0 and other.parent is None
+
+
+def test_variables_are_interpolated(sim, new_shell):
+    ip = new_shell()
+    ip.user_ns.update(animal="otter", shot={"lens": "35mm"})
+    turn = run(ip, '%%sora\na {animal} with a {shot[lens]} lens, {{literal}}, {unknown}, {"json": 1}')
+    expected = 'a otter with a 35mm lens, {literal}, {unknown}, {"json": 1}'
+    assert turn.prompt == expected
+    assert sim.requests[-1]["messages"][-1]["content"] == expected
+
+
+def test_interpolate_edge_cases():
+    ns = {"n": 3, "name": "Ann", "items": [1, 2]}
+    assert interpolate("{n:03d} {name!r} {items[1]}", ns) == "003 'Ann' 2"
+    assert interpolate("{} {0} {n.missing} {items[9]}", ns) == "{} {0} {n.missing} {items[9]}"
+    assert interpolate("unbalanced } and {", ns) == "unbalanced } and {"
+    assert interpolate("{{n}} is {n}", ns) == "{n} is 3"
+
+
+def test_line_commands(sim, new_shell, capsys):
+    ip = new_shell()
+    run(ip, "%%sora\nshot one")
+    run(ip, "%%sora\nshot two")
+
+    table = ip.run_line_magic("sora", "history")
+    assert isinstance(table, TurnTable)
+    text = repr(table)
+    assert "shot one" in text and "shot two" in text and "1*" in text
+    assert "<table>" in table._repr_html_() and "completed" in table._repr_html_()
+
+    ip.run_line_magic("sora", "show 0")
+    ip.run_line_magic("sora", "undo")
+    assert "continues from turn 0" in capsys.readouterr().out
+    after_undo = run(ip, "%%sora\nshot two, take two")
+    assert after_undo.parent == 0
+
+    ip.run_line_magic("sora", "reset")
+    assert run(ip, "%%sora\nanother film").parent is None
+
+    run(ip, "%%sora --session b\nb roll")
+    capsys.readouterr()
+    ip.run_line_magic("sora", "sessions")
+    listing = capsys.readouterr().out
+    assert "default" in listing and "b (1 turn)" in listing
+    ip.run_line_magic("sora", "use b")
+    assert ip.magics_manager.registry["SoraMagics"].session == "b"
+
+    ip.run_line_magic("sora", "config")
+    config = capsys.readouterr().out
+    assert sim.base_url in config and "…" in config  # the key is shown masked
+    assert TEST_KEY not in config
+
+    ip.run_line_magic("sora", "cost")
+    assert "paid requests" in capsys.readouterr().out
+
+
+def test_resume_fetches_a_task_by_id(sim, new_shell):
+    ip = new_shell()
+    turn = run(ip, "%%sora\na kite")
+    task_id = turn.generation.task_id
+    # A task accepted in another kernel: adopt it by ID.
+    ip2 = new_shell()
+    ip2.run_line_magic("config", "SoraMagics.session = 'recovered'")
+    before = len(sim.requests)
+    resumed = ip2.run_line_magic("sora", f"resume {task_id}")
+    assert resumed.status == "completed"
+    assert resumed.generation.video_url == turn.generation.video_url
+    assert len(sim.requests) == before  # polling the raw-data URL is not a new generation
+
+
+def test_interrupt_stops_the_wait_and_names_the_task(monkeypatch, new_shell, capsys):
+    from kki_widgets import magics
+
+    with Simulator(queue_seconds=0, generate_seconds=1.5, step_seconds=0.1, seed=5) as slow:
+        monkeypatch.setenv("KKI_BASE_URL", slow.base_url)
+        monkeypatch.setenv("KKI_API_KEY", TEST_KEY)
+        ip = new_shell()
+
+        def interrupt_once_accepted(self, turn, *, final=False):
+            if turn.generation.task_id and not final:
+                raise KeyboardInterrupt  # what "Interrupt Kernel" raises in the waiting cell
+
+        monkeypatch.setattr(magics._CompactView, "update", interrupt_once_accepted)
+        turn = run(ip, "%%sora\na slow sunrise")
+        task_id = turn.generation.task_id
+        assert task_id and f"%sora resume {task_id}" in capsys.readouterr().err
+        conversation = ip.magics_manager.registry["SoraMagics"].conversation()
+        for _ in range(50):  # the cancellation lands on the generation's loop
+            if conversation.turns[0].status == "cancelled":
+                break
+            time.sleep(0.05)
+        assert conversation.turns[0].status == "cancelled"
+        assert len(slow.requests) == 1
+
+        monkeypatch.undo()
+        monkeypatch.setenv("KKI_BASE_URL", slow.base_url)
+        monkeypatch.setenv("KKI_API_KEY", TEST_KEY)
+        resumed = ip.run_line_magic("sora", f"resume {task_id}")
+        assert resumed.status == "completed" and resumed.index == 0
+        assert len(slow.requests) == 1  # fetched by ID, not generated (and paid) again
+
+
+def test_save_copies_the_video(sim, new_shell, tmp_path):
+    ip = new_shell()
+    turn = run(ip, "%%sora --save exports\na comet")
+    saved = tmp_path / "exports" / turn.path.rsplit("/", 1)[-1]
+    assert saved.is_file() and saved.read_bytes()[4:8] == b"ftyp"
+
+
+def test_background_returns_at_once(sim, new_shell):
+    ip = new_shell()
+    handle = run(ip, "%%sora --background\na quick one")
+    turn = handle.result(timeout=30)
+    assert turn.status == "completed"
+
+
+def test_widget_display(sim, new_shell):
+    ip = new_shell(display="widget")
+    turn = run(ip, "%%sora\nwith a widget")
+    assert turn.status == "completed"
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("%%sora\n   \n", "needs a prompt"),
+        ("%%sora --bogus\na cat", "unrecognized arguments"),
+        ("%%sora --from 5\na cat", "--from 5"),
+        ("%%sora --image nowhere.png\na cat", "--image nowhere.png"),
+        ("%sora dance", "unknown command"),
+        ("%sora use nope", "no session 'nope'"),
+        ("%sora show 9", "no turns yet"),
+    ],
+)
+def test_usage_errors_name_the_fix(sim, new_shell, source, message):
+    ip = new_shell()
+    with pytest.raises(UsageError, match=message):
+        run(ip, source)
+
+
+def test_missing_key_is_a_usage_error(monkeypatch, new_shell):
+    monkeypatch.setenv("KKI_BASE_URL", "https://relay.example/v1")
+    ip = new_shell()
+    with pytest.raises(UsageError, match="KKI_API_KEY"):
+        run(ip, "%%sora\na cat")
+
+
+def test_the_key_never_reaches_the_store(sim, new_shell, tmp_path):
+    ip = new_shell()
+    run(ip, "%%sora\na cat")
+    ip.run_line_magic("sora", "history")
+    text = (tmp_path / ".kki" / "notebook.json").read_text()
+    assert TEST_KEY not in text
+    assert json.loads(text)["conversations"]["default"]["turns"][0]["prompt"] == "a cat"
+
+
+def test_extension_loads_once_and_help_lists_options(new_shell):
+    ip = new_shell()
+    ip.run_line_magic("reload_ext", "kki_widgets")
+    assert isinstance(ip.magics_manager.registry["SoraMagics"], SoraMagics)
+    doc = ip.find_cell_magic("sora").__doc__
+    for option in ("--model", "--orientation", "--duration", "--new", "--session", "--from",
+                   "--image", "--force", "--background", "--save"):
+        assert option in doc
