@@ -673,7 +673,7 @@ class Conversation:
 
     def _find_resumable(self, task_id: str | None) -> Turn:
         with self._lock:
-            candidates = [t for t in self._turns if t.task_id and t.status != "completed"]
+            candidates = self.pending
             if task_id is not None:
                 for turn in self._turns:
                     if turn.task_id == task_id:
@@ -695,9 +695,15 @@ class Conversation:
 
     @property
     def pending(self) -> list[Turn]:
-        """Turns the relay accepted that never reached an end (e.g. the kernel died)."""
+        """Accepted turns whose video we never got: cancelled waits, dead kernels, cut streams."""
         with self._lock:
-            return [t for t in self._turns if t.task_id and not t.done and t.index not in self._running]
+            return [
+                t
+                for t in self._turns
+                if t.task_id
+                and t.status not in ("completed", "failed")
+                and t.index not in self._running
+            ]
 
     # -- the film -----------------------------------------------------------------------------
 
