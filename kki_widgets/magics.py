@@ -234,18 +234,20 @@ class _CompactView:
         self._last: tuple | None = None
 
     def show(self, turn: Any) -> None:
-        self._last = self._signature(turn)
+        self._last = (*self._signature(turn), False)
         self._handle = display(TurnCard(turn), display_id=True)
 
     def update(self, turn: Any, *, final: bool = False) -> None:
-        signature = self._signature(turn)
+        signature = (*self._signature(turn), final)
         if signature == self._last:
             return  # terminals and logs print every update: only real changes
         self._last = signature
+        # At the end the cell's value (the Turn) shows the video: the card keeps status + links.
+        card = TurnCard(turn, with_video=not final)
         if self._handle is None:
-            self.show(turn)
+            self._handle = display(card, display_id=True)
         else:
-            self._handle.update(TurnCard(turn))
+            self._handle.update(card)
 
     @staticmethod
     def _signature(turn: Any) -> tuple:
@@ -257,11 +259,15 @@ class _WidgetView:
 
     def __init__(self, chat: Any):
         self.chat = chat
+        self._shown = False
 
     def show(self, turn: Any) -> None:
+        self._shown = True
         display(self.chat)
 
     def update(self, turn: Any, *, final: bool = False) -> None:
+        if not self._shown:
+            self.show(turn)  # a replay finishes before any progress: show it once, finished
         self.chat.refresh()
 
 
@@ -514,10 +520,7 @@ class SoraMagics(Magics):
             raise UsageError(str(error)) from None
         finally:
             unsubscribe()
-        if shown:
-            view.update(turn, final=True)
-        else:
-            view.show(turn)
+        view.update(turn, final=True)
         return turn
 
     def _interrupted(self, future: concurrent.futures.Future, latest: list) -> Any:

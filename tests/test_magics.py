@@ -276,3 +276,32 @@ def test_extension_loads_once_and_help_lists_options(new_shell):
     for option in ("--model", "--orientation", "--duration", "--new", "--session", "--from",
                    "--image", "--force", "--background", "--save"):
         assert option in doc
+
+
+@pytest.mark.slow
+def test_run_all_in_a_real_kernel_records_finished_cells_and_replays(sim, tmp_path):
+    """nbclient (Run All): each cell waits for its video; a second run pays nothing."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [
+        nbformat.v4.new_code_cell("%load_ext kki_widgets\n%config SoraMagics.display = 'compact'"),
+        nbformat.v4.new_code_cell("%%sora\na red balloon"),
+        nbformat.v4.new_code_cell("%%sora\nit pops"),
+        nbformat.v4.new_code_cell("%sora usage"),
+    ]
+    for _ in range(2):
+        nbclient.NotebookClient(
+            notebook, timeout=120, kernel_name="python3",
+            resources={"metadata": {"path": str(tmp_path)}},
+        ).execute()
+    assert len(sim.requests) == 2
+    for cell in notebook.cells[1:3]:
+        values = [o for o in cell.outputs if o["output_type"] == "execute_result"]
+        assert "completed" in values[0]["data"]["text/plain"]
+        cards = [o for o in cell.outputs if o["output_type"] == "display_data"]
+        assert "completed" in cards[-1]["data"]["text/plain"]
+    assert "2 paid requests" in "".join(o.get("text", "") for o in notebook.cells[3].outputs)
+    assert len(list((tmp_path / "kki_media").glob("*.mp4"))) == 2
