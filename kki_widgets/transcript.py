@@ -50,6 +50,7 @@ _REASON = re.compile(r"(?:failure reason|reason|原因|失败原因)\s*[:：]\s*
 _VIDEO_EXT = (".mp4", ".mov", ".webm", ".m4v", ".m3u8")
 _IMAGE_EXT = (".webp", ".png", ".jpg", ".jpeg", ".gif")
 _DECORATION = " \t>*_#-–—•🏃⏳⌛✅❌⚠️🎬🎉🚫❗️️:"
+_TRAILING_DECORATION = " \t✅❌⚠️🎉🚫❗️️"
 
 
 class _TextLog:
@@ -160,7 +161,8 @@ def _path_of(url: str) -> str:
 
 def _plain(line: str) -> str:
     """A line without markdown quote marks, emphasis and emoji decoration."""
-    return line.strip().strip(_DECORATION).strip()
+    # Trailing ">" or "-" may be part of the relay's words (an HTML-ish reason): keep them.
+    return line.strip().lstrip(_DECORATION).rstrip(_TRAILING_DECORATION)
 
 
 class Transcript:
@@ -190,9 +192,15 @@ class Transcript:
         self._finished = False
         self._lines_seen = 0
         self._generation = Generation()
+        self._dirty = False
 
     @property
     def generation(self) -> Generation:
+        # Snapshots are built lazily: a relay sends hundreds of deltas per network read and the
+        # client needs one `Generation` per read, not one per delta.
+        if self._dirty:
+            self._dirty = False
+            self._generation = self._snapshot()
         return self._generation
 
     @property
@@ -201,8 +209,16 @@ class Transcript:
         return list(self._unsafe)
 
     def feed(self, delta: str) -> Generation:
+        """Read one delta; the `Generation` as known after it."""
+        if delta:
+            self.append(delta)
+        return self.generation
+
+    def append(self, delta: str) -> None:
+        """Read one delta without building a snapshot (read `.generation` when you need one)."""
         if not delta:
-            return self._generation
+            return
+        self._dirty = True
         self._log.parts.append(delta)
         self._length += len(delta)
         if "\n" in delta:
@@ -220,8 +236,6 @@ class Transcript:
             self._scan = 0
         elif self._line:
             self._scan_unfinished()
-        self._generation = self._snapshot()
-        return self._generation
 
     def finish(self) -> Generation:
         """The stream ended: read the last line, which has no newline after it."""
@@ -234,8 +248,9 @@ class Transcript:
             if self._in_fence and self._fence_lines is not None:
                 # An unclosed fence: the spec was cut; read what can be read.
                 self._close_fence()
+            self._dirty = False
             self._generation = self._snapshot()
-        return self._generation
+        return self.generation
 
     # -- reading ---------------------------------------------------------------------------
 

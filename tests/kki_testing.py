@@ -1,4 +1,79 @@
-"""Constants shared by the tests (conftest modules cannot be imported by name)."""
+"""Helpers shared by the tests (conftest modules cannot be imported by name)."""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import threading
+import time
 
 # Recognisable so the leak tests can grep for it; not shaped like any real provider's key.
 TEST_KEY = "kki-test-key-3b8f1e0c9d7a6b5e4f"
+
+
+class ReplayServer:
+    """Serves fixed bytes as an SSE answer, written in small pieces with pauses."""
+
+    def __init__(self, body: bytes, piece: int = 7, pause: float = 0.002, raw_status: int = 404):
+        outer = self
+        self.pause = pause
+        self.requests = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length", 0))
+                outer.requests.append((dict(self.headers), self.rfile.read(length)))
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    self._write_slowly()
+
+            def _write_slowly(self):
+                for start in range(0, len(body), piece):
+                    self.wfile.write(body[start : start + piece])
+                    self.wfile.flush()
+                    if outer.pause and body[start : start + piece].count(b"\n\n"):
+                        time.sleep(outer.pause)
+
+            def do_GET(self):
+                # The raw-data endpoint a client polls after a cut: answers raw_status.
+                self.send_response(raw_status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def close(self):
+        self.server.shutdown()
+
+
+def sse_body(deltas: list[str], *, done: bool = True) -> bytes:
+    """A chat-completion SSE answer carrying `deltas`, framed as the relay's page shows."""
+    import json
+
+    def event(delta: dict, finish=None) -> bytes:
+        chunk = {
+            "id": "chatcmpl-test",
+            "object": "chat.completion.chunk",
+            "created": 1760338775,
+            "model": "sora-2",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
+        return b"data: " + json.dumps(chunk).encode() + b"\n\n"
+
+    body = event({"role": "assistant", "content": ""})
+    body += b"".join(event({"content": delta}) for delta in deltas)
+    if done:
+        body += event({}, "stop") + b"data: [DONE]\n\n"
+    return body

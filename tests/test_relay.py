@@ -4,15 +4,11 @@ simulator fault. The promise under test: a paid generation is never lost and nev
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import http.server
 import json
-import threading
-import time
 from pathlib import Path
 
 import pytest
-from kki_testing import TEST_KEY
+from kki_testing import TEST_KEY, ReplayServer
 
 from kki_widgets import (
     AsyncRelayClient,
@@ -30,45 +26,6 @@ from kki_widgets import (
 from kki_widgets.config import Secret, resolve_settings
 
 SEED_STREAM = (Path(__file__).parent / "fixtures" / "seed_stream.sse").read_bytes()
-
-
-class ReplayServer:
-    """Serves fixed bytes as an SSE answer, written in small pieces with pauses."""
-
-    def __init__(self, body: bytes, piece: int = 7, pause: float = 0.002):
-        outer = self
-        self.pause = pause
-        self.requests = []
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self):
-                length = int(self.headers.get("Content-Length", 0))
-                outer.requests.append((dict(self.headers), self.rfile.read(length)))
-                self.send_response(200)
-                self.send_header("Content-Type", "text/event-stream")
-                self.send_header("Connection", "close")
-                self.end_headers()
-                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                    self._write_slowly()
-
-            def _write_slowly(self):
-                for start in range(0, len(body), piece):
-                    self.wfile.write(body[start : start + piece])
-                    self.wfile.flush()
-                    if outer.pause and body[start : start + piece].count(b"\n\n"):
-                        time.sleep(outer.pause)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-
-    def close(self):
-        self.server.shutdown()
 
 
 def client_for(sim, **options) -> RelayClient:
