@@ -24,6 +24,7 @@ import os
 import threading
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import anywidget
 import traitlets as t
@@ -451,30 +452,36 @@ class VideoChat(anywidget.AnyWidget):
         poster = last["thumbnail_url"]
         poster_attr = f' poster="{html.escape(poster, quote=True)}"' if poster else ""
         prompt = html.escape(last["prompt"])
-        local = ""
-        if last.get("path"):
-            rel = _relative_media_path(last["path"])
-            if rel:
-                local = f' · <a href="{html.escape(rel, quote=True)}">local copy</a>'
+        # <source> children are tried in order until one loads: the copy next to the notebook
+        # (works in nbconvert HTML saved beside it, and outlives the relay's CDN), then the URL.
+        sources = []
+        local = _relative_media_url(last["path"]) if last.get("path") else None
+        if local:
+            sources.append(f'<source src="{html.escape(local, quote=True)}" type="video/mp4">')
+        sources.append(f'<source src="{url}" type="video/mp4">')
+        local_link = (
+            f' · <a href="{html.escape(local, quote=True)}">local copy</a>' if local else ""
+        )
         return (
             '<div class="kki-static">'
             f"<p><b>{prompt}</b></p>"
-            f'<video controls preload="metadata" style="max-width:100%" src="{url}"{poster_attr}>'
-            "</video>"
+            f'<video controls preload="metadata" style="max-width:100%"{poster_attr}>'
+            f"{''.join(sources)}</video>"
             f'<p><a href="{url}" target="_blank" rel="noopener noreferrer">Open the video</a>'
-            f"{local}</p></div>"
+            f"{local_link}</p></div>"
         )
 
 
-def _relative_media_path(path: str) -> str | None:
-    """A path relative to the kernel's cwd (the notebook's folder), as a URL path, or None."""
+def _relative_media_url(path: str) -> str | None:
+    """`./kki_media/x.mp4`: the file relative to the kernel's cwd (the notebook's folder), or None."""
     try:
         rel = os.path.relpath(path, os.getcwd())
-    except ValueError:
+    except ValueError:  # another drive on Windows
         return None
-    if rel.startswith(".."):
+    if rel.startswith("..") or os.path.isabs(rel):
         return None
-    return safe_url("/" + rel.replace(os.sep, "/")) and rel.replace(os.sep, "/")
+    # "./" keeps a name like "a:b.mp4" from reading as a URL scheme.
+    return "./" + quote(rel.replace(os.sep, "/"))
 
 
 def _int_or_none(value: Any) -> int | None:

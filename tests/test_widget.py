@@ -379,8 +379,28 @@ def test_static_fallback_is_escaped_html_next_to_the_widget_view():
     assert "application/vnd.jupyter.widget-view+json" in data
     fallback = data["text/html"]
     assert '<video controls preload="metadata"' in fallback
-    assert 'src="https://cdn.example/v.mp4"' in fallback
+    assert '<source src="https://cdn.example/v.mp4" type="video/mp4">' in fallback
     assert "<script>" not in fallback and "&lt;script&gt;" in fallback
+
+
+def test_static_fallback_prefers_the_local_copy_next_to_the_notebook(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "kki_media").mkdir()
+    local = tmp_path / "kki_media" / "a b.mp4"
+    local.write_bytes(b"")
+
+    async def main():
+        conversation = FakeConversation(progress_script(1))
+        chat = VideoChat(conversation=conversation)
+        await chat.send("boat")
+        conversation.turns[0].path = str(local)
+        chat.refresh()
+        return chat
+
+    fallback = asyncio.run(main())._repr_mimebundle_()[0]["text/html"]
+    assert fallback.index('src="./kki_media/a%20b.mp4"') < fallback.index(
+        'src="https://cdn.example/v.mp4"'
+    )
 
 
 def test_a_new_view_gets_every_turn_from_the_traits():
