@@ -57,11 +57,14 @@ def test_chat_in_jupyterlab(lab, page, sim):
     started = time.monotonic()
     lab.write_notebook(
         "chat.ipynb",
-        ["from kki_widgets import VideoChat\nchat = VideoChat(max_retries=0)\nchat"],
+        [
+            "from kki_widgets import VideoChat\nchat = VideoChat(max_retries=0)\nchat",
+            "chat  # a second view of the same widget",
+        ],
     )
     lab.open(page, "chat.ipynb")
     lab.run_all(page)
-    page.wait_for_selector(".kki-chat .kki-input", timeout=60_000)
+    page.wait_for_selector(".kki-chat >> nth=1", timeout=60_000)
     # The kernel talks to an explicit KKI_BASE_URL with a key: not the embedded simulator.
     assert page.is_hidden(".kki-badge-sim")
 
@@ -112,7 +115,8 @@ def test_chat_in_jupyterlab(lab, page, sim):
 
     # The video has a source and a poster, loads and plays.
     video = done.query_selector("video.kki-video")
-    assert video.get_attribute("src") == sim.tasks[task0].video_url
+    video_src = video.get_attribute("src")
+    assert video_src == sim.tasks[task0].video_url
     assert video.get_attribute("poster")
     page.wait_for_function("(v) => v.readyState >= 2", arg=video, timeout=20_000)
     advanced = page.evaluate(
@@ -170,9 +174,45 @@ def test_chat_in_jupyterlab(lab, page, sim):
     for values in by_turn.values():
         assert values == sorted(values), values
 
+    # The second view shows every turn from the synced traits, with the same video.
+    second = page.locator(".kki-chat").nth(1)
+    statuses = second.locator(".kki-turn").evaluate_all("(ts) => ts.map((t) => t.dataset.status)")
+    assert statuses == ["failed", "completed", "completed", "completed", "failed"]
+    assert second.locator(f"{TURN.format(1)} video").get_attribute("src") == video_src
+
     page.screenshot(path=str(lab_artifact("videochat.png")), full_page=True)
+
+    # Readable in both themes: text and background contrast in light and dark.
+    for theme in ("JupyterLab Dark", "JupyterLab Light"):
+        page.evaluate(
+            "(theme) => window.jupyterapp.commands.execute('apputils:change-theme', {theme})",
+            theme,
+        )
+        page.wait_for_function(
+            "(dark) => document.body.dataset.jpThemeLight === String(!dark)",
+            arg=theme.endswith("Dark"),
+        )
+        time.sleep(0.3)
+        ratio = page.evaluate(CONTRAST, ".kki-prompt")
+        assert ratio >= 4.5, (theme, ratio)
+        if theme.endswith("Dark"):
+            page.screenshot(path=str(lab_artifact("videochat-dark.png")))
     assert not page.errors.widget_errors(), page.errors.widget_errors()
     assert time.monotonic() - started < 150
+
+
+# WCAG contrast ratio between an element's text colour and the turn card's background.
+CONTRAST = """(selector) => {
+  const el = document.querySelector(selector);
+  const rgb = (c) => c.match(/[\\d.]+/g).slice(0, 3).map(Number);
+  const lum = ([r, g, b]) => {
+    const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  const fg = lum(rgb(getComputedStyle(el).color));
+  const bg = lum(rgb(getComputedStyle(el.closest('.kki-turn')).backgroundColor));
+  return (Math.max(fg, bg) + 0.05) / (Math.min(fg, bg) + 0.05);
+}"""
 
 
 def lab_artifact(name: str) -> Path:
