@@ -473,3 +473,35 @@ def test_real_cancel_from_the_ui(sim):
     assert chat.turn_data[0]["status"] == "cancelled" and chat.busy is False
     assert comm.turn_updates()[-1][0]["status"] == "cancelled"
     assert {"type": "ok", "id": "c"} in comm.custom()
+
+
+def test_several_turns_run_at_once(sim):
+    async def main():
+        chat = real_chat(sim)
+        attach(chat)
+        started = time.monotonic()
+        first = chat.send("a red kite", parent=None)
+        second = chat.send("a blue kite", parent=None)
+        assert chat.busy and len(chat.turn_data) == 2
+        turns = await asyncio.gather(first, second)
+        return chat, turns, time.monotonic() - started
+
+    chat, turns, elapsed = asyncio.run(main())
+    assert [t.status for t in turns] == ["completed", "completed"]
+    # Concurrent, not one after the other (each takes ~0.6 s in this simulator).
+    assert elapsed < 1.15, elapsed
+    assert [d["status"] for d in chat.turn_data] == ["completed", "completed"]
+
+
+def test_blocking_result_from_plain_code(sim):
+    # No running loop: the turn runs on the session's private loop thread and updates arrive
+    # from there; the widget still coalesces them and ends with the final state.
+    chat = real_chat(sim)
+    comm = attach(chat)
+    turn = chat.send("a quiet harbour").result(timeout=30)
+    assert turn.status == "completed"
+    deadline = time.monotonic() + 5
+    while chat.turn_data[0]["finished_at"] is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert chat.turn_data[0]["status"] == "completed" and chat.busy is False
+    assert comm.turn_updates()[-1][0]["status"] == "completed"
