@@ -23,6 +23,7 @@
  * @property {string | null} thumbnail_url
  * @property {string | null} video_url
  * @property {string | null} download_url
+ * @property {string | null} local_url   copy next to the notebook, relative to it (static fallback)
  * @property {string | null} error
  * @property {boolean} cached
  * @property {number | null} created_at

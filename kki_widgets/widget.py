@@ -162,7 +162,9 @@ def turn_to_dict(turn: Any) -> dict:
         "thumbnail_url": checked("thumbnail", getattr(generation, "thumbnail_url", None)),
         "video_url": checked("video", video),
         "download_url": checked("download", download) if download else None,
-        "path": str(turn.path) if getattr(turn, "path", None) else None,
+        # Relative to the notebook's folder: an absolute path would put the user's home folder
+        # into every saved notebook, and only the relative form resolves next to an exported one.
+        "local_url": _relative_media_url(turn.path) if getattr(turn, "path", None) else None,
         "error": str(error) if error and status in ("failed", "cancelled") else None,
         "cached": bool(getattr(turn, "cached", False)),
         "created_at": _epoch(getattr(turn, "created_at", None)),
@@ -455,7 +457,7 @@ class VideoChat(anywidget.AnyWidget):
         # <source> children are tried in order until one loads: the copy next to the notebook
         # (works in nbconvert HTML saved beside it, and outlives the relay's CDN), then the URL.
         sources = []
-        local = _relative_media_url(last["path"]) if last.get("path") else None
+        local = last.get("local_url")
         if local:
             sources.append(f'<source src="{html.escape(local, quote=True)}" type="video/mp4">')
         sources.append(f'<source src="{url}" type="video/mp4">')

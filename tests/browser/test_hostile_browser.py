@@ -59,7 +59,7 @@ HOSTILE_TURN = {
     "thumbnail_url": "java\nscript:window.__pwned=1",
     "video_url": "data:text/html,<script>window.__pwned=1</script>",
     "download_url": "//evil.example/x.mp4",
-    "path": None,
+    "local_url": "javascript:window.__pwned=1",
     "error": XSS,
     "cached": False,
     "created_at": None,
