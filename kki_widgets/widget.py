@@ -276,8 +276,9 @@ class VideoChat(anywidget.AnyWidget):
     def send(self, prompt: str, *, parent: int | None = None, **options: Any) -> VideoChatHandle:
         """Start a turn in the background and return its handle (awaitable, or `.result()`).
 
-        Options default to the widget's pickers (`model`, `orientation`, `duration`). `parent`
-        continues from that turn (a branch) instead of the latest one.
+        Options default to the widget's pickers (`model`, `orientation`, `duration`). By default
+        the prompt remixes the conversation's head (the latest completed turn); `parent=i`
+        continues from turn `i` instead (a branch). `chat.conversation.reset()` starts afresh.
         """
         return self._start(prompt, parent=parent, **options)
 
@@ -310,8 +311,14 @@ class VideoChat(anywidget.AnyWidget):
         return list(self.conversation.turns)
 
     def refresh(self) -> None:
-        """Send the current state now (e.g. after the notebook output was cleared)."""
+        """Send the whole state again now.
+
+        Updates sent by a background task after its cell finished reach a live browser but not a
+        notebook saved by nbclient (it records only the running cell's messages): call this in a
+        later cell to put the final state on record.
+        """
         self._flush()
+        self.send_state()
 
     def close(self) -> None:
         with self._lock:
