@@ -487,7 +487,7 @@ class SoraMagics(Magics):
         may not be recorded as this cell's (nbclient), so the waiting cell itself does the
         display updates.
         """
-        from .relay import _LoopThread
+        from .relay import background_loop
 
         latest: list[Any] = []
         changed = threading.Event()
@@ -499,7 +499,7 @@ class SoraMagics(Magics):
 
         unsubscribe = conversation.subscribe(on_change)
         shown = False
-        future = asyncio.run_coroutine_threadsafe(make_coroutine(), _LoopThread.shared().loop)
+        future = asyncio.run_coroutine_threadsafe(make_coroutine(), background_loop())
         try:
             while True:
                 try:

@@ -57,6 +57,20 @@ ROLES = ("system", "user", "assistant")
 _semaphores: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+_ssl_lock = threading.Lock()
+_ssl_context = None
+
+
+def _shared_ssl_context():
+    """httpx builds a fresh SSL context (loading the CA bundle, ~20 ms of blocked event loop) for
+    every client; the clients of a process (one per event loop) share one instead."""
+    global _ssl_context
+    with _ssl_lock:
+        if _ssl_context is None:
+            _ssl_context = httpx.create_ssl_context()
+        return _ssl_context
+
+
 def _semaphore_for(base_url: str, limit: int) -> asyncio.Semaphore:
     loop = asyncio.get_running_loop()
     per_loop = _semaphores.setdefault(loop, {})
@@ -318,6 +332,7 @@ def generation_from_raw(data, previous: Generation) -> Generation:
         video_url=merged.video_url or video,
         download_url=merged.download_url,
         error=(str(error) if error else merged.error) if status == "failed" else None,
+        unsafe_urls=merged.unsafe_urls,
         text_length=merged.text_length,
         _log=merged._log,
         _parts=merged._parts,
@@ -340,6 +355,7 @@ def _merge(previous: Generation, parsed: Generation | None, text: str | None) ->
         video_url=parsed.video_url or previous.video_url,
         download_url=parsed.download_url or previous.download_url,
         error=parsed.error or previous.error,
+        unsafe_urls=tuple(dict.fromkeys(previous.unsafe_urls + parsed.unsafe_urls)),
         text_length=source.text_length,
         _log=source._log,
         _parts=source._parts,
@@ -426,6 +442,7 @@ class AsyncRelayClient:
             client = httpx.AsyncClient(
                 timeout=httpx.Timeout(self.timeout, connect=min(15.0, self.timeout)),
                 transport=self._transport,
+                verify=_shared_ssl_context(),
                 follow_redirects=True,
                 limits=httpx.Limits(max_connections=max(10, self.max_concurrency * 2)),
             )
@@ -531,7 +548,8 @@ class AsyncRelayClient:
                                 if parsed.error is not None:
                                     raise self._in_stream_error(parsed.error, transcript)
                                 if parsed.content:
-                                    transcript.feed(parsed.content)
+                                    # One snapshot per network read, built below.
+                                    transcript.append(parsed.content)
                                 if parsed.done or parsed.finish_reason:
                                     finished = True
                             if transcript.generation.text_length > MAX_ANSWER_CHARS:
@@ -747,7 +765,7 @@ def _with_text(generation: Generation, text: str) -> Generation:
         **{
             **{name: getattr(generation, name) for name in (
                 "task_id", "status", "progress", "sid", "spec", "preview_url", "raw_url",
-                "thumbnail_url", "video_url", "download_url", "error",
+                "thumbnail_url", "video_url", "download_url", "error", "unsafe_urls",
             )},
             "text_length": rebuilt.text_length,
             "_log": rebuilt._log,
@@ -781,6 +799,15 @@ class _LoopThread:
         except BaseException:
             future.cancel()
             raise
+
+
+def background_loop() -> asyncio.AbstractEventLoop:
+    """The package's private event loop (a daemon thread): where blocking calls run their work.
+
+    Front ends that must block a notebook cell while a turn runs (the kernel's own loop is busy
+    running that cell) schedule the turn here and wait on the returned future.
+    """
+    return _LoopThread.shared().loop
 
 
 class RelayClient:

@@ -118,13 +118,15 @@ class Turn:
         status = html.escape(self.status)
         prompt = html.escape(self.prompt)
         parts = [f"<div><b>Turn {self.index}</b> · {status}: {prompt}</div>"]
-        url = self.generation.video_url
-        if self.status == "completed" and url and url.startswith(("http://", "https://")):
+        url = _shareable(self.path) or self.generation.video_url
+        if self.status == "completed" and url and (
+            url.startswith(("http://", "https://")) or url == _shareable(self.path)
+        ):
             safe = html.escape(url, quote=True)
-            poster = self.generation.thumbnail_url or ""
+            poster = _shareable(self.thumbnail_path) or self.generation.thumbnail_url or ""
             poster_attr = (
                 f' poster="{html.escape(poster, quote=True)}"'
-                if poster.startswith(("http://", "https://"))
+                if poster.startswith(("http://", "https://")) or poster == _shareable(self.thumbnail_path)
                 else ""
             )
             parts.append(
@@ -134,6 +136,21 @@ class Turn:
         if self.error:
             parts.append(f"<div>{html.escape(self.error)}</div>")
         return "".join(parts)
+
+
+def _shareable(path: str | None) -> str | None:
+    """A local copy as a URL relative to the kernel's folder (the notebook's), or None.
+
+    Relative URLs keep working where the notebook travels with its media folder: JupyterLab
+    resolves them against the notebook, and so do nbconvert HTML and GitHub's renderer.
+    """
+    if not path or not Path(path).is_file():
+        return None
+    try:
+        relative = Path(path).resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        return None
+    return relative.as_posix()
 
 
 class TurnHandle:
@@ -512,6 +529,11 @@ class Conversation:
             ):
                 turn.generation = generation
                 turn.status = generation.status
+                if generation.status == "completed":
+                    # Move on at once, before the local copy is downloaded: a remix sent the
+                    # moment the video shows must continue this turn.
+                    with self._lock:
+                        self._head = turn.index
                 if generation.task_id and not pending_recorded:
                     pending_recorded = True
                     self._record_pending(turn)

@@ -89,6 +89,7 @@ class Generation:
     video_url: str | None = None
     download_url: str | None = None
     error: str | None = None
+    unsafe_urls: tuple = ()
     text_length: int = 0
     _log: _TextLog = field(default=_EMPTY_LOG, repr=False, compare=False)
     _parts: int = field(default=0, repr=False, compare=False)
@@ -115,6 +116,7 @@ class Generation:
             "video_url": self.video_url,
             "download_url": self.download_url,
             "error": self.error,
+            "unsafe_urls": list(self.unsafe_urls),
             "text": self.text,
         }
 
@@ -135,6 +137,7 @@ class Generation:
             video_url=data.get("video_url"),
             download_url=data.get("download_url"),
             error=data.get("error"),
+            unsafe_urls=tuple(data.get("unsafe_urls") or ()),
             text_length=len(text),
             _log=log,
             _parts=len(log.parts),
@@ -385,6 +388,15 @@ class Transcript:
 
     def _snapshot(self) -> Generation:
         failed = bool(self._failure_lines) and self._video is None
+        unsafe_only = (
+            self._finished and self._seen_complete and self._video is None and bool(self._unsafe)
+        )
+        if unsafe_only and not failed:
+            # "Complete", but the only video link was not http(s): nothing safe will come.
+            failed = True
+            self._failure_lines.append(
+                "the relay's video link was not an http(s) URL and was removed for safety"
+            )
         if failed:
             status = "failed"
         elif self._video is not None:
@@ -411,6 +423,7 @@ class Transcript:
             video_url=self._video,
             download_url=self._download,
             error=error,
+            unsafe_urls=tuple(self._unsafe),
             text_length=self._length,
             _log=self._log,
             _parts=len(self._log.parts),

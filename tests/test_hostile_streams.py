@@ -63,12 +63,12 @@ def test_hostile_answers_end_safely(name):
 
 
 def test_unsafe_video_links_never_complete_a_generation():
-    with pytest.raises(StreamInterrupted) as caught:
-        run(sse_body(CORPUS["javascript links"]))
-    # The relay accepted a task, so the error keeps its ID for a later resume.
-    assert caught.value.task_id == TASK
-    generation = caught.value.generation
-    assert generation.video_url is None and generation.thumbnail_url is None
+    final = run(sse_body(CORPUS["javascript links"]))[-1]
+    # "Complete" with only a javascript: link: a failure that says why, not a wait for nothing.
+    assert final.status == "failed" and "removed for safety" in final.error
+    assert final.task_id == TASK
+    assert final.video_url is None and final.thumbnail_url is None
+    assert any(url.startswith("javascript:") for url in final.unsafe_urls)
 
 
 def test_html_in_the_reason_is_kept_as_text():
