@@ -9,6 +9,7 @@ tiny chunks relays send, which matters at thousands of chunks per second (see be
 from __future__ import annotations
 
 import json
+import json.scanner
 from dataclasses import dataclass
 
 _KNOWN_FIELDS = frozenset(("event", "id", "retry"))
@@ -95,6 +96,30 @@ class ChatChunk:
 
 _DONE_CHUNK = ChatChunk(done=True)
 _MALFORMED = ChatChunk(malformed=True)
+_EMPTY = ChatChunk()
+_new = object.__new__
+
+# `json.loads` goes through two Python frames before its C scanner; relays send thousands of
+# tiny chunks per second, so call the scanner directly and fall back to `json.loads` (same
+# result, same errors) for anything it does not take whole: leading blanks, trailing data.
+_scan_once = json.scanner.make_scanner(json.JSONDecoder())
+
+
+def _loads(data: str):
+    try:
+        obj, end = _scan_once(data, 0)
+    except StopIteration:
+        return json.loads(data)
+    if end != len(data) and data[end:].strip():
+        return json.loads(data)  # raises "Extra data" like json.loads
+    return obj
+
+
+def _content_chunk(content: str, finish_reason: str | None) -> ChatChunk:
+    """`ChatChunk(content=..., finish_reason=...)` without the frozen dataclass' slow __init__."""
+    chunk = _new(ChatChunk)
+    chunk.__dict__.update(content=content, finish_reason=finish_reason)
+    return chunk
 
 
 def decode_chunk(data: str, extra: list[str] | None = None) -> ChatChunk:
@@ -102,7 +127,7 @@ def decode_chunk(data: str, extra: list[str] | None = None) -> ChatChunk:
     if data == DONE or data.strip() == DONE:
         return _DONE_CHUNK
     try:
-        obj = json.loads(data)
+        obj = _loads(data)
     except (ValueError, RecursionError):
         if not extra:
             return _MALFORMED
@@ -134,4 +159,6 @@ def decode_chunk(data: str, extra: list[str] | None = None) -> ChatChunk:
     if not isinstance(content, str):
         content = ""
     finish = choice.get("finish_reason")
-    return ChatChunk(content=content, finish_reason=finish if isinstance(finish, str) else None)
+    if not content and finish is None:
+        return _EMPTY
+    return _content_chunk(content, finish if isinstance(finish, str) else None)
