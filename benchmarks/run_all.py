@@ -1,0 +1,132 @@
+"""Run every benchmark, side by side on this machine, and collect the figures.
+
+    python benchmarks/run_all.py [--quick] [--output PATH] [--only NAME,...]
+
+Each benchmark runs in its own interpreter (imports, event loops and memory do not leak from one
+to the next) and prints one JSON line per figure plus a readable table; this script gathers the
+JSON lines into `benchmarks/results/latest.json` (`--quick`: `benchmarks/results/quick.json`)
+with the machine's description, and prints a summary of the targets. Targets are reported, never
+asserted: the exit status is non-zero only when a benchmark itself failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from _common import machine, table  # noqa: E402
+
+# (name, script, extra arguments for a full run, extra arguments for --quick, timeout in s)
+BENCHMARKS = [
+    ("stream", "bench_stream.py", [], ["--quick"], 240),
+    ("linearity", "bench_linearity.py", [], ["--quick"], 120),
+    ("loop_lag", "bench_loop_lag.py", [], ["--quick"], 120),
+    ("widget", "bench_widget.py", [], ["--quick"], 60),
+    ("cold_start", "bench_cold_start.py", [], ["--quick"], 120),
+    ("notebook", "bench_notebook.py", [], ["--quick"], 240),
+    ("simulator_capacity", "simulator_capacity.py", [], ["--streams", "20", "--distinct", "5"], 120),
+]
+
+
+def capacity_figures(record: dict) -> list[dict]:
+    """simulator_capacity.py prints one JSON object; turn it into figures."""
+    streams = record["streams"]
+    return [
+        {"figure": "simulator.streams_ok", "value": record["streams_ok"], "unit": f"of {streams}",
+         "errors": record.get("errors", [])},
+        {"figure": "simulator.chunks_per_s", "value": record["chunks_per_second"],
+         "unit": "chunks/s", "streams": streams},
+        {"figure": "simulator.ttfb_p50", "value": record["ttfb_p50_ms"], "unit": "ms"},
+        {"figure": "simulator.ttfb_p99", "value": record["ttfb_p99_ms"], "unit": "ms"},
+        {"figure": "simulator.stream_p50", "value": record["stream_p50_seconds"], "unit": "s"},
+        {"figure": "simulator.ffmpeg_renders", "value": record["ffmpeg_renders"],
+         "unit": f"for {record['distinct_prompts']} distinct prompts"},
+    ]
+
+
+def run(name: str, script: str, arguments: list[str], timeout: float) -> tuple[list[dict], str | None]:
+    path = HERE / script
+    if not path.exists():
+        return [], f"{script} not found"
+    started = time.perf_counter()
+    try:
+        process = subprocess.run([sys.executable, str(path), *arguments], capture_output=True,
+                                 text=True, timeout=timeout, cwd=HERE.parent)
+    except subprocess.TimeoutExpired:
+        return [], f"timed out after {timeout:.0f} s"
+    elapsed = time.perf_counter() - started
+    figures: list[dict] = []
+    for line in process.stdout.splitlines():
+        if line.startswith("{"):
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if "figure" in record:
+                figures.append(record)
+            elif record.get("benchmark") == "simulator_capacity":
+                figures.extend(capacity_figures(record))
+        else:
+            print(line)
+    print(f"  ({name}: {elapsed:.1f} s)", flush=True)
+    error = None
+    if process.returncode != 0:
+        tail = process.stderr.strip().splitlines()[-5:]
+        error = f"exit status {process.returncode}: " + " | ".join(tail)
+        print(f"  {name} FAILED: {error}", file=sys.stderr)
+    return figures, error
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes (well under a minute)")
+    parser.add_argument("--output", type=Path, default=None)
+    parser.add_argument("--only", default=None, help="comma-separated benchmark names")
+    args = parser.parse_args(argv)
+    output = args.output or HERE / "results" / ("quick.json" if args.quick else "latest.json")
+    wanted = set(args.only.split(",")) if args.only else None
+    about = machine()
+    print(f"Machine: {about['nproc']} cores, {about['cpu']}, Python {about['python']}", flush=True)
+    started = time.perf_counter()
+    figures: list[dict] = []
+    failures: dict[str, str] = {}
+    for name, script, full, quick, timeout in BENCHMARKS:
+        if wanted and name not in wanted:
+            continue
+        found, error = run(name, script, quick if args.quick else full, timeout)
+        for record in found:
+            record.setdefault("benchmark", name)
+        figures.extend(found)
+        if error:
+            failures[name] = error
+    duration = time.perf_counter() - started
+    result = {
+        "machine": about,
+        "quick": args.quick,
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "duration_seconds": round(duration, 1),
+        "figures": figures,
+        "failures": failures,
+    }
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
+    targets = [record for record in figures if "target" in record]
+    table("Targets", targets)
+    met = sum(1 for record in targets if record["met"])
+    print(f"\n{met} of {len(targets)} targets met; {len(figures)} figures in {duration:.0f} s "
+          f"written to {output}")
+    for name, error in failures.items():
+        print(f"FAILED {name}: {error}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
