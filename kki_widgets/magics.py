@@ -132,7 +132,7 @@ class TurnCard:
         turn = self.turn
         lines = [f"[sora] {_status_line(turn)}: {turn.prompt}"]
         if turn.status == "completed":
-            lines.append(f"  video: {turn.video_url}")
+            lines.append(f"  video: {_media_src(turn) or turn.video_url}")
         if turn.error:
             lines.append(f"  error: {turn.error}")
         return "\n".join(lines)
@@ -355,7 +355,22 @@ class SoraMagics(Magics):
                     max_history=self.max_history or None,
                 )
                 self._conversations[name] = conversation
+                self._resume_left_over(conversation)
             return conversation
+
+    @staticmethod
+    def _resume_left_over(conversation: Any) -> None:
+        """Generations an earlier kernel paid for but never received are fetched, not lost."""
+        pending = conversation.pending
+        if not pending:
+            return
+        ids = ", ".join(turn.task_id for turn in pending)
+        print(
+            f"Fetching {len(pending)} unfinished generation(s) from an earlier kernel in the "
+            f"background (no new charge): {ids}. `%sora history` shows them when they arrive.",
+            file=sys.stderr,
+        )
+        conversation.resume_pending()
 
     def _session_names(self) -> list[str]:
         _, store = self._backend()

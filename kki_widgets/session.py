@@ -108,7 +108,8 @@ class Turn:
         return cls(**values)
 
     def __repr__(self) -> str:
-        where = self.video_url or self.error or ""
+        # The local copy relative to the notebook: a saved notebook must not carry home paths.
+        where = _shareable(self.path) or self.video_url or self.error or ""
         cached = ", cached" if self.cached else ""
         return f"<Turn {self.index} {self.status}{cached}: {self.prompt[:40]!r} {where}>"
 
@@ -692,6 +693,19 @@ class Conversation:
         except KeyboardInterrupt:
             future.cancel()
             raise
+
+    def resume_pending(self) -> list[TurnHandle]:
+        """Follow every accepted but unfinished turn in the background (e.g. the kernel died).
+
+        They run on the private loop, so they progress even while a notebook cell blocks the
+        kernel's loop; views see them through `subscribe` like any other turn.
+        """
+        loop = _LoopThread.shared().loop
+        handles = []
+        for turn in self.pending:
+            future = asyncio.run_coroutine_threadsafe(self.aresume(turn.task_id), loop)
+            handles.append(TurnHandle(turn, future, loop))
+        return handles
 
     def _find_resumable(self, task_id: str | None) -> Turn:
         with self._lock:

@@ -305,3 +305,32 @@ def test_run_all_in_a_real_kernel_records_finished_cells_and_replays(sim, tmp_pa
         assert "completed" in cards[-1]["data"]["text/plain"]
     assert "2 paid requests" in "".join(o.get("text", "") for o in notebook.cells[3].outputs)
     assert len(list((tmp_path / "kki_media").glob("*.mp4"))) == 2
+
+
+def test_a_new_kernel_fetches_what_a_dead_one_paid_for(new_shell, tmp_path, monkeypatch, capsys):
+    import asyncio
+
+    from kki_widgets import Conversation, NotebookStore
+
+    with Simulator(queue_seconds=0.2, generate_seconds=1.0, step_seconds=0.1) as slow:
+        monkeypatch.setenv("KKI_BASE_URL", slow.base_url)
+        monkeypatch.setenv("KKI_API_KEY", TEST_KEY)
+        store = NotebookStore(tmp_path / ".kki" / "notebook.json")
+        dying = Conversation(store=store, poll_interval=0.05)
+
+        async def start_and_die():
+            handle = dying.start("a kite over the dunes")
+            while not handle.turn.task_id:
+                await asyncio.sleep(0.02)
+            return handle.turn.task_id
+
+        task_id = asyncio.run(start_and_die())
+        ip = new_shell()
+        run(ip, "%sora history")
+        assert task_id in capsys.readouterr().err
+        conversation = ip.magics_manager.registry["SoraMagics"].conversation()
+        deadline = time.time() + 30
+        while (conversation.pending or conversation.running) and time.time() < deadline:
+            time.sleep(0.1)
+        assert conversation.turns[0].status == "completed"
+        assert slow.submissions == 1

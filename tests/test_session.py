@@ -187,3 +187,19 @@ def test_store_has_the_history_but_never_the_key(fast_simulator, tmp_path):
     data = json.loads(text)
     saved = data["conversations"]["default"]["turns"][0]
     assert saved["prompt"] == "a secretive cat" and saved["generation"]["sid"]
+
+
+def test_pending_turns_are_resumed_in_the_background(slow_simulator, tmp_path):
+    conv = conversation(slow_simulator, tmp_path)
+
+    async def start_and_abandon():
+        handle = conv.start("a kite at sea")
+        while not handle.turn.task_id:
+            await asyncio.sleep(0.02)
+
+    asyncio.run(start_and_abandon())
+    new_kernel = conversation(slow_simulator, tmp_path)
+    handles = new_kernel.resume_pending()
+    assert len(handles) == 1
+    turn = handles[0].result(timeout=60)
+    assert turn.status == "completed" and new_kernel.pending == []
