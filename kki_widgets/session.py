@@ -445,16 +445,7 @@ class Conversation:
 
     def send(self, prompt: str, **options) -> Turn:
         """Blocking `asend`: waits for the video (Ctrl-C / kernel interrupt cancels the wait)."""
-        runner = _LoopThread.shared()
-        future = asyncio.run_coroutine_threadsafe(self.asend(prompt, **options), runner.loop)
-        try:
-            return future.result()
-        except (KeyboardInterrupt, concurrent.futures.CancelledError):
-            future.cancel()
-            # Let the cancellation land so the turn is marked before we return to the user.
-            with contextlib.suppress(BaseException):
-                future.result(timeout=5)
-            raise
+        return _block_on(self.asend(prompt, **options))
 
     def start(
         self,
@@ -686,13 +677,8 @@ class Conversation:
         return turn
 
     def resume(self, task_id: str | None = None) -> Turn:
-        runner = _LoopThread.shared()
-        future = asyncio.run_coroutine_threadsafe(self.aresume(task_id), runner.loop)
-        try:
-            return future.result()
-        except KeyboardInterrupt:
-            future.cancel()
-            raise
+        """Blocking `aresume`."""
+        return _block_on(self.aresume(task_id))
 
     def resume_pending(self) -> list[TurnHandle]:
         """Follow every accepted but unfinished turn in the background (e.g. the kernel died).
@@ -788,6 +774,19 @@ class Conversation:
             self.store.save_conversation(self.name, data)
         except Exception as error:
             log.warning("could not save conversation %r: %s", self.name, error)
+
+
+def _block_on(coroutine):
+    """Run `coroutine` on the private loop and wait; works inside a running notebook loop."""
+    future = asyncio.run_coroutine_threadsafe(coroutine, _LoopThread.shared().loop)
+    try:
+        return future.result()
+    except (KeyboardInterrupt, concurrent.futures.CancelledError):
+        future.cancel()
+        # Let the cancellation land so the turn is marked before control returns to the user.
+        with contextlib.suppress(BaseException):
+            future.result(timeout=5)
+        raise
 
 
 def _keep_history(previous: Generation, followed: Generation) -> Generation:

@@ -11,20 +11,11 @@ import binascii
 import dataclasses
 import hashlib
 
+from ..config import KNOWN_MODELS
 from . import script
 
-DEFAULT_MODELS = (
-    "sora-2",
-    "sora-2-pro",
-    "veo3",
-    "veo3-fast",
-    "veo3-pro",
-    "sora_video2",
-    "sora_video2-landscape",
-    "sora_video2-pro",
-    "sora_video2-hd",
-    "sora_video2-15s",
-)
+# The same list the client offers: the simulator accepts what real relays are known to serve.
+DEFAULT_MODELS = KNOWN_MODELS
 ROLES = ("system", "user", "assistant")
 ORIENTATIONS = ("portrait", "landscape")
 MAX_DURATION = 60
