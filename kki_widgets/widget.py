@@ -91,31 +91,9 @@ def safe_url(url: object) -> str | None:
     return None
 
 
-_unsafe_cache: dict[tuple[int, int], list[str]] = {}
-
-
-def _unsafe_links(generation: Any) -> list[str]:
-    """Links the transcript parser dropped (non-http schemes) in this generation's text.
-
-    The transcript layer records them on its `Transcript` but not on the `Generation` snapshot, so
-    re-parse the (short) text with it; cached per text so a flush costs nothing extra.
-    """
-    text = getattr(generation, "text", "") or ""
-    if not text or ":" not in text:
-        return []
-    key = (hash(text), len(text))
-    if key not in _unsafe_cache:
-        try:
-            from .transcript import Transcript
-
-            parser = Transcript()
-            parser.feed(text)
-            _unsafe_cache[key] = list(getattr(parser, "unsafe_urls", []) or [])
-        except Exception:  # a front end must not crash on a parser problem
-            _unsafe_cache[key] = []
-        if len(_unsafe_cache) > 512:
-            _unsafe_cache.pop(next(iter(_unsafe_cache)))
-    return _unsafe_cache[key]
+def _unsafe_links(generation: Any) -> tuple:
+    """Links the transcript parser dropped for not being http(s)."""
+    return tuple(getattr(generation, "unsafe_urls", ()) or ())
 
 
 def _epoch(value: Any) -> float | None:
@@ -426,7 +404,7 @@ class VideoChat(anywidget.AnyWidget):
             # New list objects: traitlets compares by value and only a changed value is sent.
             new_turns = [turn_to_dict(turn) for turn in turns]
             # A completed generation is still being kept (media download) until finished_at is
-            # set; the conversation's head only moves then, so the UI stays "working" meanwhile.
+            # set: the UI says "working" until the local copy is there too.
             busy = any(
                 d["status"] in RUNNING or (d["status"] == "completed" and d["finished_at"] is None)
                 for d in new_turns
