@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 demo: install
-	$(VENV)/bin/jupyter lab notebooks/quickstart.ipynb --ServerApp.ip=127.0.0.1 --port=$(PORT) --no-browser $(if $(filter 0,$(shell id -u)),--allow-root,)
+	$(VENV)/bin/jupyter lab notebooks/quickstart.ipynb --ServerApp.ip=127.0.0.1 --port=$(PORT) --no-browser --LabApp.default_url=/lab/tree/quickstart.ipynb $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 lint: install
 	$(VENV)/bin/ruff check kki_widgets tests benchmarks
