@@ -95,16 +95,22 @@ def interpolate(text: str, namespace: dict) -> str:
 
 
 # ---------------------------------------------------------------------------- views
+def _local_src(path: str | None) -> str | None:
+    """A local file as a URL relative to the notebook's folder (the kernel's cwd), or None."""
+    if not path or not Path(path).is_file():
+        return None
+    try:
+        relative = os.path.relpath(path, os.getcwd())
+    except ValueError:
+        return None
+    return None if relative.startswith("..") else relative.replace(os.sep, "/")
+
+
 def _media_src(turn: Any) -> str | None:
     """A URL the notebook can load: the local copy relative to the notebook, else http(s)."""
-    path = getattr(turn, "path", None)
-    if path and Path(path).is_file():
-        try:
-            relative = os.path.relpath(path, os.getcwd())
-        except ValueError:
-            relative = None
-        if relative and not relative.startswith(".."):
-            return relative.replace(os.sep, "/")
+    local = _local_src(getattr(turn, "path", None))
+    if local:
+        return local
     url = getattr(turn.generation, "video_url", None)
     return url if url and url.startswith(("http://", "https://")) else None
 
@@ -149,10 +155,12 @@ class TurnCard:
         ]
         src = _media_src(turn) if turn.status == "completed" else None
         if src and self.with_video:
-            poster = getattr(turn.generation, "thumbnail_url", None) or ""
+            poster = _local_src(getattr(turn, "thumbnail_path", None)) or (
+                getattr(turn.generation, "thumbnail_url", None) or ""
+            )
             poster_attr = (
                 f' poster="{html.escape(poster, quote=True)}"'
-                if poster.startswith(("http://", "https://"))
+                if poster.startswith(("http://", "https://")) or poster == _local_src(turn.thumbnail_path)
                 else ""
             )
             parts.append(
@@ -168,6 +176,17 @@ class TurnCard:
             parts.append(f'<div style="color:#b00020">{html.escape(turn.error)}</div>')
         parts.append("</div>")
         return "".join(parts)
+
+
+class UsageReport(dict):
+    """``%sora usage``: a dict for code, one plain sentence when displayed."""
+
+    def __repr__(self) -> str:
+        note = " (simulated relay: nothing was charged)" if self.get("simulated") else ""
+        return (
+            f"session {self['session']!r}: {self['turns']} turns; this notebook: "
+            f"{self['paid_requests']} paid requests, {self['cache_hits']} replays from the store{note}"
+        )
 
 
 class TurnTable:
@@ -284,7 +303,12 @@ class SoraMagics(Magics):
     media_dir = Unicode("kki_media", allow_none=True, help="Where videos are kept, relative to the notebook (None: keep only URLs).").tag(config=True)
     max_history = Int(None, allow_none=True, help="Send at most this many earlier turns (None: the whole chain).").tag(config=True)
     session = Unicode("default", help="Conversation name; one notebook can hold several.").tag(config=True)
-    display = Enum(["widget", "compact"], "widget", help="'widget' (VideoChat) or 'compact' (HTML card).").tag(config=True)
+    # Compact by default: a live HTML card whose final video is a relative <video> tag, which
+    # nbconvert and GitHub render too, and which costs a few hundred bytes per cell where a
+    # widget per cell would save its whole front end (~34 KB) into the notebook each time.
+    display = Enum(
+        ["widget", "compact"], "compact", help="'compact' (HTML card) or 'widget' (VideoChat)."
+    ).tag(config=True)
     store_path = Unicode(None, allow_none=True, help="Store file (None: .kki/<notebook>.json next to the notebook).").tag(config=True)
 
     def __init__(self, shell=None, **kwargs):
@@ -696,7 +720,7 @@ class SoraMagics(Magics):
         except ConfigurationError as error:
             raise UsageError(str(error)) from None
 
-    def _cmd_usage(self, rest: list[str]) -> dict:
+    def _cmd_usage(self, rest: list[str]) -> UsageReport:
         self._expect(rest, "usage", 0)
         _, store = self._backend()
         counters = store.usage()
@@ -708,12 +732,7 @@ class SoraMagics(Magics):
             "cache_hits": counters.get("cache_hits", 0),
             "simulated": conversation.simulated,
         }
-        note = " (simulated relay: nothing was charged)" if conversation.simulated else ""
-        print(
-            f"session {report['session']!r}: {report['turns']} turns; this notebook: "
-            f"{report['paid_requests']} paid requests, {report['cache_hits']} replays from the store{note}"
-        )
-        return report
+        return UsageReport(report)
 
     _cmd_cost = _cmd_usage
 

@@ -143,6 +143,11 @@ def turn_to_dict(turn: Any) -> dict:
         # Relative to the notebook's folder: an absolute path would put the user's home folder
         # into every saved notebook, and only the relative form resolves next to an exported one.
         "local_url": _relative_media_url(turn.path) if getattr(turn, "path", None) else None,
+        "local_thumbnail_url": (
+            _relative_media_url(turn.thumbnail_path)
+            if getattr(turn, "thumbnail_path", None)
+            else None
+        ),
         "error": str(error) if error and status in ("failed", "cancelled") else None,
         "cached": bool(getattr(turn, "cached", False)),
         "created_at": _epoch(getattr(turn, "created_at", None)),
@@ -227,6 +232,10 @@ class VideoChat(anywidget.AnyWidget):
     ):
         if conversation is None:
             conversation = _make_conversation(model, client_options)
+            # Like a kernel's first %%sora cell, a new widget starts a new video (earlier turns
+            # stay listed; "Remix from here" continues one). That makes a rerun of the notebook
+            # send the same requests as before, which the store replays without paying again.
+            conversation.reset()
         elif client_options:
             raise TypeError(
                 "pass either conversation= or client options (base_url, api_key, ...), not both: "
@@ -436,7 +445,8 @@ class VideoChat(anywidget.AnyWidget):
             return f"<p>{html.escape(text)}</p>"
         last = done[-1]
         url = html.escape(last["video_url"], quote=True)
-        poster = last["thumbnail_url"]
+        # The copy next to the notebook outlives the relay's CDN link.
+        poster = last.get("local_thumbnail_url") or last["thumbnail_url"]
         poster_attr = f' poster="{html.escape(poster, quote=True)}"' if poster else ""
         prompt = html.escape(last["prompt"])
         # <source> children are tried in order until one loads: the copy next to the notebook

@@ -164,8 +164,8 @@ def test_line_commands(sim, new_shell, capsys):
     assert sim.base_url in config and "…" in config  # the key is shown masked
     assert TEST_KEY not in config
 
-    ip.run_line_magic("sora", "cost")
-    assert "paid requests" in capsys.readouterr().out
+    report = ip.run_line_magic("sora", "cost")
+    assert "paid requests" in repr(report) and report["paid_requests"] >= 1
 
 
 def test_resume_fetches_a_task_by_id(sim, new_shell):
@@ -303,7 +303,8 @@ def test_run_all_in_a_real_kernel_records_finished_cells_and_replays(sim, tmp_pa
         assert "completed" in values[0]["data"]["text/plain"]
         cards = [o for o in cell.outputs if o["output_type"] == "display_data"]
         assert "completed" in cards[-1]["data"]["text/plain"]
-    assert "2 paid requests" in "".join(o.get("text", "") for o in notebook.cells[3].outputs)
+    usage = [o["data"]["text/plain"] for o in notebook.cells[3].outputs if o["output_type"] == "execute_result"]
+    assert "2 paid requests" in usage[0]
     assert len(list((tmp_path / "kki_media").glob("*.mp4"))) == 2
 
 

@@ -32,14 +32,6 @@ pytestmark = pytest.mark.slow
 
 # Notebooks whose rerun is known to pay again, with the reason. A fixed notebook fails its test
 # until it is removed from here (so the list cannot go stale).
-KNOWN_PAID_RERUN = {
-    "widget.ipynb": (
-        "VideoChat() in a fresh kernel restores the stored conversation with head = its last turn, "
-        "so the notebook's first chat.send() remixes that turn instead of starting a new video: "
-        "a new cache key, a new paid request (the %%sora magic avoids this by starting each "
-        "kernel's first cell as a new video)"
-    ),
-}
 
 
 def test_there_are_demo_notebooks():
@@ -69,9 +61,6 @@ def test_notebook_runs_saves_small_and_replays_for_free(source, sim, tmp_path):
     second = check_saved(path)
     assert second["videos"] >= first["videos"] > 0
     repaid = [request["messages"][-1]["content"] for request in sim.requests[paid:]]
-    if source.name in KNOWN_PAID_RERUN:
-        assert repaid, f"{source.name} now replays for free: remove it from KNOWN_PAID_RERUN"
-        pytest.xfail(f"{source.name} pays again on rerun: {KNOWN_PAID_RERUN[source.name]}")
     assert repaid == [], f"Restart & Run All sent {len(repaid)} new request(s)"
 
 
