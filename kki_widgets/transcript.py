@@ -34,6 +34,7 @@ _SID = re.compile(r"(?<![A-Za-z0-9_])(s_[A-Za-z0-9]{8,128})(?![A-Za-z0-9_])")
 # A progress value is a number followed by ".." (the relays' "36..44..") or "%".
 # Not after a letter, "-", "/" or a single "." (dates, versions, IDs, URLs); "21..34" is fine.
 _PROGRESS = re.compile(r"(?<![\w\-/])(?<![^.]\.)(\d{1,3})(?:\.\.|\s*%)")
+_DIGIT = re.compile(r"\d")
 _PROGRESS_LABELLED = re.compile(r"(?:progress|进度)\D{0,12}?(\d{1,3})(?!\d)", re.I)
 _GENERATING = re.compile(r"generat|processing|rendering|生成中|正在生成|处理中", re.I)
 _QUEUED = re.compile(r"queu|排队|等待", re.I)
@@ -262,14 +263,19 @@ class Transcript:
         line = self._line
         if self._in_fence:
             return
-        start = max(0, self._scan - 4)
+        scan = self._scan
+        start = scan - 4 if scan > 4 else 0
         # A number at the very end may still grow ("4" → "44"); "..", "%" settle it. Scanning
-        # from `start` (not a slice) lets the look-behind see the characters before it.
-        for match in _PROGRESS.finditer(line, start):
-            self._take_progress(match.group(1))
-        self._scan = max(start, len(line) - 4)
+        # from `start` (not a slice) lets the look-behind see the characters before it. Most
+        # deltas are dots: a window without a digit holds no progress value.
+        if _DIGIT.search(line, start):
+            for match in _PROGRESS.finditer(line, start):
+                self._take_progress(match.group(1))
+        end = len(line) - 4
+        self._scan = end if end > start else start
         if (
-            not self._seen_generating
+            start < 64  # the first 64 characters were already searched otherwise
+            and not self._seen_generating
             and not self._seen_complete
             and _GENERATING.search(line, 0, 64)
         ):
