@@ -34,6 +34,7 @@ _EXPORTS = {
     "RelayServerError": "errors",
     "GenerationFailed": "errors",
     "StreamInterrupted": "errors",
+    "TurnFailed": "errors",
     "ProtocolError": "errors",
     "DeadlineExceeded": "errors",
 }

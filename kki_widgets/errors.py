@@ -97,6 +97,18 @@ class GenerationFailed(RelayError):
     )
 
 
+class TurnFailed(RelayError):
+    """A turn that ended failed or cancelled; its message is the turn's own plain-words error."""
+
+    def __init__(self, message: str, *, turn=None, **kwargs):
+        self.turn = turn
+        super().__init__(message, **kwargs)
+
+    def _compose(self) -> str:
+        # The turn's error already says what happened and what to do: add nothing to it.
+        return self.message
+
+
 class StreamInterrupted(RelayError):
     """The answer stopped early. With a task ID the video can still be recovered."""
 

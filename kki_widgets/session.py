@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ConfigurationError, GenerationFailed, KkiError, RelayError
+from .errors import ConfigurationError, GenerationFailed, KkiError, RelayError, TurnFailed
 from .relay import AsyncRelayClient, RelayClient, _LoopThread, normalize_messages
 from .transcript import TERMINAL, Generation
 
@@ -86,12 +86,13 @@ class Turn:
         return {"role": "assistant", "content": self.generation.text}
 
     def raise_for_status(self) -> Turn:
-        """Raise `GenerationFailed` for a failed or cancelled turn; return self otherwise."""
+        """Raise `TurnFailed` (with the turn's own message) if it failed or was cancelled."""
         if self.status in ("failed", "cancelled"):
-            raise GenerationFailed(
+            raise TurnFailed(
                 self.error or f"turn {self.index} {self.status}",
                 task_id=self.task_id,
                 generation=self.generation,
+                turn=self,
             )
         return self
 

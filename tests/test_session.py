@@ -203,3 +203,13 @@ def test_pending_turns_are_resumed_in_the_background(slow_simulator, tmp_path):
     assert len(handles) == 1
     turn = handles[0].result(timeout=60)
     assert turn.status == "completed" and new_kernel.pending == []
+
+
+def test_a_refused_request_keeps_its_own_advice(fast_simulator, tmp_path):
+    turn = conversation(fast_simulator, tmp_path).send("x", model="sora-9000")
+    assert turn.status == "failed"
+    with pytest.raises(Exception) as caught:
+        turn.raise_for_status()
+    message = str(caught.value)
+    assert "sora-2" in message  # names the models to pick from
+    assert "accepted the prompt" not in message  # nothing was accepted: no charge warning
