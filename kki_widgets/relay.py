@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
 import mimetypes
 import random
@@ -218,8 +219,6 @@ def error_from_response(status: int, body: bytes, retry_after: float | None = No
     """Map an HTTP error answer to a typed error with a plain-words message."""
     message, code, kind = "", None, ""
     try:
-        import json
-
         payload = json.loads(body)
         error = payload.get("error", payload) if isinstance(payload, dict) else {}
         if isinstance(error, dict):
@@ -625,8 +624,6 @@ class AsyncRelayClient:
 
     def _from_whole_answer(self, payload: bytes) -> Generation:
         """A relay that ignores `stream: true` and answers with one chat.completion JSON."""
-        import json
-
         try:
             data = json.loads(payload)
             content = data["choices"][0]["message"]["content"]
@@ -645,7 +642,7 @@ class AsyncRelayClient:
         code = error.get("code")
         status = error.get("status") if isinstance(error.get("status"), int) else None
         mapped = error_from_response(
-            status or 500, __import__("json").dumps({"error": {**error, "message": message}}).encode()
+            status or 500, json.dumps({"error": {**error, "message": message}}).encode()
         )
         mapped.task_id = transcript.generation.task_id
         if code and mapped.code is None:
