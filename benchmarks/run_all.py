@@ -1,6 +1,7 @@
 """Run every benchmark, side by side on this machine, and collect the figures.
 
     python benchmarks/run_all.py [--quick] [--output PATH] [--only NAME,...]
+    python benchmarks/run_all.py --markdown [PATH]   # README table of a results file, no run
 
 Each benchmark runs in its own interpreter (imports, event loops and memory do not leak from one
 to the next) and prints one JSON line per figure plus a readable table; this script gathers the
@@ -85,12 +86,75 @@ def run(name: str, script: str, arguments: list[str], timeout: float) -> tuple[l
     return figures, error
 
 
+# The figures the README table shows, in order: (figure, label).
+HEADLINE = [
+    ("stream.ours.chunks_per_s", "stream: our client (SSE + transcript), 100k chunks"),
+    ("stream.ours.cpu_per_chunk", "stream: our client CPU per chunk"),
+    ("stream.openai-sync.chunks_per_s", "stream: openai SDK (sync)"),
+    ("stream.openai-async.chunks_per_s", "stream: openai SDK (async)"),
+    ("stream.httpx-json.chunks_per_s", "stream: httpx lines + json.loads"),
+    ("stream.httpx-bytes.chunks_per_s", "stream: httpx raw bytes (floor)"),
+    ("stream.ours_vs_openai-sync", "ours / openai sync"),
+    ("stream.ours_vs_openai-async", "ours / openai async"),
+    ("stream.ours_slowdown_vs_httpx_bytes", "httpx bytes floor / ours"),
+    ("stream.ours_slowdown_vs_httpx_json", "httpx + json / ours"),
+    ("stream.ours.peak_memory", "stream: our client peak memory (10k chunks)"),
+    ("linearity.transcript_feed.1000000", "Transcript.feed, 1M deltas"),
+    ("linearity.transcript_feed.max_over_min", "Transcript.feed cost 10k..1M, max/min"),
+    ("linearity.sse_decode.max_over_min", "SSE decode cost 10k..1M, max/min"),
+    ("loop_lag.under_load.p50", "event-loop lag p50, 100 generations"),
+    ("loop_lag.under_load.p99", "event-loop lag p99, 100 generations"),
+    ("widget.comm_messages_per_s", "VideoChat comm messages at 1000 chunks/s"),
+    ("widget.final_state_exact", "VideoChat final state exact"),
+    ("cold_start.kki_widgets", "import kki_widgets"),
+    ("cold_start.anywidget", "import anywidget"),
+    ("cold_start.import_ratio", "import kki_widgets / import anywidget"),
+    ("cold_start.load_ext_ratio", "%load_ext kki_widgets / import anywidget"),
+    ("cold_start.VideoChat", "from kki_widgets import VideoChat (first use)"),
+    ("notebook.sora.ipynb_size", "notebook, 20 %%sora cells"),
+    ("notebook.videochat.ipynb_size", "notebook, one VideoChat with 20 turns"),
+    ("notebook.sora.store_size", "store file (.kki/*.json), 20 turns"),
+    ("simulator.chunks_per_s", "simulator, 100 concurrent streams"),
+]
+
+
+def markdown(path: Path) -> str:
+    result = json.loads(path.read_text())
+    about = result["machine"]
+    figures = {record["figure"]: record for record in result["figures"]}
+    lines = [
+        f"Machine: {about['nproc']} cores ({about['cpu']}), Python {about['python']}, "
+        f"{about['system']}; shared and noisy. Full run: {result['duration_seconds']:.0f} s, "
+        f"{result['finished'][:10]}.",
+        "",
+        "| figure | value | target |",
+        "| --- | --- | --- |",
+    ]
+    for name, label in HEADLINE:
+        record = figures.get(name)
+        if record is None:
+            continue
+        value = record["value"]
+        if isinstance(value, float):
+            value = f"{value:,.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+        target = ""
+        if "target" in record:
+            target = f"{record['target']} {'✅' if record['met'] else '❌ missed'}"
+        lines.append(f"| {label} | {value} {record['unit']} | {target} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (well under a minute)")
     parser.add_argument("--output", type=Path, default=None)
     parser.add_argument("--only", default=None, help="comma-separated benchmark names")
+    parser.add_argument("--markdown", nargs="?", type=Path, const=HERE / "results" / "latest.json",
+                        default=None, help="print the README table of a results file and exit")
     args = parser.parse_args(argv)
+    if args.markdown is not None:
+        print(markdown(args.markdown))
+        return 0
     output = args.output or HERE / "results" / ("quick.json" if args.quick else "latest.json")
     wanted = set(args.only.split(",")) if args.only else None
     about = machine()
