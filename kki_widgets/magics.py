@@ -95,24 +95,9 @@ def interpolate(text: str, namespace: dict) -> str:
 
 
 # ---------------------------------------------------------------------------- views
-def _local_src(path: str | None) -> str | None:
-    """A local file as a URL relative to the notebook's folder (the kernel's cwd), or None."""
-    if not path or not Path(path).is_file():
-        return None
-    try:
-        relative = os.path.relpath(path, os.getcwd())
-    except ValueError:
-        return None
-    return None if relative.startswith("..") else relative.replace(os.sep, "/")
-
-
 def _media_src(turn: Any) -> str | None:
     """A URL the notebook can load: the local copy relative to the notebook, else http(s)."""
-    local = _local_src(getattr(turn, "path", None))
-    if local:
-        return local
-    url = getattr(turn.generation, "video_url", None)
-    return url if url and url.startswith(("http://", "https://")) else None
+    return turn.playable_url
 
 
 def _status_line(turn: Any) -> str:
@@ -155,17 +140,8 @@ class TurnCard:
         ]
         src = _media_src(turn) if turn.status == "completed" else None
         if src and self.with_video:
-            poster = _local_src(getattr(turn, "thumbnail_path", None)) or (
-                getattr(turn.generation, "thumbnail_url", None) or ""
-            )
-            poster_attr = (
-                f' poster="{html.escape(poster, quote=True)}"'
-                if poster.startswith(("http://", "https://")) or poster == _local_src(turn.thumbnail_path)
-                else ""
-            )
             parts.append(
-                f'<video controls preload="metadata" style="max-width:100%;max-height:480px" '
-                f'src="{html.escape(src, quote=True)}"{poster_attr}></video>'
+                turn.video_html('controls preload="metadata" style="max-width:100%;max-height:480px"')
             )
         if src:
             parts.append(

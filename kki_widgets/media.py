@@ -20,7 +20,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import httpx
 from filelock import FileLock
@@ -48,6 +48,25 @@ _CONTENT_TYPE_SUFFIX = {
     "video/webm": ".webm",
     "video/quicktime": ".mov",
 }
+
+
+def relative_media_url(path: str | os.PathLike | None) -> str | None:
+    """A kept file as a URL relative to the notebook's folder (the kernel's cwd), or None.
+
+    Relative URLs keep working wherever the notebook travels with its media folder: JupyterLab
+    resolves them against the notebook, and so do nbconvert HTML and GitHub. No absolute path
+    (the user's home folder) ever goes into a saved notebook. "./" keeps a name like "a:b.mp4"
+    from reading as a URL scheme.
+    """
+    if not path or not Path(path).is_file():
+        return None
+    try:
+        relative = os.path.relpath(path, os.getcwd())
+    except ValueError:  # another drive on Windows
+        return None
+    if relative.startswith("..") or os.path.isabs(relative):
+        return None
+    return "./" + quote(relative.replace(os.sep, "/"))
 
 
 class MediaError(RuntimeError):

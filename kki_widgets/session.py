@@ -108,9 +108,35 @@ class Turn:
         values["generation"] = Generation.from_dict(data.get("generation") or {})
         return cls(**values)
 
+    @property
+    def playable_url(self) -> str | None:
+        """What a saved notebook should play: the local copy (relative), else the http(s) URL."""
+        from .media import relative_media_url
+
+        url = relative_media_url(self.path) or self.generation.video_url
+        return url if url and url.startswith(("./", "http://", "https://")) else None
+
+    @property
+    def poster_url(self) -> str | None:
+        from .media import relative_media_url
+
+        url = relative_media_url(self.thumbnail_path) or self.generation.thumbnail_url
+        return url if url and url.startswith(("./", "http://", "https://")) else None
+
+    def video_html(self, attributes: str = 'controls width="320"') -> str:
+        """A `<video>` tag for a completed turn (escaped), or "" when there is nothing to play."""
+        import html
+
+        src = self.playable_url if self.status == "completed" else None
+        if not src:
+            return ""
+        poster = self.poster_url
+        poster_attr = f' poster="{html.escape(poster, quote=True)}"' if poster else ""
+        return f'<video {attributes} src="{html.escape(src, quote=True)}"{poster_attr}></video>'
+
     def __repr__(self) -> str:
         # The local copy relative to the notebook: a saved notebook must not carry home paths.
-        where = _shareable(self.path) or self.video_url or self.error or ""
+        where = self.playable_url or self.error or ""
         cached = ", cached" if self.cached else ""
         return f"<Turn {self.index} {self.status}{cached}: {self.prompt[:40]!r} {where}>"
 
@@ -120,39 +146,15 @@ class Turn:
         status = html.escape(self.status)
         prompt = html.escape(self.prompt)
         parts = [f"<div><b>Turn {self.index}</b> · {status}: {prompt}</div>"]
-        url = _shareable(self.path) or self.generation.video_url
-        if self.status == "completed" and url and (
-            url.startswith(("http://", "https://")) or url == _shareable(self.path)
-        ):
-            safe = html.escape(url, quote=True)
-            poster = _shareable(self.thumbnail_path) or self.generation.thumbnail_url or ""
-            poster_attr = (
-                f' poster="{html.escape(poster, quote=True)}"'
-                if poster.startswith(("http://", "https://")) or poster == _shareable(self.thumbnail_path)
-                else ""
-            )
+        video = self.video_html()
+        if video:
+            safe = html.escape(self.playable_url, quote=True)
             parts.append(
-                f'<video controls width="320" src="{safe}"{poster_attr}></video>'
-                f'<div><a href="{safe}" target="_blank" rel="noopener noreferrer">{safe}</a></div>'
+                f'{video}<div><a href="{safe}" target="_blank" rel="noopener noreferrer">{safe}</a></div>'
             )
         if self.error:
             parts.append(f"<div>{html.escape(self.error)}</div>")
         return "".join(parts)
-
-
-def _shareable(path: str | None) -> str | None:
-    """A local copy as a URL relative to the kernel's folder (the notebook's), or None.
-
-    Relative URLs keep working where the notebook travels with its media folder: JupyterLab
-    resolves them against the notebook, and so do nbconvert HTML and GitHub's renderer.
-    """
-    if not path or not Path(path).is_file():
-        return None
-    try:
-        relative = Path(path).resolve().relative_to(Path.cwd().resolve())
-    except ValueError:
-        return None
-    return relative.as_posix()
 
 
 class TurnHandle:

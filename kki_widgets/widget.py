@@ -24,12 +24,12 @@ import os
 import threading
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import anywidget
 import traitlets as t
 
 from .config import DEFAULT_MODEL, KNOWN_MODELS
+from .media import relative_media_url
 
 __all__ = ["FLUSH_INTERVAL", "VideoChat", "VideoChatHandle", "safe_url", "turn_to_dict"]
 
@@ -142,12 +142,8 @@ def turn_to_dict(turn: Any) -> dict:
         "download_url": checked("download", download) if download else None,
         # Relative to the notebook's folder: an absolute path would put the user's home folder
         # into every saved notebook, and only the relative form resolves next to an exported one.
-        "local_url": _relative_media_url(turn.path) if getattr(turn, "path", None) else None,
-        "local_thumbnail_url": (
-            _relative_media_url(turn.thumbnail_path)
-            if getattr(turn, "thumbnail_path", None)
-            else None
-        ),
+        "local_url": relative_media_url(getattr(turn, "path", None)),
+        "local_thumbnail_url": relative_media_url(getattr(turn, "thumbnail_path", None)),
         "error": str(error) if error and status in ("failed", "cancelled") else None,
         "cached": bool(getattr(turn, "cached", False)),
         "created_at": _epoch(getattr(turn, "created_at", None)),
@@ -467,18 +463,6 @@ class VideoChat(anywidget.AnyWidget):
             f'<p><a href="{url}" target="_blank" rel="noopener noreferrer">Open the video</a>'
             f"{local_link}</p></div>"
         )
-
-
-def _relative_media_url(path: str) -> str | None:
-    """`./kki_media/x.mp4`: the file relative to the kernel's cwd (the notebook's folder), or None."""
-    try:
-        rel = os.path.relpath(path, os.getcwd())
-    except ValueError:  # another drive on Windows
-        return None
-    if rel.startswith("..") or os.path.isabs(rel):
-        return None
-    # "./" keeps a name like "a:b.mp4" from reading as a URL scheme.
-    return "./" + quote(rel.replace(os.sep, "/"))
 
 
 def _int_or_none(value: Any) -> int | None:
