@@ -77,3 +77,17 @@ def sse_body(deltas: list[str], *, done: bool = True) -> bytes:
     if done:
         body += event({}, "stop") + b"data: [DONE]\n\n"
     return body
+
+
+def abandon_after_task_id(conversation, prompt: str) -> str:
+    """Start a turn, wait until the relay accepted it, then end the event loop with the turn
+    still running — what a kernel dying mid-generation leaves behind. Returns the task ID."""
+    import asyncio
+
+    async def start_and_die():
+        handle = conversation.start(prompt)
+        while not handle.turn.task_id:
+            await asyncio.sleep(0.02)
+        return handle.turn.task_id
+
+    return asyncio.run(start_and_die())

@@ -8,7 +8,7 @@ import time
 import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
-from kki_testing import TEST_KEY
+from kki_testing import TEST_KEY, abandon_after_task_id
 
 from kki_widgets.magics import SoraMagics, TurnTable, interpolate
 from kki_widgets.simulator import Simulator
@@ -309,8 +309,6 @@ def test_run_all_in_a_real_kernel_records_finished_cells_and_replays(sim, tmp_pa
 
 
 def test_a_new_kernel_fetches_what_a_dead_one_paid_for(new_shell, tmp_path, monkeypatch, capsys):
-    import asyncio
-
     from kki_widgets import Conversation, NotebookStore
 
     with Simulator(queue_seconds=0.2, generate_seconds=1.0, step_seconds=0.1) as slow:
@@ -319,13 +317,7 @@ def test_a_new_kernel_fetches_what_a_dead_one_paid_for(new_shell, tmp_path, monk
         store = NotebookStore(tmp_path / ".kki" / "notebook.json")
         dying = Conversation(store=store, poll_interval=0.05)
 
-        async def start_and_die():
-            handle = dying.start("a kite over the dunes")
-            while not handle.turn.task_id:
-                await asyncio.sleep(0.02)
-            return handle.turn.task_id
-
-        task_id = asyncio.run(start_and_die())
+        task_id = abandon_after_task_id(dying, "a kite over the dunes")
         ip = new_shell()
         run(ip, "%sora history")
         assert task_id in capsys.readouterr().err

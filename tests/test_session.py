@@ -6,7 +6,7 @@ import asyncio
 import json
 
 import pytest
-from kki_testing import TEST_KEY
+from kki_testing import TEST_KEY, abandon_after_task_id
 
 from kki_widgets import Conversation, NotebookStore
 from kki_widgets.errors import ConfigurationError
@@ -142,14 +142,7 @@ def test_cancel_then_resume_without_paying_twice(slow_simulator, tmp_path):
 def test_a_dead_kernels_pending_task_is_resumed_by_a_new_one(slow_simulator, tmp_path):
     conv = conversation(slow_simulator, tmp_path)
 
-    async def start_and_abandon():
-        handle = conv.start("a train at night")
-        while not handle.turn.task_id:
-            await asyncio.sleep(0.02)
-        return handle.turn.task_id
-
-    # The loop ends with the turn still running, as if the kernel died mid-generation.
-    task_id = asyncio.run(start_and_abandon())
+    task_id = abandon_after_task_id(conv, "a train at night")
     stored = conv.store.load()
     assert any(p["task_id"] == task_id for p in stored["pending"])
 
@@ -192,12 +185,7 @@ def test_store_has_the_history_but_never_the_key(fast_simulator, tmp_path):
 def test_pending_turns_are_resumed_in_the_background(slow_simulator, tmp_path):
     conv = conversation(slow_simulator, tmp_path)
 
-    async def start_and_abandon():
-        handle = conv.start("a kite at sea")
-        while not handle.turn.task_id:
-            await asyncio.sleep(0.02)
-
-    asyncio.run(start_and_abandon())
+    abandon_after_task_id(conv, "a kite at sea")
     new_kernel = conversation(slow_simulator, tmp_path)
     handles = new_kernel.resume_pending()
     assert len(handles) == 1
