@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 import logging
 import mimetypes
@@ -755,19 +756,12 @@ class AsyncRelayClient:
 
 
 def _with_text(generation: Generation, text: str) -> Generation:
+    """The same state carrying `text` as its markdown (what a remix sends back)."""
     if text == generation.text:
         return generation
     rebuilt = parse_transcript(text)
-    return Generation(
-        **{
-            **{name: getattr(generation, name) for name in (
-                "task_id", "status", "progress", "sid", "spec", "preview_url", "raw_url",
-                "thumbnail_url", "video_url", "download_url", "error", "unsafe_urls",
-            )},
-            "text_length": rebuilt.text_length,
-            "_log": rebuilt._log,
-            "_parts": rebuilt._parts,
-        }
+    return dataclasses.replace(
+        generation, text_length=rebuilt.text_length, _log=rebuilt._log, _parts=rebuilt._parts
     )
 
 
