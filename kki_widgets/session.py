@@ -414,11 +414,24 @@ class Conversation:
         self._notify(turn)
         return turn, chosen, True
 
-    async def _drive(self, turn: Turn, chosen: dict) -> Turn:
+    def _stream(self, turn: Turn, chosen: dict):
+        return self.client.stream(
+            turn.messages,
+            chosen["model"],
+            orientation=chosen["orientation"],
+            duration=chosen["duration"],
+        )
+
+    async def _drive(self, turn: Turn, updates, *, newly_accepted: bool = True) -> Turn:
+        """Apply a turn's `Generation` updates until it ends; the one place a turn is run.
+
+        `newly_accepted`: a first task ID seen here is a new paid submission (False when
+        resuming a task that was already counted).
+        """
         with self._lock:
             self._running[turn.index] = (asyncio.get_running_loop(), asyncio.current_task())
         try:
-            await self._run(turn, chosen)
+            await self._follow_updates(turn, updates, newly_accepted)
         except asyncio.CancelledError:
             self._finish(turn, "cancelled", self._cancel_message(turn))
             raise
@@ -444,7 +457,7 @@ class Conversation:
         turn, chosen, fresh = self._begin(prompt, parent, force, cell_id, options)
         if not fresh:
             return turn
-        return await self._drive(turn, chosen)
+        return await self._drive(turn, self._stream(turn, chosen))
 
     def send(self, prompt: str, **options) -> Turn:
         """Blocking `asend`: waits for the video (Ctrl-C / kernel interrupt cancels the wait)."""
@@ -474,9 +487,11 @@ class Conversation:
             done.set_result(turn)
             return TurnHandle(turn, done, loop)
         if loop is not None:
-            return TurnHandle(turn, loop.create_task(self._drive(turn, chosen)), loop)
+            return TurnHandle(turn, loop.create_task(self._drive(turn, self._stream(turn, chosen))), loop)
         runner = _LoopThread.shared()
-        future = asyncio.run_coroutine_threadsafe(self._drive(turn, chosen), runner.loop)
+        future = asyncio.run_coroutine_threadsafe(
+            self._drive(turn, self._stream(turn, chosen)), runner.loop
+        )
         return TurnHandle(turn, future, runner.loop)
 
     def _replay(self, turn: Turn) -> Turn | None:
@@ -512,17 +527,12 @@ class Conversation:
         self._notify(turn)
         return turn
 
-    async def _run(self, turn: Turn, chosen: dict) -> None:
-        options = {
-            "orientation": chosen["orientation"],
-            "duration": chosen["duration"],
-        }
-        pending_recorded = False
+    async def _follow_updates(self, turn: Turn, updates, newly_accepted: bool) -> None:
+        pending_recorded = not newly_accepted
         try:
-            async for generation in self.client.stream(
-                turn.messages, chosen["model"], **options
-            ):
-                turn.generation = generation
+            async for generation in updates:
+                # A followed task may answer without the markdown: keep what we already had.
+                turn.generation = _keep_history(turn.generation, generation)
                 turn.status = generation.status
                 if generation.status == "completed":
                     # Move on at once, before the local copy is downloaded: a remix sent the
@@ -655,29 +665,8 @@ class Conversation:
         turn.status = "generating" if turn.status in ("cancelled", "failed") else turn.status
         turn.error = None
         self._notify(turn)
-        current = asyncio.current_task()
-        with self._lock:
-            self._running[turn.index] = (asyncio.get_running_loop(), current)
-        try:
-            async for generation in self.client.follow(turn.task_id, turn.generation.raw_url):
-                turn.generation = _keep_history(turn.generation, generation)
-                turn.status = turn.generation.status
-                self._notify(turn)
-        except RelayError as error:
-            self._finish(turn, "failed", str(error))
-            return turn
-        except asyncio.CancelledError:
-            self._finish(turn, "cancelled", self._cancel_message(turn))
-            raise
-        finally:
-            with self._lock:
-                self._running.pop(turn.index, None)
-        if turn.generation.status == "completed":
-            await self._keep_media(turn)
-            self._finish(turn, "completed", None)
-        else:
-            self._finish(turn, "failed", turn.generation.error or "the generation failed")
-        return turn
+        updates = self.client.follow(turn.task_id, turn.generation.raw_url)
+        return await self._drive(turn, updates, newly_accepted=False)
 
     def resume(self, task_id: str | None = None) -> Turn:
         """Blocking `aresume`."""
