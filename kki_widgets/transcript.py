@@ -37,7 +37,6 @@ _PROGRESS = re.compile(r"(?<![\w\-/])(?<![^.]\.)(\d{1,3})(?:\.\.|\s*%)")
 _DIGIT = re.compile(r"\d")
 _PROGRESS_LABELLED = re.compile(r"(?:progress|进度)\D{0,12}?(\d{1,3})(?!\d)", re.I)
 _GENERATING = re.compile(r"generat|processing|rendering|生成中|正在生成|处理中", re.I)
-_QUEUED = re.compile(r"queu|排队|等待", re.I)
 _COMPLETE = re.compile(
     r"(?:generat\w*|video)\s*(?:is\s+)?(?:complete|completed|done|finished|succeeded)|生成完成|✅|🎉",
     re.I,
