@@ -9,6 +9,8 @@ chunk (time.process_time of this process; the server is another process). Peak P
 Consumers:
 - ours:          AsyncRelayClient.stream(): SSE decoding, chunk JSON, transcript parsing,
                  `Generation` snapshots (one per network read);
+- ours-sync:     RelayClient.stream(), the same on the package's private loop, handed over to
+                 the calling thread (CPU time counts both threads);
 - openai-sync / openai-async: the openai SDK iterating the same stream (text deltas only);
 - httpx-json:    httpx `aiter_lines` + `json.loads` per event: the least any parsing client does;
 - httpx-bytes:   httpx `aiter_raw`, no parsing at all: the floor.
@@ -45,7 +47,7 @@ def make_consumers(base_url: str, expected_text: str):
     import httpx
     import openai
 
-    from kki_widgets.relay import AsyncRelayClient
+    from kki_widgets.relay import AsyncRelayClient, RelayClient
 
     ours_client = AsyncRelayClient(base_url=base_url, api_key="bench", max_retries=0)
     sync_openai = openai.OpenAI(base_url=base_url, api_key="bench", max_retries=0)
@@ -59,6 +61,18 @@ def make_consumers(base_url: str, expected_text: str):
         await ours_client.aclose()
         assert last is not None and last.status == "completed", last
         assert last.text == expected_text, "our client lost text"
+        return snapshots
+
+    sync_client = RelayClient(base_url=base_url, api_key="bench", max_retries=0)
+
+    def ours_sync() -> int:
+        snapshots = 0
+        last = None
+        for generation in sync_client.stream("bench"):
+            snapshots += 1
+            last = generation
+        assert last is not None and last.status == "completed", last
+        assert last.text == expected_text, "our sync client lost text"
         return snapshots
 
     def openai_sync() -> int:
@@ -108,6 +122,7 @@ def make_consumers(base_url: str, expected_text: str):
 
     return {
         "ours": ours,
+        "ours-sync": ours_sync,
         "openai-sync": openai_sync,
         "openai-async": openai_async,
         "httpx-json": httpx_json,
@@ -184,6 +199,10 @@ def main(argv: list[str] | None = None) -> int:
             if sdk in rate:
                 ratio = rate["ours"] / rate[sdk]
                 emit(f"stream.ours_vs_{sdk}", ratio, "× chunks/s", target="≥ 10×", met=ratio >= 10)
+        if "ours-sync" in rate:
+            ratio = median(cpus["ours-sync"]) / median(cpus["ours"])
+            emit("stream.sync_vs_async_cpu", ratio, "× CPU per chunk", target="≤ 1.2×",
+                 met=ratio <= 1.2)
         if "httpx-bytes" in rate:
             slowdown = rate["httpx-bytes"] / rate["ours"]
             emit("stream.ours_slowdown_vs_httpx_bytes", slowdown, "× wall time",

@@ -90,6 +90,8 @@ def run(name: str, script: str, arguments: list[str], timeout: float) -> tuple[l
 HEADLINE = [
     ("stream.ours.chunks_per_s", "stream: our client (SSE + transcript), 100k chunks"),
     ("stream.ours.cpu_per_chunk", "stream: our client CPU per chunk"),
+    ("stream.ours-sync.chunks_per_s", "stream: our sync client (RelayClient), 100k chunks"),
+    ("stream.sync_vs_async_cpu", "sync / async client, CPU per chunk"),
     ("stream.openai-sync.chunks_per_s", "stream: openai SDK (sync)"),
     ("stream.openai-async.chunks_per_s", "stream: openai SDK (async)"),
     ("stream.httpx-json.chunks_per_s", "stream: httpx lines + json.loads"),

@@ -502,7 +502,7 @@ class SoraMagics(Magics):
         may not be recorded as this cell's (nbclient), so the waiting cell itself does the
         display updates.
         """
-        from .relay import background_loop
+        from .loop import background_loop
 
         latest: list[Any] = []
         changed = threading.Event()

@@ -43,6 +43,7 @@ from .errors import (
     RelayServerError,
     StreamInterrupted,
 )
+from .loop import block_on, iterate
 from .sse import SSEDecoder, decode_chunk
 from .transcript import Generation, Transcript, parse_transcript
 
@@ -765,48 +766,11 @@ def _with_text(generation: Generation, text: str) -> Generation:
     )
 
 
-class _LoopThread:
-    """A private event loop in a daemon thread, shared by the sync clients of a process."""
-
-    _lock = threading.Lock()
-    _instance: _LoopThread | None = None
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="kki-relay", daemon=True)
-        self.thread.start()
-
-    @classmethod
-    def shared(cls) -> _LoopThread:
-        with cls._lock:
-            if cls._instance is None:
-                cls._instance = cls()
-            return cls._instance
-
-    def run(self, coroutine):
-        future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
-        try:
-            return future.result()
-        except BaseException:
-            future.cancel()
-            raise
-
-
-def background_loop() -> asyncio.AbstractEventLoop:
-    """The package's private event loop (a daemon thread): where blocking calls run their work.
-
-    Front ends that must block a notebook cell while a turn runs (the kernel's own loop is busy
-    running that cell) schedule the turn here and wait on the returned future.
-    """
-    return _LoopThread.shared().loop
-
-
 class RelayClient:
     """The synchronous twin of `AsyncRelayClient` (same arguments, same behaviour)."""
 
     def __init__(self, *args, **kwargs):
         self._async = AsyncRelayClient(*args, **kwargs)
-        self._runner = _LoopThread.shared()
 
     def __repr__(self) -> str:
         return repr(self._async).replace("AsyncRelayClient", "RelayClient", 1)
@@ -827,32 +791,22 @@ class RelayClient:
     def async_client(self) -> AsyncRelayClient:
         return self._async
 
-    def _iterate(self, agen) -> Iterator[Generation]:
-        try:
-            while True:
-                try:
-                    yield self._runner.run(agen.__anext__())
-                except StopAsyncIteration:
-                    return
-        finally:
-            self._runner.run(agen.aclose())
-
     def stream(self, messages, model: str | None = None, **options) -> Iterator[Generation]:
-        return self._iterate(self._async.stream(messages, model, **options))
+        return iterate(self._async.stream(messages, model, **options))
 
     def follow(self, task_id: str, raw_url: str | None = None) -> Iterator[Generation]:
-        return self._iterate(self._async.follow(task_id, raw_url))
+        return iterate(self._async.follow(task_id, raw_url))
 
     def generate(self, messages, model: str | None = None, *, on_update=None, **options):
-        return self._runner.run(
+        return block_on(
             self._async.generate(messages, model, on_update=on_update, **options)
         )
 
     def resume(self, task_id: str, raw_url: str | None = None, on_update=None) -> Generation:
-        return self._runner.run(self._async.resume(task_id, raw_url, on_update))
+        return block_on(self._async.resume(task_id, raw_url, on_update))
 
     def close(self) -> None:
-        self._runner.run(self._async.aclose())
+        block_on(self._async.aclose())
 
     def __enter__(self) -> RelayClient:
         return self

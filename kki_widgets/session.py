@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import dataclasses
 import logging
 import threading
@@ -29,7 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ConfigurationError, GenerationFailed, KkiError, RelayError, TurnFailed
-from .relay import AsyncRelayClient, RelayClient, _LoopThread, normalize_messages
+from .loop import background_loop, block_on, submit
+from .relay import AsyncRelayClient, RelayClient, normalize_messages
 from .transcript import TERMINAL, Generation
 
 log = logging.getLogger("kki_widgets.session")
@@ -461,7 +461,7 @@ class Conversation:
 
     def send(self, prompt: str, **options) -> Turn:
         """Blocking `asend`: waits for the video (Ctrl-C / kernel interrupt cancels the wait)."""
-        return _block_on(self.asend(prompt, **options))
+        return block_on(self.asend(prompt, **options))
 
     def start(
         self,
@@ -488,11 +488,8 @@ class Conversation:
             return TurnHandle(turn, done, loop)
         if loop is not None:
             return TurnHandle(turn, loop.create_task(self._drive(turn, self._stream(turn, chosen))), loop)
-        runner = _LoopThread.shared()
-        future = asyncio.run_coroutine_threadsafe(
-            self._drive(turn, self._stream(turn, chosen)), runner.loop
-        )
-        return TurnHandle(turn, future, runner.loop)
+        future = submit(self._drive(turn, self._stream(turn, chosen)))
+        return TurnHandle(turn, future, background_loop())
 
     def _replay(self, turn: Turn) -> Turn | None:
         """An identical earlier request: reuse its turn or the store's cached answer."""
@@ -670,7 +667,7 @@ class Conversation:
 
     def resume(self, task_id: str | None = None) -> Turn:
         """Blocking `aresume`."""
-        return _block_on(self.aresume(task_id))
+        return block_on(self.aresume(task_id))
 
     def resume_pending(self) -> list[TurnHandle]:
         """Follow every accepted but unfinished turn in the background (e.g. the kernel died).
@@ -678,10 +675,10 @@ class Conversation:
         They run on the private loop, so they progress even while a notebook cell blocks the
         kernel's loop; views see them through `subscribe` like any other turn.
         """
-        loop = _LoopThread.shared().loop
+        loop = background_loop()
         handles = []
         for turn in self.pending:
-            future = asyncio.run_coroutine_threadsafe(self.aresume(turn.task_id), loop)
+            future = submit(self.aresume(turn.task_id))
             handles.append(TurnHandle(turn, future, loop))
         return handles
 
@@ -766,19 +763,6 @@ class Conversation:
             self.store.save_conversation(self.name, data)
         except Exception as error:
             log.warning("could not save conversation %r: %s", self.name, error)
-
-
-def _block_on(coroutine):
-    """Run `coroutine` on the private loop and wait; works inside a running notebook loop."""
-    future = asyncio.run_coroutine_threadsafe(coroutine, _LoopThread.shared().loop)
-    try:
-        return future.result()
-    except (KeyboardInterrupt, concurrent.futures.CancelledError):
-        future.cancel()
-        # Let the cancellation land so the turn is marked before control returns to the user.
-        with contextlib.suppress(BaseException):
-            future.result(timeout=5)
-        raise
 
 
 def _keep_history(previous: Generation, followed: Generation) -> Generation:
