@@ -56,14 +56,19 @@ def __dir__():
 
 
 def generate(prompt, **options):
-    """One video from one prompt, blocking: `kki_widgets.generate("a cat surfing").video_url`."""
-    from .relay import RelayClient
+    """One video from one prompt, blocking: `kki_widgets.generate("a cat surfing").video_url`.
 
-    client_options = {
-        key: options.pop(key)
-        for key in ("base_url", "api_key", "model", "headers", "timeout", "max_retries")
-        if key in options
-    }
+    Takes every `RelayClient` argument (base_url, api_key, model, deadline, …) and every
+    `RelayClient.generate` option (orientation, duration, images, on_update, …).
+    """
+    import inspect
+
+    from .relay import AsyncRelayClient, RelayClient
+
+    # The client's own signature decides which options are the client's, so a new client
+    # argument works here without a second list to keep in step.
+    client_names = set(inspect.signature(AsyncRelayClient).parameters)
+    client_options = {key: options.pop(key) for key in list(options) if key in client_names}
     with RelayClient(**client_options) as client:
         return client.generate(prompt, **options)
 

@@ -648,10 +648,6 @@ class Conversation:
         turn = self._turn(index)
         return {"prompt": turn.prompt, "parent": turn.parent, **turn.options}
 
-    async def aretry(self, index: int) -> Turn:
-        options = self.retry_options(index)
-        return await self.asend(options.pop("prompt"), force=True, **options)
-
     def retry(self, index: int) -> Turn:
         options = self.retry_options(index)
         return self.send(options.pop("prompt"), force=True, **options)

@@ -88,10 +88,6 @@ class FaultPlan:
         }
         return dataclasses.replace(self, **changes)
 
-    @property
-    def any(self) -> bool:
-        return self != FaultPlan()
-
 
 def _split_specs(specs: str | Iterable[str] | None) -> list[str]:
     if specs is None:

@@ -1,0 +1,42 @@
+"""The top-level API a user meets first: `generate()` and what `import kki_widgets` offers."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import kki_widgets
+from kki_widgets.errors import ConfigurationError
+
+
+def test_generate_takes_client_arguments_and_generation_options(relay_env):
+    # deadline/max_retries are the client's, on_update the call's: both work in one call.
+    seen = []
+    generation = kki_widgets.generate(
+        "a paper boat on a rainy street", deadline=60, max_retries=1, on_update=seen.append
+    )
+    assert generation.status == "completed" and generation.video_url.endswith(".mp4")
+    assert seen and seen[-1] == generation
+
+
+def test_generate_rejects_an_empty_prompt_before_sending(relay_env):
+    with pytest.raises(ConfigurationError, match="prompt is empty"):
+        kki_widgets.generate("   ")
+
+
+def test_unknown_option_is_a_type_error_naming_it(relay_env):
+    with pytest.raises(TypeError, match="colour"):
+        kki_widgets.generate("a fox", colour="red")
+
+
+def test_import_stays_light():
+    # `import kki_widgets` must not pull httpx, anywidget or the simulator in (cold start).
+    code = (
+        "import sys, kki_widgets; "
+        "heavy = [m for m in ('httpx', 'anywidget', 'starlette', 'kki_widgets.relay') "
+        "if m in sys.modules]; print(heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
