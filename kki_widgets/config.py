@@ -1,6 +1,6 @@
 """Settings from arguments and the environment, and the masked `Secret` that carries the key.
 
-Arguments win over `KKI_API_KEY`, `KKI_BASE_URL`, `KKI_MODEL`. With neither a key nor a base URL
+Arguments win over `KKI_API_KEY`, `KKI_BASE_URL`, `KKI_MODEL`, `KKI_RELAY_PROFILE`. With neither a key nor a base URL
 the package talks to the embedded relay simulator, and says so (`Settings.simulated`), so a new
 user sees the whole product without paying and nobody mistakes simulated output for real output.
 """
@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from .errors import ConfigurationError
+from .profiles import RelayProfile, get_profile
 
 DEFAULT_BASE_URL = "https://www.kkiai.com/v1"
 DEFAULT_MODEL = "sora-2"
@@ -30,6 +31,9 @@ KNOWN_MODELS = (
     "sora_video2-15s",
 )
 SIMULATOR_KEY = "simulated-relay"
+# What the request cache calls the embedded simulator: its port changes with every kernel, and a
+# rerun in a new kernel must find the answers the previous kernel paid (simulated) for.
+EMBEDDED_IDENTITY = "simulator:embedded"
 
 
 class Secret:
@@ -76,6 +80,13 @@ class Settings:
     model: str
     headers: dict = field(default_factory=dict)
     simulated: bool = False
+    profile: RelayProfile = field(default_factory=get_profile)
+
+    @property
+    def cache_identity(self) -> str:
+        """The relay's name in request-cache keys: the base URL, or a stable name for the
+        embedded simulator (whose random port is not part of what was asked)."""
+        return EMBEDDED_IDENTITY if self.simulated else self.base_url
 
     @property
     def chat_url(self) -> str:
@@ -108,8 +119,10 @@ def resolve_settings(
     api_key: str | Secret | None = None,
     model: str | None = None,
     headers: dict | None = None,
+    profile: RelayProfile | str | None = None,
 ) -> Settings:
     """Settings from explicit arguments, else the environment, else the embedded simulator."""
+    chosen_profile = get_profile(profile or os.environ.get("KKI_RELAY_PROFILE") or None)
     key = api_key if api_key is not None else os.environ.get("KKI_API_KEY") or None
     if isinstance(key, str):
         key = Secret(key.strip()) if key.strip() else None
@@ -131,6 +144,7 @@ def resolve_settings(
             model=chosen_model,
             headers=extra,
             simulated=True,
+            profile=chosen_profile,
         )
     return Settings(
         base_url=normalize_base_url(url or DEFAULT_BASE_URL),
@@ -138,4 +152,5 @@ def resolve_settings(
         model=chosen_model,
         headers=extra,
         simulated=False,
+        profile=chosen_profile,
     )

@@ -44,6 +44,7 @@ from .errors import (
     StreamInterrupted,
 )
 from .loop import block_on, iterate
+from .profiles import RelayProfile, WireRequest, get_profile
 from .sse import SSEDecoder, decode_chunk
 from .transcript import Generation, Transcript, parse_transcript
 
@@ -174,23 +175,12 @@ def normalize_messages(messages, images=None) -> list[dict]:
     return normalized
 
 
-def build_body(messages: list[dict], model: str, orientation=None, duration=None) -> dict:
-    body: dict = {"model": model, "messages": messages, "stream": True}
-    # Extra top-level fields: OpenAI-compatible relays ignore what they do not know, and the
-    # ones that support options (and our simulator) read them here.
-    if orientation is not None:
-        if orientation not in ("portrait", "landscape"):
-            raise ConfigurationError("orientation must be 'portrait' or 'landscape'")
-        body["orientation"] = orientation
-    if duration is not None:
-        try:
-            seconds = int(duration)
-        except (TypeError, ValueError):
-            raise ConfigurationError("duration must be a whole number of seconds") from None
-        if not 1 <= seconds <= 60:
-            raise ConfigurationError("duration must be between 1 and 60 seconds")
-        body["duration"] = seconds
-    return body
+def build_body(
+    messages: list[dict], model: str, orientation=None, duration=None, profile=None
+) -> dict:
+    """The JSON body of one request: `profile` (default: words after the prompt) decides where
+    `orientation` and `duration` go, and refuses values the relay does not sell."""
+    return get_profile(profile).prepare(messages, model, orientation, duration).body()
 
 
 # -- HTTP errors -------------------------------------------------------------------------------
@@ -401,8 +391,9 @@ class AsyncRelayClient:
         poll_interval: float = 2.0,
         follow_timeout: float = 1800.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        profile: RelayProfile | str | None = None,
     ):
-        self.settings: Settings = resolve_settings(base_url, api_key, model, headers)
+        self.settings: Settings = resolve_settings(base_url, api_key, model, headers, profile)
         if self.settings.api_key is None:
             raise MissingKeyError(self.settings.base_url)
         self.timeout = timeout
@@ -433,6 +424,16 @@ class AsyncRelayClient:
     @property
     def base_url(self) -> str:
         return self.settings.base_url
+
+    @property
+    def profile(self) -> RelayProfile:
+        """How this relay reads orientation and length (`kki_widgets.profiles`)."""
+        return self.settings.profile
+
+    def prepare(self, messages, model=None, *, orientation=None, duration=None, images=None) -> WireRequest:
+        """The request `stream` would send, built by this client's profile; nothing is sent."""
+        normalized = normalize_messages(messages, images)
+        return self.profile.prepare(normalized, model or self.model, orientation, duration)
 
     def _http(self) -> httpx.AsyncClient:
         # httpx connection pools belong to one event loop: keep one client per loop so the
@@ -492,8 +493,15 @@ class AsyncRelayClient:
         images=None,
     ) -> AsyncIterator[Generation]:
         """Yield `Generation` snapshots until the video is completed or failed."""
-        normalized = normalize_messages(messages, images)
-        body = build_body(normalized, model or self.model, orientation, duration)
+        request = self.prepare(
+            messages, model, orientation=orientation, duration=duration, images=images
+        )
+        async for generation in self.stream_request(request):
+            yield generation
+
+    async def stream_request(self, request: WireRequest) -> AsyncIterator[Generation]:
+        """`stream` for a request already built (by `prepare` or a `RelayProfile`)."""
+        body = request.body()
         started = time.monotonic()
         last: Generation | None = None
         async for generation in self._stream_body(body, started):
@@ -788,8 +796,15 @@ class RelayClient:
         return self._async.model
 
     @property
+    def profile(self) -> RelayProfile:
+        return self._async.profile
+
+    @property
     def async_client(self) -> AsyncRelayClient:
         return self._async
+
+    def prepare(self, messages, model: str | None = None, **options) -> WireRequest:
+        return self._async.prepare(messages, model, **options)
 
     def stream(self, messages, model: str | None = None, **options) -> Iterator[Generation]:
         return iterate(self._async.stream(messages, model, **options))

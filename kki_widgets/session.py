@@ -29,7 +29,8 @@ from pathlib import Path
 
 from .errors import ConfigurationError, GenerationFailed, KkiError, RelayError, TurnFailed
 from .loop import background_loop, block_on, submit
-from .relay import AsyncRelayClient, RelayClient, normalize_messages
+from .profiles import RelayProfile, WireRequest, get_profile, spec_warnings
+from .relay import AsyncRelayClient, RelayClient, normalize_messages, prompt_text
 from .transcript import TERMINAL, Generation
 
 log = logging.getLogger("kki_widgets.session")
@@ -59,6 +60,8 @@ class Turn:
     cache_key: str | None = None
     cell_id: str | None = None
     simulated: bool = False
+    # Where the relay's echoed spec contradicts what was asked ("asked for landscape; …").
+    warnings: list = field(default_factory=list)
 
     @property
     def video_url(self) -> str | None:
@@ -80,6 +83,11 @@ class Turn:
     @property
     def done(self) -> bool:
         return self.status in TERMINAL
+
+    @property
+    def sent_prompt(self) -> str:
+        """The prompt as sent: with the words a relay profile added, e.g. "(landscape 16:9, …)"."""
+        return prompt_text(self.messages[-1]["content"]) if self.messages else self.prompt
 
     @property
     def assistant_message(self) -> dict:
@@ -154,6 +162,8 @@ class Turn:
             )
         if self.error:
             parts.append(f"<div>{html.escape(self.error)}</div>")
+        for warning in self.warnings:
+            parts.append(f'<div style="color:#8a5300">⚠ {html.escape(str(warning))}</div>')
         return "".join(parts)
 
 
@@ -227,10 +237,11 @@ class Conversation:
         orientation: str | None = None,
         duration: int | None = None,
         max_history: int | None = None,
+        profile: RelayProfile | str | None = None,
         **client_options,
     ):
         if client is None:
-            client = AsyncRelayClient(model=model, **client_options)
+            client = AsyncRelayClient(model=model, profile=profile, **client_options)
         elif client_options:
             raise ConfigurationError(
                 f"pass either client= or client options ({', '.join(client_options)}), not both"
@@ -239,6 +250,8 @@ class Conversation:
             client.async_client if isinstance(client, RelayClient) else client
         )
         self.model = model or self.client.model
+        # How orientation and length reach this relay; the client's (KKI_RELAY_PROFILE) unless given.
+        self.profile: RelayProfile = get_profile(profile) if profile else self.client.profile
         self.orientation = orientation
         self.duration = duration
         self.max_history = max_history
@@ -275,7 +288,7 @@ class Conversation:
     def models(self) -> list[str]:
         from .config import KNOWN_MODELS
 
-        return list(dict.fromkeys([self.model, *KNOWN_MODELS]))
+        return list(dict.fromkeys([self.model, *self.profile.models(), *KNOWN_MODELS]))
 
     @property
     def turns(self) -> list[Turn]:
@@ -387,18 +400,24 @@ class Conversation:
             messages = normalize_messages(
                 [*self._history(parent_index), {"role": "user", "content": prompt}], images
             )
+            # The profile says the options the relay's way (words, model name or fields) and
+            # refuses what it cannot say, before anything is registered or sent.
+            request = self.profile.prepare(
+                messages, chosen["model"], chosen["orientation"], chosen["duration"]
+            )
             turn = Turn(
                 index=len(self._turns),
                 prompt=prompt,
                 options={k: v for k, v in chosen.items() if v is not None},
                 parent=parent_index,
-                messages=messages,
+                messages=request.messages,
                 cell_id=cell_id,
                 simulated=self.simulated,
             )
+            chosen["request"] = request
             if self.store is not None:
                 turn.cache_key = self.store.cache_key(
-                    self.client.base_url, chosen["model"], turn.options, messages
+                    self.client.settings.cache_identity, request.model, turn.options, request.messages
                 )
         return turn, chosen
 
@@ -415,12 +434,8 @@ class Conversation:
         return turn, chosen, True
 
     def _stream(self, turn: Turn, chosen: dict):
-        return self.client.stream(
-            turn.messages,
-            chosen["model"],
-            orientation=chosen["orientation"],
-            duration=chosen["duration"],
-        )
+        request: WireRequest = chosen["request"]
+        return self.client.stream_request(request)
 
     async def _drive(self, turn: Turn, updates, *, newly_accepted: bool = True) -> Turn:
         """Apply a turn's `Generation` updates until it ends; the one place a turn is run.
@@ -510,6 +525,7 @@ class Conversation:
             return None
         turn.generation = Generation.from_dict(entry["generation"])
         turn.status = turn.generation.status
+        turn.warnings = spec_warnings(turn.options, turn.generation.spec)
         turn.cached = True
         paths = entry.get("paths") or {}
         turn.path = paths.get("video")
@@ -531,6 +547,7 @@ class Conversation:
                 # A followed task may answer without the markdown: keep what we already had.
                 turn.generation = _keep_history(turn.generation, generation)
                 turn.status = generation.status
+                turn.warnings = spec_warnings(turn.options, turn.generation.spec)
                 if generation.status == "completed":
                     # Move on at once, before the local copy is downloaded: a remix sent the
                     # moment the video shows must continue this turn.

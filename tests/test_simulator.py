@@ -99,7 +99,7 @@ def test_raw_sse_matches_the_relay_format(sim):
 
 
 def test_non_streaming_returns_a_chat_completion(sim):
-    body = {"model": "sora-2", "messages": [{"role": "user", "content": "no stream"}], "duration": 4}
+    body = {"model": "sora-2", "messages": [{"role": "user", "content": "no stream, duration: 4 seconds"}]}
     response = httpx.post(f"{sim.base_url}/chat/completions", json=body, headers=AUTH, timeout=30)
     assert response.status_code == 200
     completion = response.json()
@@ -141,14 +141,79 @@ def test_identical_requests_reuse_the_rendered_media(sim):
     assert sim.renderer.renders == before + 1
 
 
-def test_orientation_from_body_and_model_name(sim, tmp_path):
+def test_orientation_from_model_name_renders_a_landscape_clip(sim, tmp_path):
     landscape = stream_text(sim, [{"role": "user", "content": "wide"}], model="sora_video2-landscape")
     assert spec_of(landscape)["orientation"] == "landscape"
     video = tmp_path / "wide.mp4"
     video.write_bytes(httpx.get(MP4.search(landscape).group(0)).content)
     assert "568x320" in ffmpeg_info(video)
-    explicit = stream_text(sim, [{"role": "user", "content": "wide too"}], orientation="landscape", duration=5)
-    assert spec_of(explicit) == {"prompt": "wide too", "orientation": "landscape", "duration": 5}
+
+
+def test_extra_json_fields_are_ignored_like_a_real_chat_relay(sim):
+    # No chat relay documents these fields: the simulator must not honour them either, or it
+    # would hide a client that sends options where nobody reads them.
+    ignored = stream_text(sim, [{"role": "user", "content": "wide too"}], orientation="landscape", duration=5)
+    assert spec_of(ignored) == {"prompt": "wide too", "orientation": "portrait", "duration": 10}
+    # Even malformed ones: unknown fields are not validated by relays that do not read them.
+    odd = stream_text(sim, [{"role": "user", "content": "odd"}], orientation="square", duration="10")
+    assert spec_of(odd)["orientation"] == "portrait"
+
+
+@pytest.mark.parametrize(
+    ("prompt", "model", "orientation", "duration"),
+    [
+        ("a fox (landscape 16:9, horizontal, duration: 15 seconds)", "sora-2", "landscape", 15),
+        ("a fox, 9:16, 10s", "sora-2", "portrait", 10),
+        ("一只狐狸，横屏，15秒", "sora-2", "landscape", 15),
+        ("一只狐狸，竖屏", "sora-2-pro", "portrait", 15),
+        ("a fox, vertical", "sora-2", "portrait", 10),
+        ("a fox in the snow", "sora2-landscape-15s", "landscape", 15),
+        ("a fox", "sora2pro-hd-portrait-10s", "portrait", 10),
+        ("a fox (landscape 16:9)", "sora_video2-hd-portrait-15s", "portrait", 15),  # the name wins
+        ("a fox", "sora_video2-landscape-hd", "landscape", 10),
+        ("a fox", "veo_3_1_t2v_fast_landscape", "landscape", 8),
+        ("a fox", "veo_3_1-landscape-fast", "landscape", 8),
+        ("a fox", "veo_3_1-fast", "portrait", 8),
+    ],
+)
+def test_orientation_and_length_come_from_words_or_the_model_name(sim, prompt, model, orientation, duration):
+    spec = spec_of(stream_text(sim, [{"role": "user", "content": prompt}], model=model))
+    assert (spec["orientation"], spec["duration"]) == (orientation, duration)
+    assert spec["prompt"] == prompt  # echoed as sent, words included
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        "sora2pro-hd-landscape-25s",  # the HD family sells 10 and 15 s only
+        "sora2-landscape-12s",
+        "sora2-landscape",
+        "sora_video2-landscape-portrait",
+        "sora_video2-hd-hd",
+        "sora_video2-4k",
+        "veo_3_1_t2v_fast_square",
+        "veo_3_1-landscape-15s",
+    ],
+)
+def test_model_names_a_family_does_not_sell_are_not_found(sim, model):
+    submitted = sim.submissions
+    body = {"model": model, "messages": [{"role": "user", "content": "x"}], "stream": True}
+    response = httpx.post(f"{sim.base_url}/chat/completions", json=body, headers=AUTH)
+    assert response.status_code == 404
+    error = response.json()["error"]
+    assert error["code"] == "model_not_found" and model in error["message"]
+    assert sim.submissions == submitted
+
+
+def test_honour_json_options_is_an_opt_in():
+    with Simulator(queue_seconds=0, generate_seconds=0, step_seconds=0, honour_json_options=True) as strict:
+        explicit = stream_text(strict, [{"role": "user", "content": "wide too"}], orientation="landscape", duration=5)
+        assert spec_of(explicit) == {"prompt": "wide too", "orientation": "landscape", "duration": 5}
+        for field, value in (("orientation", "square"), ("duration", "10")):
+            body = {"model": "sora-2", "messages": [{"role": "user", "content": "x"}], field: value}
+            response = httpx.post(f"{strict.base_url}/chat/completions", json=body, headers=AUTH)
+            assert response.status_code == 400
+            assert response.json()["error"]["param"] == field
 
 
 def test_image_parts_are_accepted(sim):
@@ -202,8 +267,6 @@ def test_side_routes(sim):
         ({"model": "sora-2", "messages": [{"role": "assistant", "content": "x"}]}, 400, "invalid_value", "last message"),
         ({"model": "sora-2", "messages": [{"role": "user", "content": [{"type": "video"}]}]}, 400, "invalid_value", "type"),
         ({"model": "sora-2", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,@@"}}]}]}, 400, "invalid_value", "base64"),
-        ({"model": "sora-2", "messages": [{"role": "user", "content": "x"}], "orientation": "square"}, 400, "invalid_value", "orientation"),
-        ({"model": "sora-2", "messages": [{"role": "user", "content": "x"}], "duration": "10"}, 400, "invalid_value", "duration"),
         ({"model": "sora-2", "messages": [{"role": "user", "content": "x"}], "stream": "yes"}, 400, "invalid_value", "stream"),
         ([1, 2], 400, "invalid_value", "JSON object"),
     ],

@@ -14,6 +14,16 @@ one. Media (H.264 mp4 + webp thumbnail, ~2 s, showing the prompt) is served unde
 ``/source/{task_id}`` gives a task's raw-data JSON (generations finish even when the client
 disconnects), ``/web/{task_id}`` an HTML page.
 
+Options, like a real chat relay
+-------------------------------
+Extra top-level JSON fields (``orientation``, ``duration``) are ignored by default: orientation and
+length come from the model's name (``sora2-landscape-15s``, ``sora_video2-hd-portrait-15s``,
+``veo_3_1_t2v_fast_landscape``, ``veo_3_1-landscape-fast``; combinations a family does not sell
+get 404 ``model_not_found``), else from the prompt's words ("16:9", "横屏", "vertical", "15 seconds",
+"duration: 5 seconds", "10s", "15秒"), else the model's default. The spec echoes what was chosen.
+``Simulator(honour_json_options=True)`` (``--honour-json-options``) reads the fields instead.
+See :mod:`.catalog`.
+
 Faults
 ------
 Ask for faults for the whole server with ``Simulator(faults=["crlf", "stall:2"])`` (or

@@ -29,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fault", action="append", dest="faults", default=[], metavar="NAME[:ARG]",
                         help=f"a server-wide fault (repeatable): {', '.join(ALL_FAULT_NAMES)}")  # fmt: skip
     parser.add_argument("--seed", type=int, default=None, help="make IDs and progress reproducible")
+    parser.add_argument("--honour-json-options", action="store_true",
+                        help="read top-level orientation/duration fields (real chat relays ignore them)")  # fmt: skip
     return parser
 
 
@@ -48,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
             step_seconds=args.step_seconds,
             speed=args.speed,
             faults=args.faults,
+            honour_json_options=args.honour_json_options,
             seed=args.seed,
         )
         simulator.start()

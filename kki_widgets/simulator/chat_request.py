@@ -12,7 +12,7 @@ import dataclasses
 import hashlib
 
 from ..config import KNOWN_MODELS
-from . import script
+from . import catalog, script
 
 # The same list the client offers: the simulator accepts what real relays are known to serve.
 DEFAULT_MODELS = KNOWN_MODELS
@@ -60,6 +60,37 @@ def default_duration(model: str) -> int:
     if model.startswith("veo3"):
         return 8
     return 10
+
+
+def _json_options(body: dict) -> tuple[str | None, int | None]:
+    """The top-level ``orientation``/``duration`` fields, validated (opt-in only)."""
+    orientation = body.get("orientation")
+    if orientation is not None and orientation not in ORIENTATIONS:
+        raise _invalid(f"'orientation' must be 'portrait' or 'landscape', got {orientation!r}", "orientation")
+    duration = body.get("duration")
+    if duration is not None and (
+        isinstance(duration, bool) or not isinstance(duration, int) or not 1 <= duration <= MAX_DURATION
+    ):
+        raise _invalid(f"'duration' must be a whole number of seconds from 1 to {MAX_DURATION}, got {duration!r}", "duration")
+    return orientation, duration
+
+
+def _options(body: dict, model: str, prompt: str, honour_json_options: bool) -> tuple[str, int]:
+    """What a relay would make: JSON fields (if honoured), else the name, else the words."""
+    fields = _json_options(body) if honour_json_options else (None, None)
+    orientation = (
+        fields[0]
+        or catalog.orientation_from_name(model)
+        or catalog.orientation_from_words(prompt)
+        or "portrait"
+    )
+    duration = (
+        fields[1]
+        or catalog.duration_from_name(model)
+        or catalog.duration_from_words(prompt)
+        or default_duration(model)
+    )
+    return orientation, duration
 
 
 def _invalid(message: str, param: str, code: str = "invalid_value") -> ApiError:
@@ -118,13 +149,19 @@ def _message_parts(message: object, index: int) -> tuple[str, list[str]]:
     return "\n".join(texts), images
 
 
-def parse_chat_request(body: object, models: tuple[str, ...]) -> ChatRequest:
+def parse_chat_request(
+    body: object, models: tuple[str, ...], *, families: bool = True, honour_json_options: bool = False
+) -> ChatRequest:
+    """Validate a chat body. Like a real chat relay, extra top-level fields (``orientation``,
+    ``duration``) are ignored unless `honour_json_options`; orientation and length come from the
+    model's name, then the prompt's words, then the model's defaults. `families`: also serve the
+    model-name families of :mod:`.catalog` besides `models`."""
     if not isinstance(body, dict):
         raise _invalid("the request body must be a JSON object", "body")
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise _invalid(f"'model' is required; available models: {', '.join(models)}", "model", "missing_model")
-    if model not in models:
+    if not catalog.serves(model, models, families):
         raise ApiError(
             404,
             f"The model {model!r} does not exist; available models: {', '.join(models)}",
@@ -147,16 +184,7 @@ def parse_chat_request(body: object, models: tuple[str, ...]) -> ChatRequest:
         stream = False
     if not isinstance(stream, bool):
         raise _invalid(f"'stream' must be true or false, got {stream!r}", "stream")
-    orientation = body.get("orientation")
-    if orientation is None:
-        orientation = "landscape" if model.endswith("-landscape") else "portrait"
-    if orientation not in ORIENTATIONS:
-        raise _invalid(f"'orientation' must be 'portrait' or 'landscape', got {orientation!r}", "orientation")
-    duration = body.get("duration")
-    if duration is None:
-        duration = default_duration(model)
-    if isinstance(duration, bool) or not isinstance(duration, int) or not 1 <= duration <= MAX_DURATION:
-        raise _invalid(f"'duration' must be a whole number of seconds from 1 to {MAX_DURATION}, got {duration!r}", "duration")
+    orientation, duration = _options(body, model, prompt, honour_json_options)
 
     parent_sid = None
     chain: list[str] = []

@@ -111,6 +111,7 @@ class Simulator:
         faults: str | Iterable[str] | None = None,
         seed: int | None = None,
         clip_seconds: float = 2.0,
+        honour_json_options: bool = False,
     ) -> None:
         if not isinstance(host, str) or not host:
             raise ValueError(f"host must be a non-empty string such as '127.0.0.1', got {host!r}")
@@ -119,6 +120,10 @@ class Simulator:
         if api_key is not None and (not isinstance(api_key, str) or not api_key.strip()):
             raise ValueError("api_key must be a non-empty string, or None to accept any key")
         self.models = tuple(models)
+        # Like a real relay: the model-name families are served unless a model list is given,
+        # and top-level orientation/duration fields are ignored unless asked to honour them.
+        self.serve_families = models is DEFAULT_MODELS
+        self.honour_json_options = bool(honour_json_options)
         if not self.models or not all(isinstance(model, str) and model for model in self.models):
             raise ValueError(f"models must be a non-empty list of model names, got {models!r}")
         self.host, self.port = host, port
@@ -303,7 +308,10 @@ class Simulator:
                 raise ApiError(503, "The service is temporarily overloaded (simulated fail_first).",
                                type="server_error", code="service_unavailable")  # fmt: skip
             self._check_auth(request)
-            chat = parse_chat_request(body, self.models)
+            chat = parse_chat_request(
+                body, self.models, families=self.serve_families,
+                honour_json_options=self.honour_json_options,
+            )
             plan = self._request_faults(request, chat)
             if plan.status is not None:
                 error_type, code, message = ERROR_STATUSES[plan.status]

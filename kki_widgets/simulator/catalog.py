@@ -1,0 +1,103 @@
+"""What the simulator serves, and what a real chat relay reads from a request's model and words.
+
+Real chat relays ignore unknown top-level JSON fields: they take a video's orientation and
+length from the model's name (families such as ``sora2-landscape-15s`` or
+``sora_video2-hd-portrait-15s``) or from the prompt's words ("16:9", "横屏", "duration: 5
+seconds", "15秒"). This module reads them the same way. The family lists are written out here
+from the relays' own pages, independently of the client's `kki_widgets.profiles`, so a wrong
+client template meets a ``model_not_found`` here as it would at the relay.
+"""
+
+from __future__ import annotations
+
+import re
+
+ORIENTATIONS = ("portrait", "landscape")
+
+# sora2api README "支持的模型" (github.com/TheSmallHanCat/sora2api): exact names only.
+SORA2API_MODELS = frozenset(
+    f"{stem}-{orientation}-{seconds}s"
+    for stem, lengths in (("sora2", (10, 15, 25)), ("sora2pro", (10, 15, 25)), ("sora2pro-hd", (10, 15)))
+    for orientation in ORIENTATIONS
+    for seconds in lengths
+)
+# flow2api README "文生视频" (github.com/TheSmallHanCat/flow2api): exact names, 8 s clips.
+FLOW2API_MODELS = frozenset(
+    f"{stem}_{orientation}"
+    for stem in ("veo_3_1_t2v_fast", "veo_3_1_t2v", "veo_2_0_t2v")
+    for orientation in ORIENTATIONS
+)
+# Relays that read "-"-joined options after a base name, in any order, each at most once
+# (FakeOAI/tokens docs/llm/sora.md and docs/llm/flow.md, "模型参数").
+TOKEN_FAMILIES = {
+    "sora_video2": frozenset({"portrait", "landscape", "hd", "15s", "25s", "pro"}),
+    "veo_3_1": frozenset({"portrait", "landscape", "fast", "fl"}),
+}
+EXCLUSIVE = (frozenset(ORIENTATIONS), frozenset({"15s", "25s"}))
+
+_ORIENTATION_WORDS = re.compile(
+    r"(landscape|horizontal|16\s*:\s*9|横屏|portrait|vertical|9\s*:\s*16|竖屏)", re.IGNORECASE
+)
+_LANDSCAPE = ("landscape", "horizontal", "16", "横屏")
+_DURATION_WORDS = re.compile(r"(?<![\d.])(\d{1,2})\s*(?:seconds?\b|secs?\b|s\b|秒)", re.IGNORECASE)
+_NAME_SECONDS = re.compile(r"(?:^|[-_])(\d{1,2})s(?:$|[-_])")
+
+
+def family_tokens(model: str) -> frozenset[str] | None:
+    """The option tokens of a token-family name (``sora_video2-hd-portrait``), or None."""
+    for base, allowed in TOKEN_FAMILIES.items():
+        if model == base:
+            return frozenset()
+        if model.startswith(base + "-"):
+            tokens = model[len(base) + 1 :].split("-")
+            unique = frozenset(tokens)
+            if len(unique) != len(tokens) or not unique <= allowed:
+                return None
+            if any(len(unique & group) > 1 for group in EXCLUSIVE):
+                return None
+            return unique
+    return None
+
+
+def serves(model: str, models: tuple[str, ...], families: bool) -> bool:
+    """Whether a relay with this model list (and, if `families`, the name families) takes `model`."""
+    if model in models:
+        return True
+    if not families:
+        return False
+    return model in SORA2API_MODELS or model in FLOW2API_MODELS or family_tokens(model) is not None
+
+
+def orientation_from_name(model: str) -> str | None:
+    parts = set(re.split(r"[-_]", model))
+    if "landscape" in parts:
+        return "landscape"
+    if "portrait" in parts:
+        return "portrait"
+    return None
+
+
+def duration_from_name(model: str) -> int | None:
+    match = _NAME_SECONDS.search(model)
+    if match:
+        return int(match.group(1))
+    if model in FLOW2API_MODELS or model.startswith("veo"):
+        return 8  # Veo clips are 8 s; these names carry no length
+    if family_tokens(model) is not None:
+        return 10  # the sora_video2 default: "默认生成 10 秒竖屏标清视频"
+    return None
+
+
+def orientation_from_words(prompt: str) -> str | None:
+    """The last orientation the prompt states ("… 16:9", "横屏", "vertical"), if any."""
+    found = _ORIENTATION_WORDS.findall(prompt)
+    if not found:
+        return None
+    last = found[-1].lower()
+    return "landscape" if last.startswith(_LANDSCAPE) else "portrait"
+
+
+def duration_from_words(prompt: str) -> int | None:
+    """The last length the prompt states ("15 seconds", "duration: 5 seconds", "10s", "15秒")."""
+    lengths = [int(n) for n in _DURATION_WORDS.findall(prompt) if 1 <= int(n) <= 60]
+    return lengths[-1] if lengths else None
