@@ -10,6 +10,8 @@
  * @typedef TurnState
  * @property {number} index
  * @property {string} prompt
+ * @property {string} [sent_prompt]  the prompt as sent, with the words a relay profile added
+ * @property {string[]} [warnings]   where the relay's echoed spec contradicts what was asked
  * @property {string} model
  * @property {string | null} orientation
  * @property {number | null} duration
@@ -189,6 +191,8 @@ class TurnView {
     this.prompt = h("div", "kki-prompt");
     this.branch = h("span", "kki-branch");
     head.append(this.num, this.prompt, this.branch);
+    // The words a relay profile appended (e.g. "(landscape 16:9, …)") are part of what was paid for.
+    this.sent = h("div", "kki-sent");
 
     const meta = h("div", "kki-turn-meta");
     this.status = h("span", "kki-status");
@@ -224,6 +228,9 @@ class TurnView {
     this.media.append(this.thumb, this.video);
 
     this.notices = h("ul", "kki-notices");
+    // The relay made something else than asked (its spec says so): visible, never innerHTML.
+    this.warnings = h("ul", "kki-warnings");
+    this.warnings.setAttribute("role", "status");
     this.error = h("div", "kki-turn-error");
     this.error.setAttribute("role", "alert");
 
@@ -252,7 +259,9 @@ class TurnView {
       if (this.turn) onRemix(this.turn.index);
     });
 
-    this.root.append(head, meta, this.bar, links, this.media, this.notices, this.error, actions);
+    this.root.append(
+      head, this.sent, meta, this.bar, links, this.media, this.warnings, this.notices, this.error, actions
+    );
   }
 
   /** @param {TurnState} turn */
@@ -264,6 +273,9 @@ class TurnView {
 
     this.num.textContent = `#${turn.index + 1}`;
     this.prompt.textContent = turn.prompt ?? "";
+    const sent = typeof turn.sent_prompt === "string" ? turn.sent_prompt : "";
+    this.sent.textContent = sent && sent !== turn.prompt ? `sent as: ${sent}` : "";
+    this.sent.hidden = !this.sent.textContent;
     const isBranch = turn.parent !== null && turn.parent !== undefined && turn.parent !== turn.index - 1;
     this.branch.textContent = isBranch ? `remix of #${Number(turn.parent) + 1}` : "";
     this.branch.hidden = !isBranch;
@@ -317,6 +329,10 @@ class TurnView {
     const unique = [...new Set(notices)];
     this.notices.replaceChildren(...unique.map((text) => h("li", "kki-notice", text)));
     this.notices.hidden = unique.length === 0;
+
+    const warnings = Array.isArray(turn.warnings) ? turn.warnings.map(String) : [];
+    this.warnings.replaceChildren(...warnings.map((text) => h("li", "kki-warning", `⚠ ${text}`)));
+    this.warnings.hidden = warnings.length === 0;
 
     this.error.textContent = turn.error ?? "";
     this.error.hidden = !turn.error;

@@ -112,6 +112,18 @@ def _status_line(turn: Any) -> str:
     return " · ".join(bits)
 
 
+def _warnings(turn: Any) -> list[str]:
+    """What the relay made differently from what was asked (`Turn.warnings`)."""
+    return [str(warning) for warning in getattr(turn, "warnings", None) or []]
+
+
+def _warnings_html(turn: Any) -> str:
+    return "".join(
+        f'<div class="kki-warning" style="color:#8a5300">⚠ {html.escape(warning)}</div>'
+        for warning in _warnings(turn)
+    )
+
+
 class TurnCard:
     """One turn as HTML (progress, then the video) with a plain-text twin for terminals/logs."""
 
@@ -121,11 +133,12 @@ class TurnCard:
 
     def __repr__(self) -> str:
         turn = self.turn
-        lines = [f"[sora] {_status_line(turn)}: {turn.prompt}"]
+        lines = [f"[sora] {_status_line(turn)}: {turn.sent_prompt}"]
         if turn.status == "completed":
             lines.append(f"  video: {_media_src(turn) or turn.video_url}")
         if turn.error:
             lines.append(f"  error: {turn.error}")
+        lines.extend(f"  warning: {warning}" for warning in _warnings(turn))
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
@@ -136,7 +149,7 @@ class TurnCard:
         parts = [
             '<div class="kki-sora-card">',
             f"<div>{progress}<small>{html.escape(_status_line(turn))}</small></div>",
-            f"<div><b>{html.escape(turn.prompt)}</b></div>",
+            f"<div><b>{html.escape(turn.sent_prompt)}</b></div>",  # with a profile's words
         ]
         src = _media_src(turn) if turn.status == "completed" else None
         if src and self.with_video:
@@ -150,6 +163,7 @@ class TurnCard:
             )
         if turn.error:
             parts.append(f'<div style="color:#b00020">{html.escape(turn.error)}</div>')
+        parts.append(_warnings_html(turn))
         parts.append("</div>")
         return "".join(parts)
 
@@ -286,6 +300,7 @@ class SoraMagics(Magics):
         ["widget", "compact"], "compact", help="'compact' (HTML card) or 'widget' (VideoChat)."
     ).tag(config=True)
     store_path = Unicode(None, allow_none=True, help="Store file (None: .kki/<notebook>.json next to the notebook).").tag(config=True)
+    profile = Unicode(None, allow_none=True, help="How the relay reads orientation/length: words, fields, sora2api, sora_video2, flow2api, veo_3_1 (None: KKI_RELAY_PROFILE or words).").tag(config=True)
 
     def __init__(self, shell=None, **kwargs):
         super().__init__(shell=shell, **kwargs)
@@ -304,8 +319,10 @@ class SoraMagics(Magics):
         key = (
             self.base_url,
             self.store_path,
+            self.profile,
             os.environ.get("KKI_BASE_URL"),
             os.environ.get("KKI_API_KEY"),
+            os.environ.get("KKI_RELAY_PROFILE"),
         )
         with self._lock:
             if key != self._backend_key:
@@ -313,7 +330,11 @@ class SoraMagics(Magics):
                 from .store import NotebookStore
 
                 try:
-                    client = AsyncRelayClient(base_url=self.base_url or None, model=self.model or None)
+                    client = AsyncRelayClient(
+                        base_url=self.base_url or None,
+                        model=self.model or None,
+                        profile=self.profile or None,
+                    )
                 except ConfigurationError as error:
                     raise UsageError(str(error)) from None
                 secret = client.settings.api_key
@@ -722,6 +743,7 @@ class SoraMagics(Magics):
             ("model", self.model or settings.model),
             ("orientation", self.orientation or "relay default"),
             ("duration", str(self.duration) if self.duration else "model default"),
+            ("profile", f"{settings.profile.name} ({settings.profile.description})"),
             ("session", self.session),
             ("wait", str(self.wait)),
             ("display", self.display),

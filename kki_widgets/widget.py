@@ -126,6 +126,9 @@ def turn_to_dict(turn: Any) -> dict:
     return {
         "index": int(getattr(turn, "index", 0)),
         "prompt": str(getattr(turn, "prompt", "") or ""),
+        # With the words a relay profile appended, e.g. "(landscape 16:9, …)": what was paid for.
+        "sent_prompt": str(getattr(turn, "sent_prompt", None) or getattr(turn, "prompt", "") or ""),
+        "warnings": [str(w) for w in (getattr(turn, "warnings", None) or [])],
         "model": str(options.get("model") or ""),
         "orientation": options.get("orientation"),
         "duration": options.get("duration"),
@@ -244,6 +247,11 @@ class VideoChat(anywidget.AnyWidget):
             names.insert(0, chosen)
         super().__init__(model=chosen, models=names)
         self.simulated = bool(getattr(conversation, "simulated", False))
+        # A model-name profile sells some lengths only: offer those (the same profile refuses others).
+        profile = getattr(conversation, "profile", None)
+        sold = profile.durations(chosen) if profile is not None else None
+        if sold:
+            self.durations = list(sold)
 
         self._lock = threading.RLock()
         self._flush_handle: Any = None
@@ -444,7 +452,10 @@ class VideoChat(anywidget.AnyWidget):
         # The copy next to the notebook outlives the relay's CDN link.
         poster = last.get("local_thumbnail_url") or last["thumbnail_url"]
         poster_attr = f' poster="{html.escape(poster, quote=True)}"' if poster else ""
-        prompt = html.escape(last["prompt"])
+        prompt = html.escape(last.get("sent_prompt") or last["prompt"])
+        warnings = "".join(
+            f'<p style="color:#8a5300">⚠ {html.escape(str(w))}</p>' for w in last.get("warnings") or []
+        )
         # <source> children are tried in order until one loads: the copy next to the notebook
         # (works in nbconvert HTML saved beside it, and outlives the relay's CDN), then the URL.
         sources = []
@@ -461,7 +472,7 @@ class VideoChat(anywidget.AnyWidget):
             f'<video controls preload="metadata" style="max-width:100%"{poster_attr}>'
             f"{''.join(sources)}</video>"
             f'<p><a href="{url}" target="_blank" rel="noopener noreferrer">Open the video</a>'
-            f"{local_link}</p></div>"
+            f"{local_link}</p>{warnings}</div>"
         )
 
 

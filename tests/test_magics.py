@@ -101,8 +101,10 @@ def test_options_branching_and_config(sim, new_shell):
     assert ip.magics_manager.registry["SoraMagics"].model == "sora-2-pro"
     run(ip, "%%sora --orientation landscape --duration 15\na lighthouse")
     assert sim.requests[-1]["model"] == "sora-2-pro"
-    assert sim.requests[-1]["orientation"] == "landscape"
-    assert sim.requests[-1]["duration"] == 15
+    words = "a lighthouse (landscape 16:9, horizontal, duration: 15 seconds)"
+    assert sim.requests[-1]["messages"][-1]["content"] == words
+    made = list(sim.tasks.values())[-1]  # what the relay read from the words
+    assert (made.orientation, made.duration) == ("landscape", 15)
     run(ip, "%%sora -m veo3\nat night")
     assert sim.requests[-1]["model"] == "veo3"
     branch = run(ip, "%%sora --from 0\nin fog")

@@ -189,9 +189,11 @@ def test_options_and_images_travel_in_the_request(fast_simulator, tmp_path):
         "animate this", orientation="landscape", duration=15, images=[png, "https://x.y/z.png"]
     )
     body = fast_simulator.requests[-1]
-    assert body["orientation"] == "landscape" and body["duration"] == 15
+    # A chat relay reads options from the prompt's words (the default profile), not from fields.
+    assert "orientation" not in body and "duration" not in body
     parts = body["messages"][-1]["content"]
-    assert parts[0] == {"type": "text", "text": "animate this"}
+    words = "animate this (landscape 16:9, horizontal, duration: 15 seconds)"
+    assert parts[0] == {"type": "text", "text": words}
     assert parts[1]["image_url"]["url"].startswith("data:image/png;base64,")
     assert parts[2]["image_url"]["url"] == "https://x.y/z.png"
 

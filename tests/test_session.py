@@ -40,8 +40,14 @@ def test_second_turn_remixes_the_first_verbatim(fast_simulator, tmp_path):
     assert second.parent == first.index
     sent = fast_simulator.requests[-1]
     assert sent["messages"][1]["content"] == first.generation.text
-    assert sent["orientation"] == "landscape"
+    assert sent["messages"][-1]["content"] == "a storm rolls in (landscape 16:9, horizontal)"
+    assert "orientation" not in sent
+    assert second.sent_prompt == "a storm rolls in (landscape 16:9, horizontal)"
+    assert second.prompt == "a storm rolls in"
+    assert second.generation.spec["orientation"] == "landscape" and second.warnings == []
     assert second.generation.spec["sid"] == first.generation.sid
+    # The next remix sends the words back verbatim, as part of the history.
+    assert conv.messages[-2] == sent["messages"][-1]
     # Media are kept next to the notebook and preferred over the CDN link.
     assert second.path and second.video_url == second.path
     assert probe(second.path).duration > 0
