@@ -9,7 +9,7 @@ from kki_testing import TEST_KEY
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch, tmp_path):
     """No test sees the developer's key or relay, and stores land in the test's own folder."""
-    for name in ("KKI_API_KEY", "KKI_BASE_URL", "KKI_MODEL", "JPY_SESSION_NAME"):
+    for name in ("KKI_API_KEY", "KKI_BASE_URL", "KKI_MODEL", "KKI_RELAY_PROFILE", "JPY_SESSION_NAME"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
 

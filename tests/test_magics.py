@@ -329,3 +329,38 @@ def test_a_new_kernel_fetches_what_a_dead_one_paid_for(new_shell, tmp_path, monk
             time.sleep(0.1)
         assert conversation.turns[0].status == "completed"
         assert slow.submissions == 1
+
+
+def test_config_profile_says_options_in_the_model_name(sim, new_shell):
+    ip = new_shell()
+    ip.run_line_magic("config", 'SoraMagics.profile = "sora2api"')
+    run(ip, "%%sora --orientation landscape --duration 15\na lighthouse")
+    assert sim.requests[-1]["model"] == "sora2-landscape-15s"
+    assert sim.requests[-1]["messages"][-1]["content"] == "a lighthouse"
+    with pytest.raises(UsageError, match="10, 15, 25"):
+        run(ip, "%%sora --duration 12\na lighthouse")
+    assert len(sim.requests) == 1  # refused before sending
+    ip.run_line_magic("config", 'SoraMagics.profile = "carrier-pigeon"')
+    with pytest.raises(UsageError, match="unknown relay profile"):
+        run(ip, "%%sora\na lighthouse")
+
+
+def test_embedded_simulator_reruns_are_free_in_a_fresh_kernel(new_shell, monkeypatch):
+    """No key: each kernel starts the embedded simulator on a new random port. The port is not
+    part of what was asked, so Restart & Run All must replay every cell from the store."""
+    from kki_widgets.simulator import embedded
+
+    cells = ["%%sora\na paper boat", "%%sora --orientation landscape\nthe boat reaches the sea"]
+    ports = []
+    for _kernel in range(2):
+        with Simulator(queue_seconds=0, generate_seconds=0, step_seconds=0) as kernel_sim:
+            monkeypatch.setattr(embedded, "_instance", kernel_sim)  # this kernel's embedded relay
+            ports.append(kernel_sim.base_url)
+            ip = new_shell()
+            turns = [run(ip, cell) for cell in cells]
+            assert all(turn.status == "completed" and turn.simulated for turn in turns)
+            usage = ip.run_line_magic("sora", "usage")
+            requests = len(kernel_sim.requests)
+    assert ports[0] != ports[1]
+    assert requests == 0 and all(turn.cached for turn in turns)
+    assert usage["paid_requests"] == 2 and usage["cache_hits"] == 2
