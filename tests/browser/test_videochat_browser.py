@@ -39,6 +39,10 @@ def relay_url(sim) -> str:
     return sim.base_url
 
 
+# The orientation picker says portrait; the default relay profile says it in words.
+WORDS = " (portrait 9:16, vertical)"
+
+
 def user_prompts(sim) -> list[str]:
     return [request["messages"][-1]["content"] for request in sim.requests]
 
@@ -96,12 +100,12 @@ def test_chat_in_jupyterlab(lab, page, sim):
     error_text = failed.query_selector(".kki-turn-error").inner_text()
     assert "overloaded" in error_text, error_text
     assert failed.query_selector(".kki-status").inner_text() == "Failed"
-    assert user_prompts(sim) == ["a lighthouse\nat dawn"]
+    assert user_prompts(sim) == ["a lighthouse\nat dawn" + WORDS]
 
     # 2. Retry sends the same prompt again; this time it completes.
     failed.query_selector(".kki-retry").click()
     done = wait_for_turn(page, 1, "completed")
-    assert user_prompts(sim) == ["a lighthouse\nat dawn"] * 2
+    assert user_prompts(sim) == ["a lighthouse\nat dawn" + WORDS] * 2
     bar = done.query_selector(".kki-progress")
     assert bar.get_attribute("data-progress") == "100"
     assert bar.get_attribute("aria-valuenow") == "100"
@@ -154,8 +158,8 @@ def test_chat_in_jupyterlab(lab, page, sim):
     assert "remix of #2" in page.inner_text(f"{TURN.format(3)} .kki-branch")
     branch = sim.requests[-1]["messages"]
     assert [m["content"] for m in branch if m["role"] == "user"] == [
-        "a lighthouse\nat dawn",
-        "the same lighthouse at night",
+        "a lighthouse\nat dawn" + WORDS,
+        "the same lighthouse at night" + WORDS,
     ]
 
     # 5. A failure reported inside the stream shows the relay's reason in plain words.
