@@ -21,6 +21,8 @@ _EXPORTS = {
     "VideoChat": "widget",
     "NotebookStore": "store",
     "Simulator": "simulator",
+    "RelayProfile": "profiles",
+    "ModelFamily": "profiles",
     "Settings": "config",
     "resolve_settings": "config",
     "KkiError": "errors",

@@ -62,11 +62,12 @@ def test_each_builtin_profile_sends_this_exact_body(profile, model, orientation,
 
 
 def test_with_no_configuration_a_chat_relay_gets_the_options_in_the_prompt():
+    from kki_widgets import generate
     from kki_widgets.simulator import embedded_simulator
 
     client = RelayClient()  # no key, no URL, no profile: the embedded simulator, default profile
     assert client.simulated and client.profile.name == "words"
-    final = client.generate("a fox", orientation="landscape", duration=15)
+    final = generate("a fox", orientation="landscape", duration=15)
     sent = embedded_simulator().requests[-1]
     assert "orientation" not in sent and "duration" not in sent  # no relay reads those
     assert sent["messages"][-1]["content"] == "a fox (landscape 16:9, horizontal, duration: 15 seconds)"
