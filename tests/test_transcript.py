@@ -108,7 +108,7 @@ def test_failure_carries_the_relays_reason_and_ignores_the_prompt_echo():
     [
         ("> No available capacity, please try again later", "No available capacity"),
         ("> Generation failed due to network fluctuations", "network fluctuations"),
-        ("> 生成失败：服务器负载过高", "生成失败"),
+        ("> 生成失败：服务器负载过高", "服务器负载过高"),  # the reason after the label
         ("> The service is under high load", "high load"),
     ],
 )
