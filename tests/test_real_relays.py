@@ -1,0 +1,79 @@
+"""Real relays' answers (tests/fixtures/relays) replayed byte for byte over HTTP.
+
+Each fixture is served by a local server in odd-sized writes, so SSE events and UTF-8
+characters are split across network reads, and must end `completed` with the right video or
+failed with the relay's own reason — never "stopped before it showed a task ID".
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from kki_testing import TEST_KEY, ReplayServer
+
+from kki_widgets.errors import GenerationFailed
+from kki_widgets.relay import RelayClient
+
+RELAYS = Path(__file__).parent / "fixtures" / "relays"
+METAS = {
+    path.name[: -len(".meta.json")]: json.loads(path.read_text(encoding="utf-8"))
+    for path in sorted(RELAYS.glob("*.meta.json"))
+}
+
+
+def test_at_least_ten_real_shapes_each_with_its_source():
+    assert len(METAS) >= 10
+    for name, meta in METAS.items():
+        assert (RELAYS / meta["file"]).is_file(), name
+        assert meta["source"] and meta["shape"] and meta["expect"]["status"] in ("completed", "failed")
+
+
+def replay(meta: dict, piece: int) -> ReplayServer:
+    body = (RELAYS / meta["file"]).read_bytes()
+    content_type = meta.get("content_type", "text/event-stream")
+    return ReplayServer(body, piece=piece, pause=0, content_type=content_type)
+
+
+def check_outcome(meta: dict, generate) -> None:
+    expect = meta["expect"]
+    if expect["status"] == "completed":
+        final = generate()
+        assert final.status == "completed"
+        assert final.video_url == expect["video_url"]
+        assert final.task_id == expect["task_id"]
+        if "download_url" in expect:
+            assert final.download_url == expect["download_url"]
+    else:
+        with pytest.raises(GenerationFailed) as caught:
+            generate()
+        assert expect["error_contains"] in caught.value.generation.error
+        assert expect["error_contains"] in str(caught.value)
+
+
+@pytest.mark.parametrize("piece", [3, 61])
+@pytest.mark.parametrize("name", sorted(METAS))
+def test_real_answer_through_relay_client(name, piece):
+    meta = METAS[name]
+    server = replay(meta, piece)
+    try:
+        with RelayClient(base_url=server.base_url, api_key=TEST_KEY, max_retries=0) as client:
+            check_outcome(meta, lambda: client.generate("a fox in the snow"))
+        assert len(server.requests) == 1  # one paid request, never sent again
+    finally:
+        server.close()
+
+
+def test_a_reasoning_only_answer_keeps_the_remix_text_verbatim():
+    meta = METAS["sora2api_reasoning_html_fence"]
+    server = replay(meta, 17)
+    try:
+        with RelayClient(base_url=server.base_url, api_key=TEST_KEY) as client:
+            final = client.generate("a fox")
+        # Only `content` is the assistant message; the progress chatter stays out of it.
+        assert final.text.startswith("```html\n<video src='https://videos.openai.com/")
+        assert final.text.endswith("controls></video>\n```")
+        assert "Progress" not in final.text
+    finally:
+        server.close()
