@@ -165,9 +165,14 @@ def decode_chunk(data: str, extra: list[str] | None = None) -> ChatChunk:
         delta = choice.get("message")
     if not isinstance(delta, dict):
         delta = {}
-    content = _text_of(delta.get("content"))
+    content = delta.get("content")
+    if type(content) is not str:  # the common case skips a call: thousands of chunks per second
+        content = _text_of(content)
     # `reasoning_content` (sora2api, flow2api, DeepSeek-style gateways) or `reasoning` (OpenRouter).
-    reasoning = _text_of(delta.get("reasoning_content")) or _text_of(delta.get("reasoning"))
+    reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+    if reasoning and type(reasoning) is not str:
+        reasoning = _text_of(reasoning)
+    reasoning = reasoning or ""
     finish = choice.get("finish_reason")
     if not content and not reasoning and finish is None:
         return _EMPTY

@@ -277,8 +277,13 @@ class Transcript:
             return
         self._dirty = True
         self._reasoning_length += len(delta)
-        lines = (self._reasoning + delta).split("\n")
-        self._reasoning = lines.pop()
+        if "\n" not in delta:
+            # Like `append`: an unfinished line only grows; it is read when it ends.
+            self._reasoning += delta
+            lines = []
+        else:
+            lines = (self._reasoning + delta).split("\n")
+            self._reasoning = lines.pop()
         if len(self._reasoning) > MAX_LINE:
             lines.append(self._reasoning)
             self._reasoning = ""
