@@ -65,7 +65,8 @@ _REASON = re.compile(
     re.I,
 )
 # Link words that name the video when its URL does not (an extension-less signed URL).
-_VIDEO_LABEL = re.compile(r"click here|play|watch|view|video|download|点击|观看|播放|下载|视频", re.I)
+# Whole words: "Data Preview" is not "view".
+_VIDEO_LABEL = re.compile(r"\b(?:click here|play|watch|view|video|download)\b|点击|观看|播放|下载", re.I)
 # Path ends that name an action, not a task: never taken as a task ID.
 _GENERIC_SEGMENTS = frozenset(("raw", "view", "content", "download", "file", "files", "video", "source"))
 _VIDEO_EXT = (".mp4", ".mov", ".webm", ".m4v", ".m3u8")
@@ -216,6 +217,7 @@ class Transcript:
         self._finished = False
         self._lines_seen = 0
         self._tail_url: str | None = None  # an unclassified bare URL ending the last line read
+        self._content_failed = False  # the answer itself (not the status channel) said "failed"
         self._line_has_tag = False  # the unfinished line holds "<": its numbers may be CSS
         self._reasoning = ""  # the unfinished line of the reasoning channel
         self._reasoning_length = 0
@@ -382,7 +384,11 @@ class Transcript:
                 self._sid = sid.group(1)
         self._tail_url = None
         self._read_links(line)
+        failures = len(self._failure_lines)
         self._status_line(line)
+        if len(self._failure_lines) > failures:
+            # "❌ 生成失败: see https://help…" or a help link after a failure: not a video.
+            self._content_failed = True
 
     def _status_line(self, line: str) -> None:
         """Progress, status words and failure wording of one line (content or reasoning)."""
@@ -403,8 +409,9 @@ class Transcript:
         elif _FAILURE.search(plain) and not self._is_link_only(line):
             self._failure_lines.append(plain)
             reason = _REASON.search(plain)
-            if reason and self._reason is None:
-                self._reason = reason.group(1).strip(" *_`") or None
+            if reason:
+                # The latest reason wins: an earlier one may belong to a retry the relay made.
+                self._reason = reason.group(1).strip(" *_`") or self._reason
         if not self._seen_generating and _GENERATING.search(text) and not self._seen_complete:
             self._seen_generating = True
 
@@ -505,7 +512,7 @@ class Transcript:
     # -- state -----------------------------------------------------------------------------
 
     def _snapshot(self) -> Generation:
-        if self._video is None and self._finished and self._tail_url:
+        if self._video is None and self._finished and self._tail_url and not self._content_failed:
             # The answer ended with a bare URL nothing else explains: that is the video.
             self._video = self._tail_url
         failed = bool(self._failure_lines) and self._video is None

@@ -308,6 +308,22 @@ def test_css_noise_is_never_progress_even_while_the_tag_streams_in():
     assert parse_transcript("<div style='width:100%; height: 50%'>queued</div>").progress == 0
 
 
+def test_links_after_a_failure_or_labelled_preview_are_not_the_video():
+    help_link = parse_transcript("❌ 生成失败: 内容违规, see https://help.example/faq")
+    assert help_link.status == "failed" and help_link.video_url is None
+    after = parse_transcript("Generation failed: quota exceeded\nhttps://help.example/billing")
+    assert after.status == "failed" and after.error == "quota exceeded"
+    preview = parse_transcript("> [Data Preview](https://example.com/?task-preview=1)\n> Queuing...")
+    assert preview.video_url is None and preview.status == "queued"
+
+
+def test_the_latest_reason_wins_over_an_earlier_retry():
+    transcript = Transcript()
+    transcript.append_reasoning("**生成失败，正在重试**\n\n失败原因：upstream timeout\n")
+    transcript.append("❌ 生成失败: This content may violate our guardrails")
+    assert transcript.finish().error == "This content may violate our guardrails"
+
+
 def test_a_bare_url_mid_answer_is_not_the_video():
     text = "See https://docs.example/help for the rules.\n❌ 生成失败: 内容违规"
     generation = parse_transcript(text)
