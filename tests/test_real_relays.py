@@ -11,9 +11,9 @@ import json
 from pathlib import Path
 
 import pytest
-from kki_testing import TEST_KEY, ReplayServer
+from kki_testing import TEST_KEY, ReplayServer, sse_body
 
-from kki_widgets.errors import GenerationFailed
+from kki_widgets.errors import GenerationFailed, StreamInterrupted
 from kki_widgets.relay import RelayClient
 
 RELAYS = Path(__file__).parent / "fixtures" / "relays"
@@ -75,5 +75,30 @@ def test_a_reasoning_only_answer_keeps_the_remix_text_verbatim():
         assert final.text.startswith("```html\n<video src='https://videos.openai.com/")
         assert final.text.endswith("controls></video>\n```")
         assert "Progress" not in final.text
+    finally:
+        server.close()
+
+
+def test_an_answer_that_ends_normally_without_video_or_task_id_fails_in_its_own_words():
+    # A chat relay's text answer (e.g. a non-video model): [DONE] came, nothing to follow.
+    body = sse_body(["\n\nHello there, how may I assist you today?"])
+    server = ReplayServer(body, piece=9, pause=0)
+    try:
+        client = RelayClient(base_url=server.base_url, api_key=TEST_KEY)
+        with client, pytest.raises(GenerationFailed) as caught:
+            client.generate("a fox")
+        assert caught.value.generation.error == "Hello there, how may I assist you today?"
+        assert "task ID" not in str(caught.value)
+    finally:
+        server.close()
+
+
+def test_a_cut_answer_without_task_id_keeps_todays_error():
+    body = sse_body(["⌛️ 任务正在队列中,请耐心等待...\n", "🏃 进度:36.0%\n"], done=False)
+    server = ReplayServer(body, piece=9, pause=0)
+    try:
+        client = RelayClient(base_url=server.base_url, api_key=TEST_KEY, max_retries=0)
+        with client, pytest.raises(StreamInterrupted, match="before it showed a task ID"):
+            client.generate("a fox")
     finally:
         server.close()
