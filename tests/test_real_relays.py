@@ -11,10 +11,14 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from kki_testing import TEST_KEY, ReplayServer, sse_body
 
 from kki_widgets.errors import GenerationFailed, StreamInterrupted
 from kki_widgets.relay import RelayClient
+from kki_widgets.sse import SSEDecoder, decode_chunk
+from kki_widgets.transcript import Generation, Transcript
 
 RELAYS = Path(__file__).parent / "fixtures" / "relays"
 METAS = {
@@ -102,3 +106,28 @@ def test_a_cut_answer_without_task_id_keeps_todays_error():
             client.generate("a fox")
     finally:
         server.close()
+
+
+def _decode(raw: bytes, cuts: list[int]) -> Generation:
+    """The pure layers alone: SSE bytes cut at `cuts` → chunks → one transcript."""
+    decoder, transcript = SSEDecoder(), Transcript()
+    points = sorted({cut % (len(raw) + 1) for cut in cuts})
+    reads = [raw[a:b] for a, b in zip([0, *points], [*points, len(raw)], strict=True)]
+    for events in [decoder.feed(read) for read in reads] + [decoder.close()]:
+        for data, extra in events:
+            chunk = decode_chunk(data, extra)
+            transcript.append(chunk.content)
+            transcript.append_reasoning(chunk.reasoning)
+    return transcript.finish()
+
+
+STREAMS = sorted(name for name, meta in METAS.items() if meta["file"].endswith(".sse"))
+
+
+@settings(max_examples=200, deadline=None)
+@given(name=st.sampled_from(STREAMS), cuts=st.lists(st.integers(min_value=0, max_value=20_000), max_size=30))
+def test_any_byte_split_of_a_real_stream_gives_the_same_generation(name, cuts):
+    raw = (RELAYS / METAS[name]["file"]).read_bytes()
+    final = _decode(raw, cuts)
+    assert final == _decode(raw, [])
+    assert final.text == _decode(raw, []).text

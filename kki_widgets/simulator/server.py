@@ -90,6 +90,20 @@ def _error_response(error: ApiError) -> Response:
     return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
 
 
+def _piece_chunks(
+    piece: script.Piece, texts: list[str | None], dialect: dialects.Dialect, completion_id: str, created: int, model: str
+) -> list[dict[str, object]]:
+    """The chunks carrying one piece (split into ``texts``) on its channel. In dialects that end
+    that way, the answer's last delta carries ``finish_reason`` itself."""
+    field = "reasoning_content" if piece.channel == "reasoning" else "content"
+    chunks = []
+    for number, text in enumerate(texts, 1):
+        delta = {} if text is None else {field: text}
+        finish = piece.last and number == len(texts) and dialect.finish_with_last and field == "content"
+        chunks.append(script.chunk(completion_id, created, model, delta, dialect.finish_reason if finish else None))
+    return chunks
+
+
 class Simulator:
     """A local relay speaking the wire format of the real one; see the package docstring.
 
@@ -407,19 +421,13 @@ class Simulator:
         events += 1
         if cut_now():
             raise SimulatedCut(f"cut after {events} events")
-        dialect = task.dialect
         finished = False
         async for piece in task.follow():
             texts: list[str | None] = [piece.text]
             if plan.split and piece.text:
                 texts = list(script.split_text(piece.text, rng))
-            for number, text in enumerate(texts, 1):
-                field = "reasoning_content" if piece.channel == "reasoning" else "content"
-                delta = {} if text is None else {field: text}
-                # Some relays end with the answer's last delta carrying finish_reason itself.
-                finish = piece.last and number == len(texts) and dialect.finish_with_last and field == "content"
-                finished = finished or finish
-                payload = script.chunk(completion_id, created, model, delta, dialect.finish_reason if finish else None)
+            for payload in _piece_chunks(piece, texts, task.dialect, completion_id, created, model):
+                finished = finished or payload["choices"][0]["finish_reason"] is not None
                 for data in framed(payload):
                     yield data
                 events += 1
@@ -444,12 +452,12 @@ class Simulator:
                     return
             if piece.kind == "progress" and plan.cut_mid_progress:
                 raise SimulatedCut("cut in the middle of the progress")
-        if not finished and not dialect.finish_with_last:
+        if not finished and not task.dialect.finish_with_last:
             for data in framed(script.chunk(completion_id, created, model, {})):
                 yield data
-            for data in framed(script.chunk(completion_id, created, model, {}, dialect.finish_reason)):
+            for data in framed(script.chunk(completion_id, created, model, {}, task.dialect.finish_reason)):
                 yield data
-        tail = dialect.tail(task.status == "failed", task.error, newline)
+        tail = task.dialect.tail(task.status == "failed", task.error, newline)
         if tail:
             yield tail.encode()
 
