@@ -640,11 +640,14 @@ class AsyncRelayClient:
         """A relay that ignores `stream: true` and answers with one chat.completion JSON."""
         try:
             data = json.loads(payload)
-            content = data["choices"][0]["message"]["content"]
+            message = data["choices"][0]["message"]
+            content = message["content"]
         except (ValueError, KeyError, IndexError, TypeError):
             raise ProtocolError("the relay answered JSON that is not a chat completion") from None
         transcript = Transcript()
         transcript.feed(prompt_text(content) if isinstance(content, list) else str(content or ""))
+        reasoning = message.get("reasoning_content") if isinstance(message, dict) else None
+        transcript.append_reasoning(reasoning if isinstance(reasoning, str) else "")
         generation = transcript.finish()
         if not generation.done and not generation.task_id:
             return _ended_without_video(generation, transcript)

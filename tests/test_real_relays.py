@@ -131,3 +131,19 @@ def test_any_byte_split_of_a_real_stream_gives_the_same_generation(name, cuts):
     final = _decode(raw, cuts)
     assert final == _decode(raw, [])
     assert final.text == _decode(raw, []).text
+
+
+def test_a_whole_json_answer_reads_its_reasoning_channel_too():
+    answer = {
+        "object": "chat.completion",
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {
+            "role": "assistant", "content": None,
+            "reasoning_content": "**Content Policy Violation**\n\nThis content may violate our guardrails.\n"}}],
+    }  # fmt: skip
+    server = ReplayServer(json.dumps(answer).encode(), pause=0, content_type="application/json")
+    try:
+        client = RelayClient(base_url=server.base_url, api_key=TEST_KEY)
+        with client, pytest.raises(GenerationFailed, match="may violate our guardrails"):
+            client.generate("a fox")
+    finally:
+        server.close()
