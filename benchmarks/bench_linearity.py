@@ -1,5 +1,6 @@
 """Figure 2: the parsers stay linear. Cost per delta of `Transcript.feed` (a snapshot per delta,
-the worst case) and of the SSE decoder + chunk decoding, for 10k, 100k and 1M deltas.
+the worst case), of the status channel (`append_reasoning` + a snapshot per delta, the same text)
+and of the SSE decoder + chunk decoding, for 10k, 100k and 1M deltas.
 
 Target: cost per delta flat, max/min ≤ 1.5 over the sizes. CPU time (time.process_time),
 median of several repetitions for the small sizes.
@@ -32,6 +33,20 @@ def transcript_cost(parts: list[str]) -> float:
     return elapsed
 
 
+def reasoning_cost(parts: list[str]) -> float:
+    """The same text on the status channel (`delta.reasoning_content`), a snapshot per delta."""
+    transcript = Transcript()
+    append = transcript.append_reasoning
+    started = time.process_time()
+    for part in parts:
+        append(part)
+        transcript.generation  # noqa: B018 - building the snapshot is the cost measured
+    generation = transcript.finish()
+    elapsed = time.process_time() - started
+    assert generation.progress > 0 and generation.text == "", generation
+    return elapsed
+
+
 def sse_cost(block: bytes, repeat: int) -> float:
     """Decode `repeat` back-to-back copies of `block` (one continuous stream) in 64 KB reads."""
     reads = [block[i : i + READ] for i in range(0, len(block), READ)]
@@ -58,17 +73,24 @@ def main(argv: list[str] | None = None) -> int:
     block = sse_body(deltas(block_deltas))  # events per block: deltas + 3
     per_block = block_deltas + 3
     feed_cost: dict[int, float] = {}
+    reasoning: dict[int, float] = {}
     decode_cost: dict[int, float] = {}
     for size in sizes:
         parts = deltas(size)
         feed_cost[size] = median(transcript_cost(parts) for _ in range(reps[size])) / size * 1e6
+        reasoning[size] = median(reasoning_cost(parts) for _ in range(reps[size])) / size * 1e6
         repeat = size // block_deltas
         decode_cost[size] = (
             median(sse_cost(block, repeat) for _ in range(reps[size])) / (repeat * per_block) * 1e6
         )
         emit(f"linearity.transcript_feed.{size}", feed_cost[size], "µs/delta", reps=reps[size])
+        emit(f"linearity.transcript_reasoning.{size}", reasoning[size], "µs/delta", reps=reps[size])
         emit(f"linearity.sse_decode.{size}", decode_cost[size], "µs/event", reps=reps[size])
-    for name, cost in (("transcript_feed", feed_cost), ("sse_decode", decode_cost)):
+    for name, cost in (
+        ("transcript_feed", feed_cost),
+        ("transcript_reasoning", reasoning),
+        ("sse_decode", decode_cost),
+    ):
         spread = max(cost.values()) / min(cost.values())
         emit(f"linearity.{name}.max_over_min", spread, "×", target="≤ 1.5", met=spread <= 1.5)
     parts = deltas(sizes[1])

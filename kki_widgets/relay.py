@@ -559,9 +559,14 @@ class AsyncRelayClient:
                                 if parsed.content:
                                     # One snapshot per network read, built below.
                                     transcript.append(parsed.content)
+                                if parsed.reasoning:
+                                    transcript.append_reasoning(parsed.reasoning)
                                 if parsed.done or parsed.finish_reason:
                                     finished = True
-                            if transcript.generation.text_length > MAX_ANSWER_CHARS:
+                            if (
+                                transcript.generation.text_length > MAX_ANSWER_CHARS
+                                or transcript.reasoning_length > MAX_ANSWER_CHARS
+                            ):
                                 raise ProtocolError(
                                     f"the relay's answer passed {MAX_ANSWER_CHARS} characters"
                                 )
@@ -577,6 +582,9 @@ class AsyncRelayClient:
                             parsed = decode_chunk(data, extra)
                             if parsed.content:
                                 transcript.feed(parsed.content)
+                            if parsed.reasoning:
+                                transcript.append_reasoning(parsed.reasoning)
+                            finished = finished or parsed.done or bool(parsed.finish_reason)
                     finally:
                         await response.aclose()
                 except RelayError as error:
@@ -612,6 +620,10 @@ class AsyncRelayClient:
             if generation.done:
                 yield generation
                 return
+            if finished and not generation.task_id:
+                # Ended normally, with no video and nothing to follow: the relay has spoken.
+                yield _ended_without_video(generation, transcript)
+                return
             if generation.task_id:
                 # Accepted and paid for, but the answer stopped early: follow the task instead
                 # of sending the prompt again.
@@ -636,10 +648,17 @@ class AsyncRelayClient:
         """A relay that ignores `stream: true` and answers with one chat.completion JSON."""
         try:
             data = json.loads(payload)
-            content = data["choices"][0]["message"]["content"]
+            message = data["choices"][0]["message"]
+            content = message["content"]
         except (ValueError, KeyError, IndexError, TypeError):
             raise ProtocolError("the relay answered JSON that is not a chat completion") from None
-        generation = parse_transcript(prompt_text(content) if isinstance(content, list) else content)
+        transcript = Transcript()
+        transcript.feed(prompt_text(content) if isinstance(content, list) else str(content or ""))
+        reasoning = message.get("reasoning_content") if isinstance(message, dict) else None
+        transcript.append_reasoning(reasoning if isinstance(reasoning, str) else "")
+        generation = transcript.finish()
+        if not generation.done and not generation.task_id:
+            return _ended_without_video(generation, transcript)
         if not generation.done:
             raise StreamInterrupted(
                 "the relay's answer has no video and no failure", task_id=generation.task_id,
@@ -762,6 +781,13 @@ class AsyncRelayClient:
                 on_update(generation)
         assert final is not None
         return final
+
+
+def _ended_without_video(generation: Generation, transcript: Transcript) -> Generation:
+    """An answer that ended normally with neither a video nor a task ID: failed, in the relay's
+    own last words (there is no task to follow, and nothing was said to be still running)."""
+    words = transcript.last_words or "the relay ended its answer without a video or a task ID"
+    return generation.with_status("failed", error=words)
 
 
 def _with_text(generation: Generation, text: str) -> Generation:

@@ -89,6 +89,9 @@ class ChatChunk:
 
     content: str = ""
     finish_reason: str | None = None
+    # The relay's status channel (`delta.reasoning_content`): progress, status and failure words
+    # some relays send apart from the answer. Never part of the assistant message.
+    reasoning: str = ""
     error: dict | None = None
     done: bool = False
     malformed: bool = False
@@ -115,11 +118,20 @@ def _loads(data: str):
     return obj
 
 
-def _content_chunk(content: str, finish_reason: str | None) -> ChatChunk:
+def _content_chunk(content: str, finish_reason: str | None, reasoning: str = "") -> ChatChunk:
     """`ChatChunk(content=..., finish_reason=...)` without the frozen dataclass' slow __init__."""
     chunk = _new(ChatChunk)
-    chunk.__dict__.update(content=content, finish_reason=finish_reason)
+    chunk.__dict__.update(content=content, finish_reason=finish_reason, reasoning=reasoning)
     return chunk
+
+
+def _text_of(value) -> str:
+    """A delta field as text: a string, or the text parts of a list; anything else is empty."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return "".join(part.get("text", "") for part in value if isinstance(part, dict))
+    return ""
 
 
 def decode_chunk(data: str, extra: list[str] | None = None) -> ChatChunk:
@@ -151,14 +163,17 @@ def decode_chunk(data: str, extra: list[str] | None = None) -> ChatChunk:
     if delta is None:
         # Non-streaming shape sneaking into a stream: take the whole message.
         delta = choice.get("message")
-    content = delta.get("content") if isinstance(delta, dict) else None
-    if isinstance(content, list):
-        content = "".join(
-            part.get("text", "") for part in content if isinstance(part, dict)
-        )
-    if not isinstance(content, str):
-        content = ""
+    if not isinstance(delta, dict):
+        delta = {}
+    content = delta.get("content")
+    if type(content) is not str:  # the common case skips a call: thousands of chunks per second
+        content = _text_of(content)
+    # `reasoning_content` (sora2api, flow2api, DeepSeek-style gateways) or `reasoning` (OpenRouter).
+    reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+    if reasoning and type(reasoning) is not str:
+        reasoning = _text_of(reasoning)
+    reasoning = reasoning or ""
     finish = choice.get("finish_reason")
-    if not content and finish is None:
+    if not content and not reasoning and finish is None:
         return _EMPTY
-    return _content_chunk(content, finish if isinstance(finish, str) else None)
+    return _content_chunk(content, finish if isinstance(finish, str) else None, reasoning)

@@ -2,9 +2,15 @@
 
 Relays word their answers differently (English, Chinese, emoji, other labels), so this parser
 reads *structure*: a fenced JSON spec, a backticked task ID, markdown links classified by their
-URL (`.mp4`, `.webp`, `/web/ID`, `/source/ID`), numbers followed by `..` or `%` for progress, an
-`s_…` token for the sid. Words are used only where nothing else exists: to tell "generating"
-from "queued", and to recognise a failure.
+URL (`.mp4`, `.webp`, `/web/ID`, `/source/ID`), the `src` of `<video>`/`<source>` tags (fenced
+in ```` ```html ```` or not), a bare URL ending the answer, numbers followed by `..` or `%` for
+progress, an `s_…` token for the sid. Words are used only where nothing else exists: to tell
+"generating" from "queued", to recognise a failure, and to take an extension-less link labelled
+"click here" / "在线观看" as the video.
+
+Some relays send their status, progress and even the failure reason on a second channel,
+`delta.reasoning_content`. `append_reasoning` reads it for those facts only: links there are not
+the answer, and its text never joins `.text`, which stays the verbatim `content` a remix sends back.
 
 Every complete line is read once. The unfinished last line is only scanned forward for progress
 numbers and status words, so feeding a million one-character deltas stays linear. The derived
@@ -33,7 +39,13 @@ _SID_LABELLED = re.compile(r"\bsid\s*[:：]\s*`?([A-Za-z0-9_\-]{4,128})", re.I)
 _SID = re.compile(r"(?<![A-Za-z0-9_])(s_[A-Za-z0-9]{8,128})(?![A-Za-z0-9_])")
 # A progress value is a number followed by ".." (the relays' "36..44..") or "%".
 # Not after a letter, "-", "/" or a single "." (dates, versions, IDs, URLs); "21..34" is fine.
-_PROGRESS = re.compile(r"(?<![\w\-/])(?<![^.]\.)(\d{1,3})(?:\.\.|\s*%)")
+# Not after ":" / "=" either: CSS such as `max-width:100%` or `width=100%` is never progress
+# (a labelled "进度: 36%" is read by _PROGRESS_LABELLED instead).
+_PROGRESS = re.compile(r"(?<![\w\-/:=])(?<![^.]\.)(?<!:\s)(\d{1,3})(?:\.\.|\s*%)")
+_TAG = re.compile(r"<[^<>]*>")
+# The media of an HTML answer: `<video src='…'>` / `<source src="…">` (quoted or not).
+_MEDIA_SRC = re.compile(r"<(?:video|source)\b[^>]*?\bsrc\s*=\s*(['\"]?)([^'\"\s<>]+)\1", re.I)
+_FENCE_LANG = re.compile(r"^`{3,}\s*([\w+-]*)")
 _DIGIT = re.compile(r"\d")
 _PROGRESS_LABELLED = re.compile(r"(?:progress|进度)\D{0,12}?(\d{1,3})(?!\d)", re.I)
 _GENERATING = re.compile(r"generat|processing|rendering|生成中|正在生成|处理中", re.I)
@@ -43,10 +55,20 @@ _COMPLETE = re.compile(
 )
 _FAILURE = re.compile(
     r"fail|失败|error|错误|violat|content polic|no available capacity|capacity|"
-    r"network fluctuation|high load|rejected|unsafe|审核|违规",
+    r"network fluctuation|high load|rejected|unsafe|审核|违规|guardrail|rate limit|"
+    r"too many requests|refus|拒绝|限流",
     re.I,
 )
-_REASON = re.compile(r"(?:failure reason|reason|原因|失败原因)\s*[:：]\s*(.+)", re.I)
+# "Failure reason: X", "❌ 生成失败: X", "Generation failed: X", "**Error:** X" → X.
+_REASON = re.compile(
+    r"(?:failure reason|reason|原因|失败原因|failed|failure|失败|error|错误)\W{0,3}?[:：]\W{0,3}?\s*(\S.*)",
+    re.I,
+)
+# Link words that name the video when its URL does not (an extension-less signed URL).
+# Whole words: "Data Preview" is not "view".
+_VIDEO_LABEL = re.compile(r"\b(?:click here|play|watch|view|video|download)\b|点击|观看|播放|下载", re.I)
+# Path ends that name an action, not a task: never taken as a task ID.
+_GENERIC_SEGMENTS = frozenset(("raw", "view", "content", "download", "file", "files", "video", "source"))
 _VIDEO_EXT = (".mp4", ".mov", ".webm", ".m4v", ".m3u8")
 _IMAGE_EXT = (".webp", ".png", ".jpg", ".jpeg", ".gif")
 _DECORATION = " \t>*_#-–—•🏃⏳⌛✅❌⚠️🎬🎉🚫❗️️:"
@@ -194,6 +216,12 @@ class Transcript:
         self._reason: str | None = None
         self._finished = False
         self._lines_seen = 0
+        self._tail_url: str | None = None  # an unclassified bare URL ending the last line read
+        self._content_failed = False  # the answer itself (not the status channel) said "failed"
+        self._line_has_tag = False  # the unfinished line holds "<": its numbers may be CSS
+        self._reasoning = ""  # the unfinished line of the reasoning channel
+        self._reasoning_length = 0
+        self._last_words = ""  # the last non-empty line read, on either channel
         self._generation = Generation()
         self._dirty = False
 
@@ -231,14 +259,48 @@ class Transcript:
                 self._complete_line(piece)
             self._line = pieces[-1]
             self._scan = 0
+            self._line_has_tag = "<" in self._line
         else:
             self._line += delta
+            self._line_has_tag = self._line_has_tag or "<" in delta
         if len(self._line) > MAX_LINE:
             self._complete_line(self._line)
             self._line = ""
             self._scan = 0
         elif self._line:
             self._scan_unfinished()
+
+    def append_reasoning(self, delta: str) -> None:
+        """Read a delta of the relay's status channel (`delta.reasoning_content`).
+
+        Only its status, progress and failure wording count; it is never part of `.text`.
+        """
+        if not delta:
+            return
+        self._dirty = True
+        self._reasoning_length += len(delta)
+        if "\n" not in delta:
+            # Like `append`: an unfinished line only grows; it is read when it ends.
+            self._reasoning += delta
+            lines = []
+        else:
+            lines = (self._reasoning + delta).split("\n")
+            self._reasoning = lines.pop()
+        if len(self._reasoning) > MAX_LINE:
+            lines.append(self._reasoning)
+            self._reasoning = ""
+        for line in lines:
+            self._status_line(line.rstrip())
+
+    @property
+    def reasoning_length(self) -> int:
+        """Characters received on the status channel (bounded by the client like `.text`)."""
+        return self._reasoning_length
+
+    @property
+    def last_words(self) -> str:
+        """The last non-empty line the relay sent on either channel, without decoration."""
+        return self._last_words
 
     def finish(self) -> Generation:
         """The stream ended: read the last line, which has no newline after it."""
@@ -248,6 +310,9 @@ class Transcript:
                 self._complete_line(self._line)
                 self._line = ""
                 self._scan = 0
+            if self._reasoning:
+                self._status_line(self._reasoning.rstrip())
+                self._reasoning = ""
             if self._in_fence and self._fence_lines is not None:
                 # An unclosed fence: the spec was cut; read what can be read.
                 self._close_fence()
@@ -267,7 +332,7 @@ class Transcript:
         # A number at the very end may still grow ("4" → "44"); "..", "%" settle it. Scanning
         # from `start` (not a slice) lets the look-behind see the characters before it. Most
         # deltas are dots: a window without a digit holds no progress value.
-        if _DIGIT.search(line, start):
+        if not self._line_has_tag and _DIGIT.search(line, start):
             for match in _PROGRESS.finditer(line, start):
                 self._take_progress(match.group(1))
         end = len(line) - 4
@@ -279,9 +344,9 @@ class Transcript:
             and _GENERATING.search(line, 0, 64)
         ):
             self._seen_generating = True
-        if line.endswith(")"):
-            # The last line usually carries the mp4 link and never gets its newline; reading it
-            # when a link closes shows the video as soon as it arrives.
+        if line.endswith((")", ">")):
+            # The last line usually carries the mp4 link (or a <video> tag) and never gets its
+            # newline; reading it when a link or tag closes shows the video as soon as it arrives.
             self._read_links(line)
 
     def _complete_line(self, raw_line: str) -> None:
@@ -289,39 +354,65 @@ class Transcript:
         self._lines_seen += 1
         stripped = line.strip()
         if stripped.startswith("```"):
-            if self._in_fence:
-                self._close_fence()
-            elif self._task_id is None and not self._spec:
-                self._in_fence = True
-                self._fence_lines = []
+            self._fence_marker(stripped)
             return
         if self._in_fence:
             if self._fence_lines is not None and len(self._fence_lines) < 2000:
                 self._fence_lines.append(line)
             return
-        if not stripped:
+        self._read_line(line)
+
+    def _fence_marker(self, stripped: str) -> None:
+        """A ``` line. Only a JSON (or unlabelled) fence may hold the spec: a ```html fence is the
+        answer itself (a <video> tag) and its lines are read like any other."""
+        if self._in_fence:
+            self._close_fence()
             return
-        for match in _PROGRESS.finditer(line):
-            self._take_progress(match.group(1))
-        labelled = _PROGRESS_LABELLED.search(line)
-        if labelled:
-            self._take_progress(labelled.group(1))
+        language = _FENCE_LANG.match(stripped).group(1).lower()
+        if self._task_id is None and not self._spec and language in ("", "json", "json5"):
+            self._in_fence = True
+            self._fence_lines = []
+
+    def _read_line(self, line: str) -> None:
+        if not line.strip():
+            return
         if self._task_id is None:
             self._read_task_id(line)
         if self._sid is None:
             sid = _SID_LABELLED.search(line) or _SID.search(_LINK.sub(" ", line))
             if sid:
                 self._sid = sid.group(1)
+        self._tail_url = None
         self._read_links(line)
+        failures = len(self._failure_lines)
+        self._status_line(line)
+        if len(self._failure_lines) > failures:
+            # "❌ 生成失败: see https://help…" or a help link after a failure: not a video.
+            self._content_failed = True
+
+    def _status_line(self, line: str) -> None:
+        """Progress, status words and failure wording of one line (content or reasoning)."""
+        text = _TAG.sub(" ", line) if "<" in line else line
+        if not text.strip():
+            return
+        for match in _PROGRESS.finditer(text):
+            self._take_progress(match.group(1))
+        labelled = _PROGRESS_LABELLED.search(text)
+        if labelled:
+            self._take_progress(labelled.group(1))
+        # Tags are dropped for numbers and status words only: a reason keeps the relay's text.
         plain = _plain(line)
-        if _COMPLETE.search(line):
+        if plain:
+            self._last_words = plain[:500]
+        if _COMPLETE.search(text):
             self._seen_complete = True
         elif _FAILURE.search(plain) and not self._is_link_only(line):
             self._failure_lines.append(plain)
             reason = _REASON.search(plain)
-            if reason and self._reason is None:
-                self._reason = reason.group(1).strip()
-        if not self._seen_generating and _GENERATING.search(plain) and not self._seen_complete:
+            if reason:
+                # The latest reason wins: an earlier one may belong to a retry the relay made.
+                self._reason = reason.group(1).strip(" *_`") or self._reason
+        if not self._seen_generating and _GENERATING.search(text) and not self._seen_complete:
             self._seen_generating = True
 
     def _close_fence(self) -> None:
@@ -334,6 +425,10 @@ class Transcript:
             spec = None
         if isinstance(spec, dict):
             self._spec = spec
+        else:
+            # Not a spec after all (an unlabelled fence around the answer): read its lines.
+            for line in body.split("\n"):
+                self._read_line(line)
 
     def _read_task_id(self, line: str) -> None:
         labelled = _ID_LABEL.search(line)
@@ -349,28 +444,50 @@ class Transcript:
         return not _LINK.sub("", line).strip(" |>")
 
     def _read_links(self, line: str) -> None:
-        urls = [m.group(2) for m in _LINK.finditer(line)]
-        if not urls:
-            urls = [m.group(1) for m in _BARE_URL.finditer(line)]
-        for url in urls:
-            self._classify(url.strip())
+        if "<" in line:
+            sources = [m.group(2) for m in _MEDIA_SRC.finditer(line)]
+            if sources:
+                # Inside a <video>/<source> tag the URL is the video, whatever its path says.
+                for url in sources:
+                    self._take_video(url.strip())
+                return
+        links = [(m.group(1), m.group(2)) for m in _LINK.finditer(line)]
+        if links:
+            for label, url in links:
+                if not self._classify(url.strip()) and _VIDEO_LABEL.search(label):
+                    self._take_video(url.strip())
+            return
+        bare = [m.group(1) for m in _BARE_URL.finditer(_TAG.sub(" ", line) if "<" in line else line)]
+        for url in bare:
+            url = url.strip().rstrip(".,;:!?'\"，。")
+            if not self._classify(url) and line.rstrip().endswith(url):
+                # Unknown by its path, but it ends the line: the answer's last line may be the
+                # video itself (an extension-less signed URL); decided when the stream ends.
+                self._tail_url = url
 
-    def _classify(self, url: str) -> None:
+    def _take_video(self, url: str) -> None:
+        if url.split(":", 1)[0].lower() not in ("http", "https"):
+            self._classify(url)  # records it as unsafe
+        elif self._video is None:
+            self._video = url
+        elif self._download is None and url != self._video:
+            self._download = url
+
+    def _classify(self, url: str) -> bool:
+        """File a link by its URL; False when the URL says nothing about what it is."""
         scheme = url.split(":", 1)[0].lower() if ":" in url else ""
         if scheme not in ("http", "https"):
             if url not in self._unsafe and len(self._unsafe) < 20:
                 self._unsafe.append(url)
-            return
+            return True
         path = _path_of(url)
         if path.endswith(_VIDEO_EXT):
-            if self._video is None:
-                self._video = url
-            elif self._download is None and url != self._video:
-                self._download = url
+            self._take_video(url)
         elif path.endswith(_IMAGE_EXT):
             if self._thumbnail is None:
                 self._thumbnail = url
-        elif "/source/" in path or "/api/" in path or "/raw" in path:
+        elif "/source/" in path or "/api/" in path:
+            # Not ".../raw": storage hosts end signed media URLs with /raw (videos.openai.com).
             if self._raw is None:
                 self._raw = url
                 self._task_id = self._task_id or _last_segment(url)
@@ -383,6 +500,9 @@ class Transcript:
                 self._preview = url
             elif self._raw is None:
                 self._raw = url
+        else:
+            return False
+        return True
 
     def _take_progress(self, digits: str) -> None:
         value = int(digits)
@@ -392,6 +512,9 @@ class Transcript:
     # -- state -----------------------------------------------------------------------------
 
     def _snapshot(self) -> Generation:
+        if self._video is None and self._finished and self._tail_url and not self._content_failed:
+            # The answer ended with a bare URL nothing else explains: that is the video.
+            self._video = self._tail_url
         failed = bool(self._failure_lines) and self._video is None
         unsafe_only = (
             self._finished and self._seen_complete and self._video is None and bool(self._unsafe)
@@ -437,7 +560,7 @@ class Transcript:
 
 def _last_segment(url: str) -> str | None:
     segment = url.split("?", 1)[0].split("#", 1)[0].rstrip("/").rsplit("/", 1)[-1]
-    return segment or None
+    return segment if segment and segment.lower() not in _GENERIC_SEGMENTS else None
 
 
 def parse_transcript(text: str) -> Generation:

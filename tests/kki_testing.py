@@ -14,7 +14,14 @@ TEST_KEY = "kki-test-key-3b8f1e0c9d7a6b5e4f"
 class ReplayServer:
     """Serves fixed bytes as an SSE answer, written in small pieces with pauses."""
 
-    def __init__(self, body: bytes, piece: int = 7, pause: float = 0.002, raw_status: int = 404):
+    def __init__(
+        self,
+        body: bytes,
+        piece: int = 7,
+        pause: float = 0.002,
+        raw_status: int = 404,
+        content_type: str = "text/event-stream",
+    ):
         outer = self
         self.pause = pause
         self.requests = []
@@ -26,7 +33,7 @@ class ReplayServer:
                 length = int(self.headers.get("Content-Length", 0))
                 outer.requests.append((dict(self.headers), self.rfile.read(length)))
                 self.send_response(200)
-                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Content-Type", content_type)
                 self.send_header("Connection", "close")
                 self.end_headers()
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError):

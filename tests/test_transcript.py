@@ -108,7 +108,7 @@ def test_failure_carries_the_relays_reason_and_ignores_the_prompt_echo():
     [
         ("> No available capacity, please try again later", "No available capacity"),
         ("> Generation failed due to network fluctuations", "network fluctuations"),
-        ("> 生成失败：服务器负载过高", "生成失败"),
+        ("> 生成失败：服务器负载过高", "服务器负载过高"),  # the reason after the label
         ("> The service is under high load", "high load"),
     ],
 )
@@ -228,3 +228,161 @@ def test_arbitrary_text_never_crashes(text):
     assert 0 <= generation.progress <= 100
     for url in (generation.video_url, generation.thumbnail_url, generation.preview_url):
         assert url is None or url.lower().startswith(("http://", "https://"))
+
+
+# ---- the answer shapes of real relays (tests/fixtures/relays) -----------------------------------
+
+RELAYS = FIXTURES / "relays"
+
+
+def relay_events(name: str) -> list[tuple[str, str]]:
+    """A fixture's answer as (channel, text) events, channel "content" or "reasoning"."""
+    meta = json.loads((RELAYS / f"{name}.meta.json").read_text(encoding="utf-8"))
+    raw = (RELAYS / meta["file"]).read_bytes()
+    if meta.get("content_type") == "application/json":
+        return [("content", json.loads(raw)["choices"][0]["message"]["content"])]
+    decoder = SSEDecoder()
+    events = []
+    for data, extra in decoder.feed(raw) + decoder.close():
+        chunk = decode_chunk(data, extra)
+        events += [("reasoning", chunk.reasoning)] if chunk.reasoning else []
+        events += [("content", chunk.content)] if chunk.content else []
+    return events
+
+
+RELAY_NAMES = sorted(p.name[: -len(".meta.json")] for p in RELAYS.glob("*.meta.json"))
+
+# Shapes the issue describes, written here as whole answers (content channel only).
+SHAPES = {
+    "html fence": "```html\n<video src='https://cdn.example/v/abc.mp4' controls></video>\n```",
+    "bare tag, CSS": "<video src=\"https://st.example/video/9f1c?Expires=1&Signature=a%2Fb\" "
+    "controls style='max-width:100%'></video>",
+    "source tag": "<video controls>\n<source src=https://cdn.example/x/raw?se=1&sig=2 type=video/mp4>\n</video>",
+    "bare url": "https://storage.example.com/video/1b2c3d4e?Expires=1762980593&Signature=abc%3D",
+    "raw last line": "⌛️ 排队中...\n🏃 进度 40%\nhttps://videos.example.com/az/files/0000-1/raw?se=2&sig=x",
+    "click here": "> ✅ Video generated successfully, [click here](https://cdn.example/s.mp4) to view video~~~",
+    "点击这里": "✅ 视频生成成功,[点击这里](https://st.example/v/8c1d?Signature=z) 查看视频~~~",
+    "run together": "🎬 开始生成视频...✅ 视频生成完成📤 发布视频...https://drive.example/file/d/xyz/view",
+    "fail cn": "⌛️ 任务正在队列中...\n❌ 生成失败: 内容违规 (policy)",
+    "fail en": "Generation failed: Rate limit reached, try again in 20 s",
+    "json spec with urls": '```json\n{"prompt": "see https://ref.example/clip.mp4", "orientation": "portrait"}\n```\n'
+    "> ❌ Generation failed\n> Failure reason: No available capacity",
+}
+
+EXPECTED_SHAPES = {
+    "html fence": ("completed", "https://cdn.example/v/abc.mp4"),
+    "bare tag, CSS": ("completed", "https://st.example/video/9f1c?Expires=1&Signature=a%2Fb"),
+    "source tag": ("completed", "https://cdn.example/x/raw?se=1&sig=2"),
+    "bare url": ("completed", SHAPES["bare url"]),
+    "raw last line": ("completed", "https://videos.example.com/az/files/0000-1/raw?se=2&sig=x"),
+    "click here": ("completed", "https://cdn.example/s.mp4"),
+    "点击这里": ("completed", "https://st.example/v/8c1d?Signature=z"),
+    "run together": ("completed", "https://drive.example/file/d/xyz/view"),
+    "fail cn": ("failed", None),
+    "fail en": ("failed", None),
+    "json spec with urls": ("failed", None),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SHAPES))
+def test_every_answer_shape_is_read_on_structure(name):
+    generation = parse_transcript(SHAPES[name])
+    status, video = EXPECTED_SHAPES[name]
+    assert (generation.status, generation.video_url) == (status, video)
+    assert generation.task_id is None and generation.raw_url is None  # "raw" is not a task ID
+    assert generation.text == SHAPES[name]
+
+
+def test_failure_reasons_are_the_relays_own_words():
+    assert parse_transcript(SHAPES["fail cn"]).error == "内容违规 (policy)"
+    assert parse_transcript(SHAPES["fail en"]).error == "Rate limit reached, try again in 20 s"
+    assert parse_transcript(SHAPES["json spec with urls"]).error == "No available capacity"
+
+
+def test_css_noise_is_never_progress_even_while_the_tag_streams_in():
+    transcript = Transcript()
+    for piece in ["<video src='https://s.example/v/1?Sig=2' controls ", "style='max-width:100%'>", "</video>"]:
+        assert transcript.feed(piece).progress in (0, 100)
+        assert transcript.generation.status in ("queued", "completed")
+    assert transcript.finish().video_url == "https://s.example/v/1?Sig=2"
+    assert parse_transcript("<div style='width:100%; height: 50%'>queued</div>").progress == 0
+
+
+def test_links_after_a_failure_or_labelled_preview_are_not_the_video():
+    help_link = parse_transcript("❌ 生成失败: 内容违规, see https://help.example/faq")
+    assert help_link.status == "failed" and help_link.video_url is None
+    after = parse_transcript("Generation failed: quota exceeded\nhttps://help.example/billing")
+    assert after.status == "failed" and after.error == "quota exceeded"
+    preview = parse_transcript("> [Data Preview](https://example.com/?task-preview=1)\n> Queuing...")
+    assert preview.video_url is None and preview.status == "queued"
+
+
+def test_the_latest_reason_wins_over_an_earlier_retry():
+    transcript = Transcript()
+    transcript.append_reasoning("**生成失败，正在重试**\n\n失败原因：upstream timeout\n")
+    transcript.append("❌ 生成失败: This content may violate our guardrails")
+    assert transcript.finish().error == "This content may violate our guardrails"
+
+
+def test_a_bare_url_mid_answer_is_not_the_video():
+    text = "See https://docs.example/help for the rules.\n❌ 生成失败: 内容违规"
+    generation = parse_transcript(text)
+    assert generation.status == "failed" and generation.video_url is None
+
+
+def test_reasoning_channel_carries_status_but_stays_out_of_the_text():
+    transcript = Transcript()
+    transcript.append_reasoning("**Generation Process Begins**\n\nInitializing...\n")
+    transcript.append_reasoning("\n**Video Generation Progress**: 37% (running)\n")
+    snapshot = transcript.generation
+    assert (snapshot.status, snapshot.progress, snapshot.text) == ("generating", 37, "")
+    transcript.append_reasoning("**Content Policy Violation**\n\nThis may violate our guardrails.\n")
+    transcript.append("❌ 生成失败: This may violate our guardrails.")
+    final = transcript.finish()
+    assert final.status == "failed" and final.error == "This may violate our guardrails."
+    assert final.text == "❌ 生成失败: This may violate our guardrails."
+    assert transcript.last_words == "生成失败: This may violate our guardrails."
+
+
+@pytest.mark.parametrize("name", RELAY_NAMES)
+def test_real_relay_answers_parse_to_their_expected_outcome(name):
+    meta = json.loads((RELAYS / f"{name}.meta.json").read_text(encoding="utf-8"))
+    expect = meta["expect"]
+    transcript = _feed_events(relay_events(name))
+    final = transcript.finish()
+    if expect["status"] == "completed":
+        assert final.status == "completed" and final.video_url == expect["video_url"]
+    else:
+        # Failed in the transcript already, or ended with nothing: the client decides (relay.py).
+        assert final.status in ("failed", "generating", "queued") and final.video_url is None
+    assert final.task_id == expect["task_id"]
+    assert final.text == "".join(text for channel, text in relay_events(name) if channel == "content")
+
+
+def _feed_events(events, cuts=()) -> Transcript:
+    transcript = Transcript()
+    previous = 0
+    for channel, text in events:
+        for piece in _split(text, list(cuts)) if cuts else [text]:
+            if channel == "content":
+                transcript.append(piece)
+            else:
+                transcript.append_reasoning(piece)
+            snapshot = transcript.generation
+            assert snapshot.progress >= previous
+            previous = snapshot.progress
+    return transcript
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    name=st.sampled_from(RELAY_NAMES + [f"shape:{key}" for key in SHAPES]),
+    cuts=st.lists(st.integers(min_value=0, max_value=3000), max_size=40),
+)
+def test_any_split_of_a_real_shape_gives_the_same_final_generation(name, cuts):
+    events = [("content", SHAPES[name[6:]])] if name.startswith("shape:") else relay_events(name)
+    expected = _feed_events(events).finish()
+    final = _feed_events(events, cuts).finish()
+    assert final == expected
+    assert final.text == expected.text
+    assert final.error == expected.error

@@ -56,6 +56,42 @@ Unknown names are answered with HTTP 400 ``code: unknown_fault``.
                        event's bytes split across two HTTP chunks (even inside a UTF-8 character)
 =====================  ============================================================================
 
+Dialects
+--------
+Real relays word their answers differently; a dialect reproduces one family byte for byte in
+shape (the sources are kept as fixtures in ``tests/fixtures/relays/``). Pick it for the whole
+server with ``Simulator(dialect="html_fence")`` (or ``--dialect``), or per request with the header
+``X-Sim-Dialect: name`` or a ``[[dialect:name]]`` marker in the prompt (the header wins). Unknown
+names are answered with HTTP 400 ``code: unknown_dialect``. Faults combine with every dialect:
+``fail``/``policy``/``capacity`` fail in the dialect's own wording; task-ID faults (cuts, stall,
+``error_chunk``) act after the dialect's first words where it shows no task ID. The media are the
+same real mp4/webp; some dialects link the mp4 at an extension-less signed URL
+(``/cdn/video/STEM?…&Signature=…`` or ``/cdn/files/STEM/raw?…&sig=…``) that answers 403 without
+its signature, as a storage host does.
+
+================  ==============================================================================
+``seed``          (default) the relay's API page: JSON spec, ``> ID: `task_…```, ``Progress 36..``,
+                  ``Generation Complete ✅``, ``sid``, ``[Play Online▶️](….mp4)``; failure
+                  ``Generation failed ❌`` + ``Failure reason: …``
+``chinese``       the same in Chinese labels: ``任务ID``, ``排队中``, ``生成中``, ``🏃 进度 36..``,
+                  ``生成完成 ✅``, ``[▶️ 在线观看](…) | [⏬ 下载视频](…)``; failure ``❌ 生成失败: …``
+``html_fence``    (sora2api) no task ID; status and ``Video Generation Progress: 37%`` only in
+                  ``delta.reasoning_content``; the answer is ```` ```html <video src='…/raw?…&sig=…'
+                  controls></video>``` ```` on a chunk with ``finish_reason: "STOP"`` and no
+                  ``[DONE]``; failure: the reason in reasoning, then ``❌ 生成失败: …``, ``[DONE]``
+``video_tag``     (flow2api, Veo) no task ID; ``生成进度: 23%`` in reasoning; the answer is a bare
+                  ``<video src='…/cdn/video/STEM?…&Signature=…' controls style='max-width:100%'>``;
+                  failure ``❌ 视频生成失败: …，请重试`` in reasoning, then the error JSON written raw
+                  (no ``data:``) glued to ``data: [DONE]``
+``click_here``    no task ID; ``⌛️ 任务正在队列中…``, ``🏃 进度:36.0%`` lines, then
+                  ``> ✅ Video generated successfully, [click here](….mp4) to view video~~~``;
+                  failure ``❌ Generation failed: …``
+``bare_url``      no task ID; status lines, then the video as a bare ``…/raw?se=…&sig=…`` URL on the
+                  last line; failure ``❌ 生成失败: …``
+``run_together``  (Sora2mb) no task ID; ``🎬 开始生成视频...✅ 视频生成完成📤 …🔗 …`` with no newlines,
+                  ending in a bare extension-less signed URL; failure ``❌ 生成失败: …``
+================  ==============================================================================
+
 Stream faults (cuts, stall, framing) only apply to ``stream: true`` requests; a non-streaming
 request gets the whole markdown (including a ``fail``/``policy``/``capacity`` failure) at once.
 Failed generations (``fail``/``policy``/``capacity``) count as submissions: some relays charge
@@ -69,6 +105,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .chat_request import DEFAULT_MODELS
+from .dialects import DIALECT_NAMES, DialectError
 from .embedded import embedded_base_url, embedded_simulator
 from .faults import ALL_FAULT_NAMES, FaultError, FaultPlan, parse_faults
 
@@ -78,6 +115,8 @@ if TYPE_CHECKING:
 __all__ = [
     "ALL_FAULT_NAMES",
     "DEFAULT_MODELS",
+    "DIALECT_NAMES",
+    "DialectError",
     "FaultError",
     "FaultPlan",
     "Simulator",

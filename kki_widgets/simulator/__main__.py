@@ -7,6 +7,7 @@ import sys
 import threading
 
 from .chat_request import DEFAULT_MODELS
+from .dialects import DIALECT_NAMES, DialectError
 from .faults import ALL_FAULT_NAMES, FaultError
 
 
@@ -28,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"a model to offer (repeatable; default: {', '.join(DEFAULT_MODELS)})")  # fmt: skip
     parser.add_argument("--fault", action="append", dest="faults", default=[], metavar="NAME[:ARG]",
                         help=f"a server-wide fault (repeatable): {', '.join(ALL_FAULT_NAMES)}")  # fmt: skip
+    parser.add_argument("--dialect", default=None, choices=DIALECT_NAMES,
+                        help="the answer shape of a real relay family (default: seed)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=None, help="make IDs and progress reproducible")
     parser.add_argument("--honour-json-options", action="store_true",
                         help="read top-level orientation/duration fields (real chat relays ignore them)")  # fmt: skip
@@ -52,9 +55,10 @@ def main(argv: list[str] | None = None) -> int:
             faults=args.faults,
             honour_json_options=args.honour_json_options,
             seed=args.seed,
+            dialect=args.dialect,
         )
         simulator.start()
-    except (ValueError, FaultError, RuntimeError) as error:
+    except (ValueError, FaultError, DialectError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(simulator.base_url, flush=True)

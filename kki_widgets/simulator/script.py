@@ -41,10 +41,14 @@ class Piece:
     """One delta of the assistant message. ``text=None`` is the empty ``delta: {}`` chunk.
 
     ``kind`` tells the stream where it is (faults cut "after the task ID" or "mid progress").
+    ``channel`` is ``content`` (the answer) or ``reasoning`` (``delta.reasoning_content``, the
+    status channel of some dialects); ``last`` marks the final delta of a generation.
     """
 
     text: str | None
     kind: str
+    channel: str = "content"
+    last: bool = False
 
 
 def spec_pieces(spec: dict[str, object]) -> list[Piece]:

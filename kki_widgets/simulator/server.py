@@ -5,7 +5,9 @@ Routes (``ORIGIN`` is ``http://HOST:PORT``; the OpenAI base URL is ``ORIGIN/v1``
 - ``POST /v1/chat/completions`` — streams (``stream: true``) or returns a generation.
 - ``GET /v1/models`` — the configured model list (OpenAI list shape).
 - ``GET /source/{task_id}`` — raw-data JSON of a task; ``GET /web/{task_id}`` — an HTML page.
-- ``GET /cdn/{name}`` — rendered ``.mp4``/``.webp`` with HTTP Range support.
+- ``GET /cdn/{name}`` — rendered ``.mp4``/``.webp`` with HTTP Range support; the same mp4 at the
+  extension-less signed URLs of some dialects: ``/cdn/video/{stem}?…&Signature=…`` and
+  ``/cdn/files/{stem}/raw?…&sig=…`` (403 without the right signature, like a storage host).
 - ``GET /health``.
 
 The Authorization header is checked and then forgotten: it is never logged nor stored.
@@ -29,7 +31,7 @@ from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import script
+from . import dialects, script
 from .chat_request import DEFAULT_MODELS, ApiError, ChatRequest, parse_chat_request
 from .faults import ERROR_STATUSES, FaultError, FaultPlan, faults_in_text, parse_faults
 from .render import Renderer
@@ -42,6 +44,7 @@ if TYPE_CHECKING:
 
 FAULT_HEADER = "X-Sim-Fault"
 MEDIA_NAME = re.compile(r"^[0-9a-f]{30}\.(mp4|webp)$")
+MEDIA_STEM = re.compile(r"^[0-9a-f]{30}$")
 MEDIA_TYPES = {"mp4": "video/mp4", "webp": "image/webp"}
 
 
@@ -87,6 +90,20 @@ def _error_response(error: ApiError) -> Response:
     return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
 
 
+def _piece_chunks(
+    piece: script.Piece, texts: list[str | None], dialect: dialects.Dialect, completion_id: str, created: int, model: str
+) -> list[dict[str, object]]:
+    """The chunks carrying one piece (split into ``texts``) on its channel. In dialects that end
+    that way, the answer's last delta carries ``finish_reason`` itself."""
+    field = "reasoning_content" if piece.channel == "reasoning" else "content"
+    chunks = []
+    for number, text in enumerate(texts, 1):
+        delta = {} if text is None else {field: text}
+        finish = piece.last and number == len(texts) and dialect.finish_with_last and field == "content"
+        chunks.append(script.chunk(completion_id, created, model, delta, dialect.finish_reason if finish else None))
+    return chunks
+
+
 class Simulator:
     """A local relay speaking the wire format of the real one; see the package docstring.
 
@@ -112,6 +129,7 @@ class Simulator:
         seed: int | None = None,
         clip_seconds: float = 2.0,
         honour_json_options: bool = False,
+        dialect: str | None = None,
     ) -> None:
         if not isinstance(host, str) or not host:
             raise ValueError(f"host must be a non-empty string such as '127.0.0.1', got {host!r}")
@@ -131,6 +149,7 @@ class Simulator:
         self._api_key_digest = hashlib.sha256(api_key.encode()).digest() if api_key else None
         self.timing = Timing(queue_seconds, generate_seconds, step_seconds).scaled(speed)
         self.faults: FaultPlan = parse_faults(faults)
+        self.dialect: dialects.Dialect = dialects.get_dialect(dialect)
         self._rng = random.Random(seed)
         self._owns_media_dir = media_dir is None
         self.media_dir = Path(tempfile.mkdtemp(prefix="kki-simulator-") if media_dir is None else media_dir)
@@ -254,6 +273,8 @@ class Simulator:
                     Route("/source/{task_id}", self._source, methods=["GET"]),
                     Route("/web/{task_id}", self._web, methods=["GET"]),
                     Route("/cdn/{name}", self._cdn, methods=["GET", "HEAD"]),
+                    Route("/cdn/video/{stem}", self._signed_cdn, methods=["GET", "HEAD"]),
+                    Route("/cdn/files/{stem}/raw", self._signed_cdn, methods=["GET", "HEAD"]),
                     Route("/health", self._health, methods=["GET"]),
                 ]
             )
@@ -294,6 +315,15 @@ class Simulator:
             )
         return self.faults.merged(plan)
 
+    def _request_dialect(self, request: Request, chat: ChatRequest) -> dialects.Dialect:
+        name = request.headers.get(dialects.HEADER) or dialects.dialect_in_text(chat.prompt)
+        if not name:
+            return self.dialect
+        try:
+            return dialects.get_dialect(name)
+        except dialects.DialectError as error:
+            raise ApiError(400, f"bad dialect request: {error}", code="unknown_dialect", param=dialects.HEADER) from None
+
     async def _chat(self, request: Request) -> Response:
         from starlette.responses import JSONResponse, StreamingResponse
 
@@ -313,6 +343,7 @@ class Simulator:
                 honour_json_options=self.honour_json_options,
             )
             plan = self._request_faults(request, chat)
+            dialect = self._request_dialect(request, chat)
             if plan.status is not None:
                 error_type, code, message = ERROR_STATUSES[plan.status]
                 headers = {"Retry-After": "1"} if plan.status == 429 else {}
@@ -332,6 +363,7 @@ class Simulator:
             duration=chat.duration,
             origin=f"{request.url.scheme}://{request.url.netloc}",
             images=chat.images,
+            dialect=dialect,
         )
         self.tasks[task.id] = task
         self.submissions += 1
@@ -397,13 +429,14 @@ class Simulator:
         events += 1
         if cut_now():
             raise SimulatedCut(f"cut after {events} events")
+        finished = False
         async for piece in task.follow():
             texts: list[str | None] = [piece.text]
             if plan.split and piece.text:
                 texts = list(script.split_text(piece.text, rng))
-            for text in texts:
-                delta = {} if text is None else {"content": text}
-                for data in framed(script.chunk(completion_id, created, model, delta)):
+            for payload in _piece_chunks(piece, texts, task.dialect, completion_id, created, model):
+                finished = finished or payload["choices"][0]["finish_reason"] is not None
+                for data in framed(payload):
                     yield data
                 events += 1
                 if plan.malformed and events % 4 == 0:
@@ -427,11 +460,14 @@ class Simulator:
                     return
             if piece.kind == "progress" and plan.cut_mid_progress:
                 raise SimulatedCut("cut in the middle of the progress")
-        for data in framed(script.chunk(completion_id, created, model, {})):
-            yield data
-        for data in framed(script.chunk(completion_id, created, model, {}, "stop")):
-            yield data
-        yield f"data: [DONE]{newline}{newline}".encode()
+        if not finished and not task.dialect.finish_with_last:
+            for data in framed(script.chunk(completion_id, created, model, {})):
+                yield data
+            for data in framed(script.chunk(completion_id, created, model, {}, task.dialect.finish_reason)):
+                yield data
+        tail = task.dialect.tail(task.status == "failed", task.error, newline)
+        if tail:
+            yield tail.encode()
 
     async def _models(self, request: Request) -> Response:
         from starlette.responses import JSONResponse
@@ -498,6 +534,20 @@ class Simulator:
             return JSONResponse(ApiError(404, f"no media named {name!r}", code="not_found").body(), 404)
         return FileResponse(path, media_type=MEDIA_TYPES[name.rsplit(".", 1)[1]],
                             headers={"Cache-Control": "public, max-age=86400"})  # fmt: skip
+
+    async def _signed_cdn(self, request: Request) -> Response:
+        """A rendered mp4 at an extension-less signed URL: the signature is checked like a
+        storage host would, so a client that drops the query string gets no video."""
+        from starlette.responses import FileResponse, JSONResponse
+
+        stem = request.path_params["stem"]
+        path = self.media_dir / f"{stem}.mp4"
+        if not MEDIA_STEM.match(stem) or not path.is_file():
+            return JSONResponse(ApiError(404, f"no media named {stem!r}", code="not_found").body(), 404)
+        given = request.query_params.get("Signature") or request.query_params.get("sig") or ""
+        if not hmac.compare_digest(given, dialects.signature(stem)):
+            return JSONResponse(ApiError(403, "signature does not match", code="access_denied").body(), 403)
+        return FileResponse(path, media_type="video/mp4", headers={"Cache-Control": "private, max-age=3600"})
 
     async def _health(self, request: Request) -> Response:
         from starlette.responses import JSONResponse

@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 from . import script
+from .dialects import DIALECTS, Dialect, Line
 from .render import ClipRequest, RenderedClip
 
 
@@ -65,6 +66,7 @@ class Generation:
     created_at: float = dataclasses.field(default_factory=time.time)
     finished_at: float | None = None
     pieces: list[script.Piece] = dataclasses.field(default_factory=list)
+    dialect: Dialect = DIALECTS["seed"]
 
     def __post_init__(self) -> None:
         self._changed = asyncio.Condition()
@@ -83,7 +85,8 @@ class Generation:
 
     @property
     def content(self) -> str:
-        return "".join(piece.text for piece in self.pieces if piece.text)
+        """The assistant message (the answer channel only, never the reasoning channel)."""
+        return "".join(piece.text for piece in self.pieces if piece.text and piece.channel == "content")
 
     def clip_request(self) -> ClipRequest:
         return ClipRequest(self.prompt, self.model, self.orientation, self.duration, self.chain, self.images)
@@ -106,12 +109,22 @@ class Generation:
             "finished_at": int(self.finished_at) if self.finished_at else None,
         }
 
-    async def emit(self, text: str | None, kind: str) -> None:
+    async def emit(self, text: str | None, kind: str, channel: str = "content", last: bool = False) -> None:
         async with self._changed:
-            self.pieces.append(script.Piece(text, kind))
+            self.pieces.append(script.Piece(text, kind, channel, last))
             self._changed.notify_all()
         # Let observers run between pieces even when timing is zero.
         await asyncio.sleep(0)
+
+    async def say(self, lines: list[Line] | Line | None, kind: str, last: bool = False) -> None:
+        """Emit a dialect's lines; ``last`` marks the final one."""
+        lines = [lines] if isinstance(lines, Line) else lines or []
+        for index, line in enumerate(lines):
+            await self.emit(line.text, kind, line.channel, last and index == len(lines) - 1)
+
+    async def fail(self, reason: str) -> None:
+        await self.say(self.dialect.failure(reason), "failure", last=True)
+        await self.finish("failed", reason)
 
     async def finish(self, status: str, error: str | None = None) -> None:
         async with self._changed:
@@ -142,58 +155,42 @@ async def run_generation(
     render: Callable[[ClipRequest], RenderedClip],
     failure: str | None = None,
 ) -> None:
-    """Write the whole markdown of ``task``; ``failure`` is ``fail``/``policy``/``capacity``."""
+    """Write the whole answer of ``task`` in its dialect; ``failure`` is ``fail``/``policy``/``capacity``."""
+    dialect = task.dialect
     try:
-        for piece in script.spec_pieces(task.spec):
-            await task.emit(piece.text, piece.kind)
-        await task.emit(script.task_header(task.id, task.origin), "task_id")
+        if dialect.echoes_spec:
+            for piece in script.spec_pieces(task.spec):
+                await task.emit(piece.text, piece.kind)
+        await task.say(dialect.opening(task.id, task.origin), "task_id")
 
         queue_dots = timing.steps(timing.queue_seconds, 3, 1, 20)
         for _ in range(queue_dots):
             await asyncio.sleep(timing.queue_seconds / queue_dots)
-            await task.emit(".", "queue")
+            await task.say(dialect.tick(), "queue")
         if failure == "capacity":
-            await task.emit(script.failure_text(script.CAPACITY_REASON), "failure")
-            await task.finish("failed", script.CAPACITY_REASON)
+            await task.fail(script.CAPACITY_REASON)
             return
 
         task.status = "processing"
-        await task.emit(script.GENERATING, "generating")
+        await task.say(dialect.generating(), "generating")
         rendering = asyncio.ensure_future(asyncio.to_thread(render, task.clip_request()))
         if failure == "policy":
-            await task.emit(".", "generating")
+            await task.say(dialect.tick(), "generating")
             rendering.cancel()
-            await task.emit(script.failure_text(script.POLICY_REASON), "failure")
-            await task.finish("failed", script.POLICY_REASON)
+            await task.fail(script.POLICY_REASON)
             return
-
-        steps = timing.steps(timing.generate_seconds, 5, 3, 15)
-        values = script.progress_values(rng, steps)
-        pause = timing.generate_seconds / (steps + 1)
-        await asyncio.sleep(pause)
-        await task.emit(".", "generating")
-        await task.emit(script.PROGRESS_HEADER, "progress_header")
-        for index, value in enumerate(values):
-            await asyncio.sleep(pause)
-            task.progress = value
-            await task.emit(script.progress_step(value), "progress")
-            if failure == "fail" and index == len(values) // 2:
-                rendering.cancel()
-                await task.emit(script.failure_text(script.FAILURE_REASON), "failure")
-                await task.finish("failed", script.FAILURE_REASON)
-                return
+        if not await _progress(task, timing, rng, rendering, failure == "fail"):
+            return
         try:
             clip = await rendering
         except Exception as error:  # ffmpeg broke: the generation fails, the server lives on
-            reason = f"rendering failed ({type(error).__name__}: {str(error)[:200]})"
-            await task.emit(script.failure_text(reason), "failure")
-            await task.finish("failed", reason)
+            await task.fail(f"rendering failed ({type(error).__name__}: {str(error)[:200]})")
             return
         task.cached_media = clip.cached
-        task.video_url = f"{task.origin}/cdn/{clip.video_name}"
+        task.video_url = dialect.video_url(task.origin, clip.video_name)
         task.thumbnail_url = f"{task.origin}/cdn/{clip.thumbnail_name}"
         task.progress = 100
-        await task.emit(script.completion_text(task.sid, task.thumbnail_url, task.video_url), "complete")
+        await task.say(dialect.complete(task.sid, task.thumbnail_url, task.video_url), "complete", last=True)
         await task.finish("completed")
     except asyncio.CancelledError:
         # The server is shutting down: observers must not wait forever.
@@ -201,3 +198,25 @@ async def run_generation(
             task.status, task.error, task.finished_at = "failed", "simulator stopped", time.time()
             task.done.set()
         raise
+
+
+async def _progress(task: Generation, timing: Timing, rng: random.Random, rendering, fail: bool) -> bool:
+    """The progress deltas; False when the generation failed midway (``fail``)."""
+    steps = timing.steps(timing.generate_seconds, 5, 3, 15)
+    values = script.progress_values(rng, steps)
+    pause = timing.generate_seconds / (steps + 1)
+    await asyncio.sleep(pause)
+    await task.say(task.dialect.tick(), "generating")
+    for index, value in enumerate(values):
+        await asyncio.sleep(pause)
+        task.progress = value
+        lines = task.dialect.progress(value, first=index == 0)
+        if index == 0 and len(lines) > 1:
+            await task.say(lines[0], "progress_header")
+            lines = lines[1:]
+        await task.say(lines, "progress")
+        if fail and index == len(values) // 2:
+            rendering.cancel()
+            await task.fail(script.FAILURE_REASON)
+            return False
+    return True

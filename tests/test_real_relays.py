@@ -1,0 +1,149 @@
+"""Real relays' answers (tests/fixtures/relays) replayed byte for byte over HTTP.
+
+Each fixture is served by a local server in odd-sized writes, so SSE events and UTF-8
+characters are split across network reads, and must end `completed` with the right video or
+failed with the relay's own reason — never "stopped before it showed a task ID".
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from kki_testing import TEST_KEY, ReplayServer, sse_body
+
+from kki_widgets.errors import GenerationFailed, StreamInterrupted
+from kki_widgets.relay import RelayClient
+from kki_widgets.sse import SSEDecoder, decode_chunk
+from kki_widgets.transcript import Generation, Transcript
+
+RELAYS = Path(__file__).parent / "fixtures" / "relays"
+METAS = {
+    path.name[: -len(".meta.json")]: json.loads(path.read_text(encoding="utf-8"))
+    for path in sorted(RELAYS.glob("*.meta.json"))
+}
+
+
+def test_at_least_ten_real_shapes_each_with_its_source():
+    assert len(METAS) >= 10
+    for name, meta in METAS.items():
+        assert (RELAYS / meta["file"]).is_file(), name
+        assert meta["source"] and meta["shape"] and meta["expect"]["status"] in ("completed", "failed")
+
+
+def replay(meta: dict, piece: int) -> ReplayServer:
+    body = (RELAYS / meta["file"]).read_bytes()
+    content_type = meta.get("content_type", "text/event-stream")
+    return ReplayServer(body, piece=piece, pause=0, content_type=content_type)
+
+
+def check_outcome(meta: dict, generate) -> None:
+    expect = meta["expect"]
+    if expect["status"] == "completed":
+        final = generate()
+        assert final.status == "completed"
+        assert final.video_url == expect["video_url"]
+        assert final.task_id == expect["task_id"]
+        if "download_url" in expect:
+            assert final.download_url == expect["download_url"]
+    else:
+        with pytest.raises(GenerationFailed) as caught:
+            generate()
+        assert expect["error_contains"] in caught.value.generation.error
+        assert expect["error_contains"] in str(caught.value)
+
+
+@pytest.mark.parametrize("piece", [3, 61])
+@pytest.mark.parametrize("name", sorted(METAS))
+def test_real_answer_through_relay_client(name, piece):
+    meta = METAS[name]
+    server = replay(meta, piece)
+    try:
+        with RelayClient(base_url=server.base_url, api_key=TEST_KEY, max_retries=0) as client:
+            check_outcome(meta, lambda: client.generate("a fox in the snow"))
+        assert len(server.requests) == 1  # one paid request, never sent again
+    finally:
+        server.close()
+
+
+def test_a_reasoning_only_answer_keeps_the_remix_text_verbatim():
+    meta = METAS["sora2api_reasoning_html_fence"]
+    server = replay(meta, 17)
+    try:
+        with RelayClient(base_url=server.base_url, api_key=TEST_KEY) as client:
+            final = client.generate("a fox")
+        # Only `content` is the assistant message; the progress chatter stays out of it.
+        assert final.text.startswith("```html\n<video src='https://videos.openai.com/")
+        assert final.text.endswith("controls></video>\n```")
+        assert "Progress" not in final.text
+    finally:
+        server.close()
+
+
+def test_an_answer_that_ends_normally_without_video_or_task_id_fails_in_its_own_words():
+    # A chat relay's text answer (e.g. a non-video model): [DONE] came, nothing to follow.
+    body = sse_body(["\n\nHello there, how may I assist you today?"])
+    server = ReplayServer(body, piece=9, pause=0)
+    try:
+        client = RelayClient(base_url=server.base_url, api_key=TEST_KEY)
+        with client, pytest.raises(GenerationFailed) as caught:
+            client.generate("a fox")
+        assert caught.value.generation.error == "Hello there, how may I assist you today?"
+        assert "task ID" not in str(caught.value)
+    finally:
+        server.close()
+
+
+def test_a_cut_answer_without_task_id_keeps_todays_error():
+    body = sse_body(["⌛️ 任务正在队列中,请耐心等待...\n", "🏃 进度:36.0%\n"], done=False)
+    server = ReplayServer(body, piece=9, pause=0)
+    try:
+        client = RelayClient(base_url=server.base_url, api_key=TEST_KEY, max_retries=0)
+        with client, pytest.raises(StreamInterrupted, match="before it showed a task ID"):
+            client.generate("a fox")
+    finally:
+        server.close()
+
+
+def _decode(raw: bytes, cuts: list[int]) -> Generation:
+    """The pure layers alone: SSE bytes cut at `cuts` → chunks → one transcript."""
+    decoder, transcript = SSEDecoder(), Transcript()
+    points = sorted({cut % (len(raw) + 1) for cut in cuts})
+    reads = [raw[a:b] for a, b in zip([0, *points], [*points, len(raw)], strict=True)]
+    for events in [decoder.feed(read) for read in reads] + [decoder.close()]:
+        for data, extra in events:
+            chunk = decode_chunk(data, extra)
+            transcript.append(chunk.content)
+            transcript.append_reasoning(chunk.reasoning)
+    return transcript.finish()
+
+
+STREAMS = sorted(name for name, meta in METAS.items() if meta["file"].endswith(".sse"))
+
+
+@settings(max_examples=200, deadline=None)
+@given(name=st.sampled_from(STREAMS), cuts=st.lists(st.integers(min_value=0, max_value=20_000), max_size=30))
+def test_any_byte_split_of_a_real_stream_gives_the_same_generation(name, cuts):
+    raw = (RELAYS / METAS[name]["file"]).read_bytes()
+    final = _decode(raw, cuts)
+    assert final == _decode(raw, [])
+    assert final.text == _decode(raw, []).text
+
+
+def test_a_whole_json_answer_reads_its_reasoning_channel_too():
+    answer = {
+        "object": "chat.completion",
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {
+            "role": "assistant", "content": None,
+            "reasoning_content": "**Content Policy Violation**\n\nThis content may violate our guardrails.\n"}}],
+    }  # fmt: skip
+    server = ReplayServer(json.dumps(answer).encode(), pause=0, content_type="application/json")
+    try:
+        client = RelayClient(base_url=server.base_url, api_key=TEST_KEY)
+        with client, pytest.raises(GenerationFailed, match="may violate our guardrails"):
+            client.generate("a fox")
+    finally:
+        server.close()
