@@ -10,21 +10,19 @@ from importlib import import_module
 
 __version__ = "0.1.0"
 
+# What a notebook user meets: the front ends, conversations and their turns, the clients, the
+# relay profiles and the errors. Internals (Transcript, NotebookStore, Settings, the simulator…)
+# are imported from their own modules.
 _EXPORTS = {
     "AsyncRelayClient": "relay",
     "RelayClient": "relay",
     "Generation": "transcript",
-    "Transcript": "transcript",
-    "parse_transcript": "transcript",
     "Conversation": "session",
     "Turn": "session",
+    "TurnHandle": "session",
     "VideoChat": "widget",
-    "NotebookStore": "store",
-    "Simulator": "simulator",
     "RelayProfile": "profiles",
     "ModelFamily": "profiles",
-    "Settings": "config",
-    "resolve_settings": "config",
     "KkiError": "errors",
     "ConfigurationError": "errors",
     "MissingKeyError": "errors",

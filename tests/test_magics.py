@@ -311,7 +311,8 @@ def test_run_all_in_a_real_kernel_records_finished_cells_and_replays(sim, tmp_pa
 
 
 def test_a_new_kernel_fetches_what_a_dead_one_paid_for(new_shell, tmp_path, monkeypatch, capsys):
-    from kki_widgets import Conversation, NotebookStore
+    from kki_widgets import Conversation
+    from kki_widgets.store import NotebookStore
 
     with Simulator(queue_seconds=0.2, generate_seconds=1.0, step_seconds=0.1) as slow:
         monkeypatch.setenv("KKI_BASE_URL", slow.base_url)

@@ -40,3 +40,13 @@ def test_import_stays_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_public_names_are_the_user_facing_ones():
+    exported = set(kki_widgets.__all__)
+    assert {"VideoChat", "Conversation", "Turn", "TurnHandle", "RelayClient", "generate"} <= exported
+    # Internals stay importable from their modules, not from the top level.
+    assert not exported & {"Transcript", "NotebookStore", "Settings", "Simulator"}
+    from kki_widgets.session import TurnHandle
+
+    assert kki_widgets.TurnHandle is TurnHandle

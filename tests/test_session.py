@@ -8,9 +8,10 @@ import json
 import pytest
 from kki_testing import TEST_KEY, abandon_after_task_id
 
-from kki_widgets import Conversation, NotebookStore
+from kki_widgets import Conversation
 from kki_widgets.errors import ConfigurationError
 from kki_widgets.media import probe
+from kki_widgets.store import NotebookStore
 
 
 @pytest.fixture(scope="module")
