@@ -5,8 +5,10 @@ Downloads are written to ``<name>.part`` and renamed into place only once verifi
 with the final name is always complete; an interrupted download resumes with an HTTP ``Range``
 request instead of paying the bandwidth twice.
 
-The media hosts are third parties: they get a plain client with no ``Authorization`` header, even
-when the caller hands in the relay's client.
+Media URLs come from the relay's answer and media hosts are third parties, so a download is a
+hostile-input boundary: names that cannot collide, no writing through links, a type check, a
+size cap, a deadline, an address policy on every hop, no key, and errors that never quote the
+bytes that came back (see "Threat model: disk and media" in docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -15,39 +17,55 @@ import contextlib
 import hashlib
 import os
 import re
+import stat
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
+import httpcore
 import httpx
 from filelock import FileLock
+
+from .addresses import AddressPolicy, AddressRefused, GuardedBackend, resolve
 
 __all__ = [
     "ClipInfo",
     "MediaError",
+    "MediaRefusedError",
     "MediaVerificationError",
     "download",
     "ffmpeg_exe",
     "keep_copy",
+    "kept_file",
     "probe",
     "stitch",
 ]
 
 ProgressCallback = Callable[[int, "int | None"], None]
 
-_KNOWN_SUFFIXES = {".mp4", ".webp", ".gif", ".png", ".jpg", ".jpeg", ".webm", ".mov"}
-_CONTENT_TYPE_SUFFIX = {
-    "video/mp4": ".mp4",
-    "image/webp": ".webp",
-    "image/gif": ".gif",
-    "image/png": ".png",
-    "image/jpeg": ".jpg",
-    "video/webm": ".webm",
-    "video/quicktime": ".mov",
+# Generous for a video (a 20 s 1080p clip is ~10-40 MB), small enough that a hostile host cannot
+# fill the disk. Override with download(max_bytes=...) or the environment.
+DEFAULT_MAX_BYTES = 1 << 30
+MAX_BYTES_ENV = "KKI_MEDIA_MAX_BYTES"
+DEFAULT_DEADLINE_SECONDS = 900.0
+MAX_REDIRECTS = 10
+
+# type -> (suffix, family). The family is what a caller may ask for ("video", "image").
+_TYPES = {
+    "mp4": (".mp4", "video"),
+    "mov": (".mov", "video"),
+    "webm": (".webm", "video"),
+    "webp": (".webp", "image"),
+    "png": (".png", "image"),
+    "jpeg": (".jpg", "image"),
+    "gif": (".gif", "image"),
 }
+_SUFFIX_TYPES = {".mp4": "mp4", ".mov": "mov", ".webm": "webm", ".webp": "webp", ".png": "png",
+                 ".jpg": "jpeg", ".jpeg": "jpeg", ".gif": "gif"}
 
 
 def relative_media_url(path: str | os.PathLike | None) -> str | None:
@@ -69,12 +87,37 @@ def relative_media_url(path: str | os.PathLike | None) -> str | None:
     return "./" + quote(relative.replace(os.sep, "/"))
 
 
+def kept_file(path: str | os.PathLike | None, media_dir: str | os.PathLike | None) -> Path | None:
+    """``path`` if it is a plain file inside ``media_dir``, else None.
+
+    Paths come back from the store, which sits in the notebook's folder and may have been edited
+    or shared: a path outside the media folder (``/etc/passwd``, ``notes/.env``) or a symbolic
+    link must be neither played, linked nor copied.
+    """
+    if not path or not media_dir:
+        return None
+    try:
+        candidate = Path(path)
+        folder = Path(media_dir).resolve()
+        if candidate.is_symlink() or not candidate.is_file():
+            return None
+        if candidate.resolve().parent != folder:  # also refuses a symlinked parent folder
+            return None
+    except (OSError, ValueError):
+        return None
+    return candidate
+
+
 class MediaError(RuntimeError):
     """A download or an ffmpeg run failed; the message says what to do."""
 
 
 class MediaVerificationError(MediaError):
-    """The downloaded bytes are not the expected media (empty, truncated, wrong format)."""
+    """The downloaded bytes are not the expected media (empty, truncated, wrong format, too big)."""
+
+
+class MediaRefusedError(MediaError):
+    """The media URL points where downloads may not go (see `kki_widgets.addresses`)."""
 
 
 # ------------------------------------------------------------------------------ verification
@@ -97,20 +140,45 @@ def _has_ftyp_box(head: bytes) -> bool:
     return False
 
 
-_SIGNATURES: dict[str, tuple[str, Callable[[bytes], bool]]] = {
-    "mp4": ("an MP4 (no 'ftyp' box)", _has_ftyp_box),
-    "mov": ("a QuickTime movie (no 'ftyp' box)", _has_ftyp_box),
-    "webp": ("a WebP image (no RIFF....WEBP header)", lambda h: h[:4] == b"RIFF" and h[8:12] == b"WEBP"),
-    "gif": ("a GIF image", lambda h: h[:6] in (b"GIF87a", b"GIF89a")),
-    "png": ("a PNG image", lambda h: h[:8] == b"\x89PNG\r\n\x1a\n"),
-    "jpg": ("a JPEG image", lambda h: h[:3] == b"\xff\xd8\xff"),
-    "jpeg": ("a JPEG image", lambda h: h[:3] == b"\xff\xd8\xff"),
-    "webm": ("a WebM video", lambda h: h[:4] == b"\x1a\x45\xdf\xa3"),
-}
+def sniff(head: bytes) -> str | None:
+    """The media type the first bytes announce ("mp4", "webp", ...), or None."""
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    if head[:8] == b"\x89PNG\r\n\x1a\n":
+        return "png"
+    if head[:3] == b"\xff\xd8\xff":
+        return "jpeg"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif"
+    if head[:4] == b"\x1a\x45\xdf\xa3":
+        return "webm"
+    if _has_ftyp_box(head):
+        return "mov" if b"ftypqt  " in head[:64] else "mp4"
+    return None
 
 
-def _verify(path: Path, media_type: str | None, *, expected_size: int | None, url: str) -> None:
-    size = path.stat().st_size
+def _allowed_types(url: str, expected_type: str | None) -> tuple[str, ...]:
+    """What the file may be: the asked type or family, else the URL's suffix, else any media."""
+    wanted = (expected_type or "").lower().lstrip(".")
+    if wanted in ("video", "image"):
+        return tuple(t for t, (_, family) in _TYPES.items() if family == wanted)
+    if wanted:
+        wanted = _SUFFIX_TYPES.get(f".{wanted}", wanted)
+        if wanted not in _TYPES:
+            raise ValueError(f"expected_type={expected_type!r}: use one of video, image, {', '.join(_TYPES)}")
+        return ("mp4", "mov") if wanted in ("mp4", "mov") else (wanted,)
+    from_url = _SUFFIX_TYPES.get(Path(urlsplit(url).path).suffix.lower())
+    if from_url:
+        return ("mp4", "mov") if from_url in ("mp4", "mov") else (from_url,)
+    return tuple(_TYPES)
+
+
+def _verify(path: Path, allowed: tuple[str, ...], *, expected_size: int | None, url: str) -> str:
+    """The file's media type, or `MediaVerificationError` (never quoting the bytes: untrusted)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    with os.fdopen(fd, "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        head = handle.read(64 * 1024)
     if size == 0:
         raise MediaVerificationError(f"{url} returned an empty file; the link may have expired.")
     if expected_size is not None and size != expected_size:
@@ -118,44 +186,103 @@ def _verify(path: Path, media_type: str | None, *, expected_size: int | None, ur
             f"{url}: got {size} bytes but the server announced {expected_size}; the transfer was "
             "cut. Call download() again to resume."
         )
-    if media_type in _SIGNATURES:
-        what, check = _SIGNATURES[media_type]
-        with path.open("rb") as handle:
-            head = handle.read(64 * 1024)
-        if not check(head):
-            preview = head[:80].decode("utf-8", "replace").replace("\n", " ")
-            raise MediaVerificationError(
-                f"{url} is not {what}; it starts with {preview!r}. The link probably points to an "
-                "error page or has expired: open it in a browser, or fetch a fresh link with "
-                "%sora resume TASK_ID."
-            )
-
-
-def _media_type(name: str, expected_type: str | None) -> str | None:
-    if expected_type:
-        return expected_type.lower().lstrip(".")
-    suffix = Path(name).suffix.lower().lstrip(".")
-    return suffix or None
+    found = sniff(head)
+    if found not in allowed:
+        what = " or ".join(sorted({_TYPES[t][0].lstrip('.') for t in allowed}))
+        seen = f"a {found} file" if found else "no known video or image format"
+        raise MediaVerificationError(
+            f"{url} is not {what} (its bytes are {seen}). The link probably points to an error "
+            "page or has expired: open it in a browser, or fetch a fresh link with "
+            "%sora resume TASK_ID."
+        )
+    return found
 
 
 # ------------------------------------------------------------------------------ naming
-def _file_name(url: str, expected_type: str | None) -> str:
-    """The URL's basename made safe for any filesystem, or a hash of the URL when it has none.
+def _base_name(url: str, key: str | None) -> str:
+    """A file name (without suffix) unique to ``key`` (a task ID) or to the whole URL.
 
-    The name must be known before the first byte arrives (the ``.part`` file is what makes a
-    download resumable), so the fallback hashes the URL rather than the content.
+    Two tasks whose links end in the same ``video.mp4`` must never share a file, so the name
+    carries a hash of everything that identifies the clip; the readable part is for people.
     """
-    basename = unquote(Path(urlsplit(url).path).name)
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", basename).strip("._")[:120]
-    suffix = Path(safe).suffix.lower()
-    if not safe or suffix not in _KNOWN_SUFFIXES:
-        digest = hashlib.sha256(url.encode("utf-8")).hexdigest()[:24]
-        wanted = f".{expected_type.lower().lstrip('.')}" if expected_type else (suffix or "")
-        safe = f"{Path(safe).stem[:60] + '-' if safe else ''}{digest}{wanted}"
-    return safe
+    source = key if key else url
+    readable = key if key else Path(unquote(urlsplit(url).path)).stem
+    safe = re.sub(r"[^A-Za-z0-9_-]+", "_", readable).strip("_")[:48]
+    digest = hashlib.sha256(source.encode("utf-8")).hexdigest()[:16]
+    return f"{safe}-{digest}" if safe else digest
+
+
+def _private_lock(target: Path) -> FileLock:
+    """A lock for one download, kept out of the media folder (which travels with the notebook).
+
+    It lives in a per-user folder of the temp directory that only this account can write, so a
+    planted link there cannot redirect it either.
+    """
+    uid = os.getuid() if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
+    folder = Path(tempfile.gettempdir()) / f"kki_widgets-{uid}-locks"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    info = folder.lstat()
+    if not stat.S_ISDIR(info.st_mode) or (hasattr(os, "getuid") and info.st_uid != os.getuid()):
+        raise MediaError(f"{folder} is not a private folder of this account; remove it and retry.")
+    name = hashlib.sha256(str(target.resolve()).encode("utf-8")).hexdigest()[:32]
+    return FileLock(str(folder / f"{name}.lock"), timeout=600)
+
+
+def _refuse_link(path: Path) -> None:
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise MediaError(
+            f"refusing to write through {path}: it is a symbolic link or not a plain file (it may "
+            "have come with a copied folder). Delete it and run again."
+        )
+
+
+def _existing(dest_dir: Path, base: str, allowed: tuple[str, ...], url: str) -> Path | None:
+    """A verified earlier download of this clip; a bad file or link there is removed."""
+    for media_type in allowed:
+        candidate = dest_dir / f"{base}{_TYPES[media_type][0]}"
+        if candidate.is_symlink():
+            candidate.unlink()  # the link, never its target
+        elif candidate.exists():
+            with contextlib.suppress(MediaVerificationError, OSError):
+                _verify(candidate, allowed, expected_size=None, url=url)
+                return candidate
+            candidate.unlink()  # a bad file must not shadow the real one forever
+    return None
 
 
 # ------------------------------------------------------------------------------ download
+@dataclass
+class _Limits:
+    max_bytes: int
+    deadline: float
+    ends_at: float
+
+    def check_time(self, url: str) -> None:
+        if time.monotonic() > self.ends_at:
+            raise MediaError(
+                f"downloading {url} did not finish within {self.deadline:.0f} s; the host is too "
+                "slow. Try again later or pass a longer download(deadline=...)."
+            )
+
+    def check_size(self, size: int, url: str, announced: bool) -> None:
+        if size > self.max_bytes:
+            how = "announces" if announced else "sent more than"
+            raise MediaVerificationError(
+                f"{url} {how} {size} bytes, over the {self.max_bytes}-byte cap for media. If you "
+                f"trust it, raise the cap with {MAX_BYTES_ENV}=<bytes> or download(max_bytes=...)."
+            )
+
+
+def _limits(max_bytes: int | None, deadline: float | None) -> _Limits:
+    if max_bytes is None:
+        configured = os.environ.get(MAX_BYTES_ENV, "").strip()
+        if configured and not configured.isdigit():
+            raise ValueError(f"{MAX_BYTES_ENV}={configured!r}: give a number of bytes")
+        max_bytes = int(configured) if configured else DEFAULT_MAX_BYTES
+    deadline = DEFAULT_DEADLINE_SECONDS if deadline is None else deadline
+    return _Limits(max_bytes, deadline, time.monotonic() + deadline)
+
+
 def download(
     url: str,
     dest_dir: str | os.PathLike,
@@ -165,58 +292,57 @@ def download(
     expected_type: str | None = None,
     retries: int = 3,
     timeout: float = 60.0,
+    relay_url: str | None = None,
+    allow: Sequence[str] = (),
+    max_bytes: int | None = None,
+    deadline: float | None = None,
+    key: str | None = None,
 ) -> Path:
     """Download ``url`` into ``dest_dir`` and return the verified file's path.
 
-    - Already there and valid → returned without a request.
-    - Streams into ``<name>.part``; an existing ``.part`` is resumed with ``Range`` (appended on
-      206, restarted on 200). A connection cut mid-transfer is resumed up to ``retries`` times.
-    - Verified before the rename: non-empty, as long as announced, and the right magic bytes for
-      mp4 (``ftyp``) / webp (``RIFF....WEBP``) / gif / png / jpeg.
-    - ``expected_type`` ("mp4", "webp", ...) overrides the type guessed from the URL.
-    - ``progress(done_bytes, total_bytes_or_None)`` is called as bytes arrive.
-    - ``client``: an ``httpx.Client`` to reuse (connection pool, proxies); its ``Authorization``
-      header is never sent to the media host.
+    The URL comes from a relay's answer, so it is treated as hostile input:
+
+    - The file name is derived from ``key`` (pass the task ID) or from the whole URL, never from
+      its basename alone; an earlier valid copy under that name is returned without a request.
+    - The address policy of `kki_widgets.addresses` applies to every redirect hop, after DNS:
+      ``relay_url`` (the configured base URL) decides whether loopback/private hosts are fine,
+      ``allow`` (or ``KKI_MEDIA_ALLOW``) widens it.
+    - Bytes stream into ``<name>.part``, opened without following links; a leftover ``.part``
+      is resumed with ``Range`` (appended on 206, restarted on 200); a connection cut is resumed
+      up to ``retries`` times and then kept for the next call. Any other failure removes it.
+    - At most ``max_bytes`` (default 1 GiB, ``KKI_MEDIA_MAX_BYTES``), checked from
+      ``Content-Length`` and while streaming; all of it within ``deadline`` seconds (900).
+    - Verified before the rename: non-empty, as long as announced, and its magic bytes are
+      ``expected_type`` ("video", "image", "mp4", "webp", ...), else the URL's suffix, else any
+      supported video or image. The kept file's suffix follows its real type.
+    - ``client``: an ``httpx.Client`` to reuse; none of its headers (``Authorization``...) are
+      sent to the media host. Without one, connections are checked at connect time too.
     """
+    if urlsplit(url).scheme not in ("http", "https"):
+        raise MediaRefusedError(f"refused to download {url!r}: only http(s) media links are fetched.")
     dest_dir = Path(dest_dir)
     dest_dir.mkdir(parents=True, exist_ok=True)
-    target = dest_dir / _file_name(url, expected_type)
-    media_type = _media_type(target.name, expected_type)
-
-    # Two kernels may fetch one clip; the lock is a dotfile so the media folder stays tidy.
-    with FileLock(str(target.with_name(f".{target.name}.lock")), timeout=600):
-        if target.exists():
-            with contextlib.suppress(MediaVerificationError):
-                _verify(target, media_type, expected_size=None, url=url)
-                return target
-            target.unlink()  # a bad file must not shadow the real one forever
-
-        own_client = client is None
-        http = client or httpx.Client(follow_redirects=True, timeout=timeout)
-        part = target.with_name(target.name + ".part")
+    allowed = _allowed_types(url, expected_type)
+    base = _base_name(url, key)
+    policy = AddressPolicy.for_relay(relay_url, allow)
+    limits = _limits(max_bytes, deadline)
+    with _private_lock(dest_dir / base):
+        existing = _existing(dest_dir, base, allowed, url)
+        if existing is not None:
+            return existing
+        part = dest_dir / f"{base}.part"
+        _refuse_link(part)
         try:
-            attempt = 0
-            while True:
-                try:
-                    expected_size = _fetch_into(http, url, part, progress)
-                    break
-                except (httpx.TransportError, _CutShort) as exc:
-                    attempt += 1
-                    if attempt > retries:
-                        raise MediaError(
-                            f"downloading {url} failed {attempt} times ({exc}); the partial file "
-                            f"{part} is kept, call download() again to resume."
-                        ) from exc
-        finally:
-            if own_client:
-                http.close()
-
-        try:
-            _verify(part, media_type, expected_size=expected_size, url=url)
-        except MediaVerificationError:
-            part.unlink(missing_ok=True)  # resuming would only append to garbage
+            expected_size = _fetch_with_retries(url, part, client, policy, limits, progress,
+                                                retries=retries, timeout=timeout)
+            found = _verify(part, allowed, expected_size=expected_size, url=url)
+        except _KeepPart as kept:
+            raise kept.error from kept.error.__cause__
+        except BaseException:
+            part.unlink(missing_ok=True)  # nothing to resume: do not leave the bytes behind
             raise
-        os.replace(part, target)
+        target = dest_dir / f"{base}{_TYPES[found][0]}"
+        os.replace(part, target)  # replaces a planted link itself, never its target
     return target
 
 
@@ -224,18 +350,85 @@ class _CutShort(Exception):
     """The server closed the body before Content-Length bytes: resume from what we have."""
 
 
-def _fetch_into(
-    http: httpx.Client, url: str, part: Path, progress: ProgressCallback | None
-) -> int | None:
+class _KeepPart(Exception):
+    """Wraps the error of a cut transfer that gave up: the ``.part`` stays to be resumed."""
+
+    def __init__(self, error: MediaError):
+        super().__init__(str(error))
+        self.error = error
+
+
+def _fetch_with_retries(url, part, client, policy, limits, progress, *, retries, timeout):
+    own_client = client is None
+    http = client or _guarded_client(policy, timeout)
+    try:
+        attempt = 0
+        while True:
+            limits.check_time(url)
+            try:
+                return _fetch_into(http, url, part, progress, policy, limits, timeout)
+            except (httpx.TransportError, _CutShort) as exc:
+                attempt += 1
+                if attempt > retries:
+                    error = MediaError(
+                        f"downloading {url} failed {attempt} times ({exc}); the partial file "
+                        f"{part} is kept, call download() again to resume."
+                    )
+                    error.__cause__ = exc
+                    raise _KeepPart(error) from exc
+    except AddressRefused as refused:
+        raise MediaRefusedError(str(refused)) from None
+    finally:
+        if own_client:
+            http.close()
+
+
+def _guarded_client(policy: AddressPolicy, timeout: float) -> httpx.Client:
+    """A client that checks the address of every connection it opens (see `GuardedBackend`).
+
+    Proxies from the environment are not used: the policy must see the media host itself.
+    """
+    transport = httpx.HTTPTransport(retries=0)
+    # httpx has no public hook for the socket layer; its transport wraps an httpcore pool,
+    # which takes a network backend. Rebuild that pool with our backend.
+    transport._pool = httpcore.ConnectionPool(
+        ssl_context=httpx.create_ssl_context(), network_backend=GuardedBackend(policy)
+    )
+    return httpx.Client(transport=transport, timeout=timeout, trust_env=False, follow_redirects=False)
+
+
+def _open_response(http, url, headers, policy, limits, timeout) -> httpx.Response:
+    """Send a GET, following redirects by hand so every hop passes the address policy."""
+    for _ in range(MAX_REDIRECTS + 1):
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise MediaRefusedError(f"refused to follow a redirect to {url!r}: only http(s) links.")
+        try:
+            addresses = resolve(parts.hostname, parts.port or 80)
+        except OSError as error:  # DNS hiccup: retried like any connection failure
+            raise httpx.ConnectError(str(error)) from None
+        policy.check(parts.hostname, addresses)
+        # A bare request: no client default headers (the relay's key) reach a media host.
+        request = httpx.Request("GET", url, headers=headers)
+        remaining = max(0.1, limits.ends_at - time.monotonic())
+        request.extensions["timeout"] = httpx.Timeout(min(timeout, remaining)).as_dict()
+        response = http.send(request, stream=True, follow_redirects=False)
+        location = response.headers.get("Location")
+        if not (response.is_redirect and location):
+            return response
+        response.close()
+        url = str(httpx.URL(url).join(location))
+    raise MediaError(f"{url} redirected more than {MAX_REDIRECTS} times; giving up.")
+
+
+def _fetch_into(http, url, part: Path, progress, policy, limits, timeout) -> int | None:
     """One HTTP attempt; returns the total size the server announced (or None)."""
-    have = part.stat().st_size if part.exists() else 0
+    have = part.lstat().st_size if part.exists() else 0
     # ``identity``: Content-Length must describe the bytes we store, not a gzip of them.
     headers = {"Accept-Encoding": "identity"}
     if have:
         headers["Range"] = f"bytes={have}-"
-    request = http.build_request("GET", url, headers=headers)
-    request.headers.pop("Authorization", None)  # the relay's key stays with the relay
-    response = http.send(request, stream=True)
+    response = _open_response(http, url, headers, policy, limits, timeout)
     try:
         if response.status_code == 416 and have:
             # Nothing left to send: either the .part is complete or it is longer than the file.
@@ -254,27 +447,41 @@ def _fetch_into(
             if start != have:
                 raise MediaError(f"{url} sent bytes from {start} when asked for {have}.")
             total = _content_range_total(response.headers.get("Content-Range"))
-            mode = "ab"
         else:  # 200: the server ignored Range, start over
             have = 0
-            length = response.headers.get("Content-Length")
-            total = int(length) if length and length.isdigit() else None
-            mode = "wb"
-        done = have
-        with part.open(mode) as handle:
-            # No chunk_size: httpx would buffer up to it and lose that buffer when the link drops.
-            for chunk in response.iter_raw():
-                handle.write(chunk)
-                done += len(chunk)
-                if progress is not None:
-                    progress(done, total)
-            handle.flush()
-            os.fsync(handle.fileno())
+            length = response.headers.get("Content-Length", "")
+            total = int(length) if length.isdigit() else None
+        if total is not None:
+            limits.check_size(total, url, announced=True)
+        done = _stream_to_part(response, part, have, total, progress, limits, url)
         if total is not None and done < total:
             raise _CutShort(f"got {done} of {total} bytes")
         return total
     finally:
         response.close()
+
+
+def _stream_to_part(response, part: Path, have: int, total, progress, limits, url) -> int:
+    # O_NOFOLLOW: a `.part` swapped for a link after the check is refused, not written through.
+    flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    flags |= os.O_APPEND if have else os.O_TRUNC
+    try:
+        fd = os.open(part, flags, 0o666)
+    except OSError as error:
+        raise MediaError(f"cannot write {part} ({error.strerror}); is it a link? Delete it.") from None
+    done = have
+    with os.fdopen(fd, "wb") as handle:
+        # No chunk_size: httpx would buffer up to it and lose that buffer when the link drops.
+        for chunk in response.iter_raw():
+            done += len(chunk)
+            limits.check_size(done, url, announced=False)
+            limits.check_time(url)
+            handle.write(chunk)
+            if progress is not None:
+                progress(done, total)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return done
 
 
 def _content_range_start(value: str | None) -> int | None:
@@ -366,8 +573,7 @@ def stitch(paths: Sequence[str | os.PathLike], out_path: str | os.PathLike) -> P
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     # Render next to the destination and rename: a half-written film never has the final name.
-    fd, temp_name = tempfile.mkstemp(prefix=".stitch-", suffix=out_path.suffix or ".mp4", dir=out_path.parent)
-    os.close(fd)
+    temp_name = _new_temp_file(out_path.parent, ".stitch-", out_path.suffix or ".mp4")
     try:
         first = clips[0]
         uniform = all(
@@ -446,13 +652,14 @@ def keep_copy(source: str | os.PathLike, dest_dir: str | os.PathLike) -> Path:
     import shutil
 
     source = Path(source)
+    if source.is_symlink() or not source.is_file():
+        raise MediaError(f"{source} is not a plain file (a link?); nothing was copied.")
     dest_dir = Path(dest_dir)
     dest_dir.mkdir(parents=True, exist_ok=True)
     target = dest_dir / source.name
     if target.exists() and _sha256(target) == _sha256(source):
         return target
-    fd, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=dest_dir)
-    os.close(fd)
+    temp_name = _new_temp_file(dest_dir, f".{target.name}.", ".part")
     try:
         shutil.copyfile(source, temp_name)
         os.replace(temp_name, target)
@@ -468,3 +675,20 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _new_temp_file(directory: Path, prefix: str, suffix: str) -> str:
+    """An empty new file with the permissions any file the user creates gets (umask applies).
+
+    ``tempfile.mkstemp`` creates files readable by their owner only, and ``os.replace`` keeps
+    that: a film rendered through it could not be served or shared like the user's other files.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    for _ in range(100):
+        name = os.path.join(directory, f"{prefix}{os.urandom(6).hex()}{suffix}")
+        try:
+            os.close(os.open(name, flags, 0o666))
+        except FileExistsError:
+            continue
+        return name
+    raise MediaError(f"cannot create a temporary file in {directory}")

@@ -2,23 +2,41 @@
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 import subprocess
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import pytest
 
+from kki_widgets import media
 from kki_widgets.media import (
     MediaError,
+    MediaRefusedError,
     MediaVerificationError,
-    download,
     ffmpeg_exe,
+    keep_copy,
     probe,
     stitch,
 )
+
+
+def download(url, dest_dir, **options):
+    """The tests' media host is on loopback: say the relay is there too (as the simulator is)."""
+    options.setdefault("relay_url", "http://127.0.0.1:1/v1")
+    return media.download(url, dest_dir, **options)
+
+
+def part_of(url: str, folder: Path, key: str | None = None) -> Path:
+    return folder / f"{media._base_name(url, key)}.part"
+
+
+PUBLIC_RELAY = "https://1.1.1.1/v1"  # a literal public address: never contacted, never resolved
 
 
 class MediaHost:
@@ -28,6 +46,9 @@ class MediaHost:
         self.files: dict[str, bytes] = {}
         self.cut_after: dict[str, int] = {}  # path -> bytes to send before dropping (once each)
         self.ignore_range = False
+        self.redirects: dict[str, str] = {}  # path -> Location
+        self.chunked: set[str] = set()  # paths sent without Content-Length
+        self.slow: dict[str, float] = {}  # path -> seconds between 1 KiB chunks
         self.requests: list[dict] = []
         host = self
 
@@ -40,7 +61,26 @@ class MediaHost:
             def do_GET(self):
                 path = self.path.split("?", 1)[0]
                 host.requests.append({"path": path, "headers": dict(self.headers)})
+                if path in host.redirects:
+                    self.send_response(302)
+                    self.send_header("Location", host.redirects[path])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 body = host.files.get(path)
+                if path in host.chunked or path in host.slow:
+                    self.send_response(200)
+                    self.send_header("Connection", "close")
+                    self.end_headers()
+                    self.close_connection = True
+                    for offset in range(0, len(body), 1024):
+                        try:
+                            self.wfile.write(body[offset : offset + 1024])
+                            self.wfile.flush()
+                        except OSError:
+                            return
+                        time.sleep(host.slow.get(path, 0))
+                    return
                 if body is None:
                     self.send_response(404)
                     self.send_header("Content-Length", "9")
@@ -124,11 +164,12 @@ def test_download_verifies_and_names_from_the_url(host, mp4_bytes, tmp_path):
         tmp_path / "media",
         progress=lambda done, total: seen.append((done, total)),
     )
-    assert video == tmp_path / "media" / "5781a6_clip.mp4"
+    assert video.parent == tmp_path / "media"
+    assert re.fullmatch(r"5781a6_clip-[0-9a-f]{16}\.mp4", video.name)
     assert video.read_bytes() == mp4_bytes
     assert seen[-1] == (len(mp4_bytes), len(mp4_bytes))
-    # Only the finished files are visible next to the notebook (the lock is a dotfile).
-    assert sorted(p.name for p in (tmp_path / "media").glob("[!.]*")) == ["5781a6_clip.mp4"]
+    # Only the finished file is in the media folder: no lock, no .part (issue 12: `.lock` litter).
+    assert [p.name for p in (tmp_path / "media").iterdir()] == [video.name]
 
     thumb = download(f"{host.url}/cdn/thumb.webp", tmp_path / "media")
     assert thumb.read_bytes() == WEBP
@@ -142,7 +183,7 @@ def test_download_verifies_and_names_from_the_url(host, mp4_bytes, tmp_path):
 def test_url_without_a_usable_name_gets_a_hash(host, mp4_bytes, tmp_path):
     host.files["/api/file"] = mp4_bytes
     path = download(f"{host.url}/api/file", tmp_path, expected_type="mp4")
-    assert re.fullmatch(r"file-[0-9a-f]{24}\.mp4", path.name)
+    assert re.fullmatch(r"file-[0-9a-f]{16}\.mp4", path.name)
     assert path.read_bytes() == mp4_bytes
 
 
@@ -156,20 +197,22 @@ def test_a_cut_transfer_resumes_with_range(host, mp4_bytes, tmp_path):
 
 def test_a_leftover_part_file_is_resumed_or_restarted(host, mp4_bytes, tmp_path):
     host.files["/cdn/film.mp4"] = mp4_bytes
-    (tmp_path / "film.mp4.part").write_bytes(mp4_bytes[:500])
-    assert download(f"{host.url}/cdn/film.mp4", tmp_path).read_bytes() == mp4_bytes
+    url = f"{host.url}/cdn/film.mp4"
+    part_of(url, tmp_path).write_bytes(mp4_bytes[:500])
+    kept = download(url, tmp_path)
+    assert kept.read_bytes() == mp4_bytes
     assert host.requests[-1]["headers"]["Range"] == "bytes=500-"
 
     # A server that ignores Range answers 200 with the whole file: start over, do not append.
-    (tmp_path / "film.mp4").unlink()
-    (tmp_path / "film.mp4.part").write_bytes(mp4_bytes[:500])
+    kept.unlink()
+    part_of(url, tmp_path).write_bytes(mp4_bytes[:500])
     host.ignore_range = True
     assert download(f"{host.url}/cdn/film.mp4", tmp_path).read_bytes() == mp4_bytes
 
 
 def test_a_complete_part_file_is_finished_without_a_body(host, mp4_bytes, tmp_path):
     host.files["/cdn/film.mp4"] = mp4_bytes
-    (tmp_path / "film.mp4.part").write_bytes(mp4_bytes)
+    part_of(f"{host.url}/cdn/film.mp4", tmp_path).write_bytes(mp4_bytes)
     assert download(f"{host.url}/cdn/film.mp4", tmp_path).read_bytes() == mp4_bytes
 
 
@@ -184,15 +227,16 @@ def test_repeated_cuts_give_up_with_a_clear_error_and_keep_the_part(host, mp4_by
     host.cut_after = CutEveryTime()
     with pytest.raises(MediaError, match="call download\\(\\) again to resume"):
         download(f"{host.url}/cdn/film.mp4", tmp_path, retries=2)
-    assert (tmp_path / "film.mp4.part").stat().st_size == 300
+    assert part_of(f"{host.url}/cdn/film.mp4", tmp_path).stat().st_size == 300
 
 
 def test_an_error_page_is_not_saved_as_a_video(host, tmp_path):
     host.files["/cdn/expired.mp4"] = b"<html><body>Link expired</body></html>"
-    with pytest.raises(MediaVerificationError, match=r"not an MP4 .*Link expired"):
+    with pytest.raises(MediaVerificationError, match=r"is not mov or mp4") as caught:
         download(f"{host.url}/cdn/expired.mp4", tmp_path)
-    assert not (tmp_path / "expired.mp4").exists()
-    assert not (tmp_path / "expired.mp4.part").exists()
+    # The answer is untrusted: the error says what was wrong, never quotes what came back.
+    assert "Link expired" not in str(caught.value) and "<html" not in str(caught.value)
+    assert list(tmp_path.iterdir()) == []
 
     host.files["/cdn/empty.webp"] = b""
     with pytest.raises(MediaVerificationError, match="empty"):
@@ -244,3 +288,156 @@ def test_stitch_errors(tmp_path):
         stitch([], tmp_path / "film.mp4")
     with pytest.raises(MediaError, match="does not exist"):
         stitch([tmp_path / "missing.mp4"], tmp_path / "film.mp4")
+
+
+# ------------------------------------------------------------------ hostile hosts (issue 11)
+def test_two_tasks_with_the_same_file_name_get_their_own_files(host, mp4_bytes, tmp_path):
+    other = render_clip(tmp_path / "other.mp4", seconds=1, size="160x284").read_bytes()
+    host.files["/task_A/video.mp4"] = mp4_bytes
+    host.files["/task_B/video.mp4"] = other
+    first = download(f"{host.url}/task_A/video.mp4", tmp_path / "m")
+    second = download(f"{host.url}/task_B/video.mp4", tmp_path / "m")
+    assert first != second
+    assert (first.read_bytes(), second.read_bytes()) == (mp4_bytes, other)
+    # Named by task ID: stable across fresh (re-signed) links of one task, distinct across tasks.
+    by_task = download(f"{host.url}/task_A/video.mp4?sig=1", tmp_path / "t", key="task_A")
+    again = download(f"{host.url}/task_A/video.mp4?sig=2", tmp_path / "t", key="task_A")
+    assert by_task == again and "task_A" in by_task.name
+
+
+def test_a_planted_part_symlink_is_refused_and_its_target_untouched(host, mp4_bytes, tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    folder = tmp_path / "kki_media"
+    folder.mkdir()
+    url = f"{host.url}/cdn/film.mp4"
+    host.files["/cdn/film.mp4"] = mp4_bytes
+    part_of(url, folder).symlink_to(victim)
+    with pytest.raises(MediaError, match="symbolic link"):
+        download(url, folder)
+    assert victim.read_text() == "precious"
+    assert host.requests == []  # refused before any byte was fetched
+
+
+def test_a_planted_final_name_link_is_replaced_not_followed(host, mp4_bytes, tmp_path):
+    victim = tmp_path / "victim.mp4"
+    victim.write_bytes(mp4_bytes[:100])
+    folder = tmp_path / "kki_media"
+    folder.mkdir()
+    url = f"{host.url}/cdn/film.mp4"
+    host.files["/cdn/film.mp4"] = mp4_bytes
+    (folder / f"{media._base_name(url, None)}.mp4").symlink_to(victim)
+    kept = download(url, folder)
+    assert not kept.is_symlink() and kept.read_bytes() == mp4_bytes
+    assert victim.read_bytes() == mp4_bytes[:100]
+
+
+def test_every_kept_file_is_type_checked(host, tmp_path):
+    # A "thumbnail" link without a suffix that answers with HTML/SVG is not kept.
+    host.files["/thumb"] = b"<svg onload=alert(1)></svg>"
+    with pytest.raises(MediaVerificationError, match="no known video or image format"):
+        download(f"{host.url}/thumb", tmp_path, expected_type="image")
+    with pytest.raises(MediaVerificationError):
+        download(f"{host.url}/thumb", tmp_path)  # no expected type: still must be media
+    # A PNG where a video was asked for is refused; the same PNG as an image is kept as .png.
+    host.files["/v.mp4"] = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+    with pytest.raises(MediaVerificationError, match="a png file"):
+        download(f"{host.url}/v.mp4", tmp_path, expected_type="video")
+    assert download(f"{host.url}/v.mp4", tmp_path, expected_type="image").suffix == ".png"
+    assert sorted(p.suffix for p in tmp_path.iterdir()) == [".png"]  # no .part left behind
+
+
+def test_size_cap_from_content_length_and_while_streaming(host, mp4_bytes, tmp_path):
+    host.files["/big.mp4"] = mp4_bytes
+    with pytest.raises(MediaVerificationError, match=r"announces .* cap .*KKI_MEDIA_MAX_BYTES"):
+        download(f"{host.url}/big.mp4", tmp_path, max_bytes=1000)
+    host.files["/endless.mp4"] = mp4_bytes
+    host.chunked.add("/endless.mp4")  # no Content-Length: counted while streaming
+    with pytest.raises(MediaVerificationError, match="sent more than"):
+        download(f"{host.url}/endless.mp4", tmp_path, max_bytes=3000)
+    assert list(tmp_path.iterdir()) == []  # the .part is removed
+
+
+def test_size_cap_from_the_environment(host, mp4_bytes, tmp_path, monkeypatch):
+    host.files["/big.mp4"] = mp4_bytes
+    monkeypatch.setenv("KKI_MEDIA_MAX_BYTES", "2048")
+    with pytest.raises(MediaVerificationError, match="2048-byte cap"):
+        download(f"{host.url}/big.mp4", tmp_path)
+
+
+def test_a_slow_host_hits_the_overall_deadline(host, mp4_bytes, tmp_path):
+    host.files["/slow.mp4"] = mp4_bytes
+    host.slow["/slow.mp4"] = 0.05  # 1 KiB every 50 ms: never idle long enough for a read timeout
+    started = time.monotonic()
+    with pytest.raises(MediaError, match="did not finish within 1 s"):
+        download(f"{host.url}/slow.mp4", tmp_path, deadline=1)
+    assert time.monotonic() - started < 5
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_loopback_media_is_refused_when_the_relay_is_not_on_loopback(host, mp4_bytes, tmp_path):
+    host.files["/cdn/film.mp4"] = mp4_bytes
+    for url in (f"{host.url}/cdn/film.mp4", host.url.replace("127.0.0.1", "localhost") + "/cdn/film.mp4"):
+        with pytest.raises(MediaRefusedError, match=r"loopback address.*KKI_MEDIA_ALLOW=loopback"):
+            media.download(url, tmp_path, relay_url=PUBLIC_RELAY)
+    with pytest.raises(MediaRefusedError):
+        media.download(f"{host.url}/cdn/film.mp4", tmp_path)  # no relay named: public only
+    assert host.requests == []  # the service on loopback was never contacted
+    # The user can allow it explicitly.
+    assert media.download(f"{host.url}/cdn/film.mp4", tmp_path, relay_url=PUBLIC_RELAY,
+                          allow=("loopback",)).read_bytes() == mp4_bytes
+
+
+@pytest.mark.parametrize(
+    ("location", "kind"),
+    [
+        ("http://169.254.169.254/latest/meta-data/", "link-local"),
+        ("http://[fe80::1]/x.mp4", "link-local"),
+        ("http://10.1.2.3/x.mp4", "private address"),
+        ("http://[::ffff:192.168.0.1]/x.mp4", "private address"),
+        ("http://0.0.0.0:9/x.mp4", "unspecified"),
+        ("file:///etc/passwd", "only http"),
+    ],
+)
+def test_redirects_are_checked_hop_by_hop(host, tmp_path, location, kind):
+    host.redirects["/cdn/film.mp4"] = location
+    with pytest.raises(MediaRefusedError, match=kind):
+        download(f"{host.url}/cdn/film.mp4", tmp_path)
+    assert [r["path"] for r in host.requests] == ["/cdn/film.mp4"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_private_relay_may_use_private_media_but_never_link_local(tmp_path):
+    from kki_widgets.addresses import AddressPolicy, AddressRefused, GuardedBackend
+
+    private = AddressPolicy.for_relay("http://10.0.0.5:8000/v1")
+    assert private.allowed == {"private"}
+    # At connect time, too (a name that resolves differently later changes nothing).
+    with pytest.raises(AddressRefused, match="link-local"):
+        GuardedBackend(private).connect_tcp("169.254.169.254", 80)
+    with pytest.raises(AddressRefused, match="loopback"):
+        GuardedBackend(private).connect_tcp("localhost", 80)
+    with pytest.raises(ValueError, match="link-local is never allowed"):
+        AddressPolicy.for_relay(None, allow=("link-local",))
+
+
+def test_outputs_get_the_users_normal_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        clip = render_clip(tmp_path / "c.mp4", seconds=1)
+        film = stitch([clip, clip], tmp_path / "film.mp4")
+        copy = keep_copy(clip, tmp_path / "saved")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(film.stat().st_mode) == 0o644
+    assert stat.S_IMODE(copy.stat().st_mode) == 0o644
+
+
+def test_keep_copy_refuses_links(tmp_path):
+    secret = tmp_path / ".env"
+    secret.write_text("KKI_API_KEY=sk-x")
+    link = tmp_path / "clip.mp4"
+    link.symlink_to(secret)
+    with pytest.raises(MediaError, match="not a plain file"):
+        keep_copy(link, tmp_path / "saved")
+    assert not (tmp_path / "saved" / "clip.mp4").exists()
