@@ -595,10 +595,12 @@ class SoraMagics(Magics):
     def _save_copy(self, turn: Any, folder: str) -> None:
         from .media import download, keep_copy
 
-        if turn.path and Path(turn.path).is_file():
+        if turn.path and Path(turn.path).is_file():  # only our own media files (checked on load)
             saved = keep_copy(turn.path, folder)
         else:
-            saved = download(turn.generation.video_url, folder, expected_type="mp4")
+            relay_url = self._backend()[0].base_url  # decides which media hosts may be reached
+            saved = download(turn.generation.video_url, folder, expected_type="video",
+                             relay_url=relay_url, key=turn.task_id)
         print(f"saved {saved}")
 
     # ---- line commands ----------------------------------------------------------------------

@@ -20,9 +20,11 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
+import functools
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -317,7 +319,7 @@ class Conversation:
 
     def _chain(self, index: int | None) -> list[Turn]:
         chain = []
-        while index is not None:
+        while index is not None and len(chain) <= len(self._turns):  # a loop cannot run away
             turn = self._turns[index]
             chain.append(turn)
             index = turn.parent
@@ -508,6 +510,8 @@ class Conversation:
 
     def _replay(self, turn: Turn) -> Turn | None:
         """An identical earlier request: reuse its turn or the store's cached answer."""
+        from .media import kept_file
+
         if turn.cache_key is None:
             return None
         with self._lock:
@@ -528,8 +532,9 @@ class Conversation:
         turn.warnings = spec_warnings(turn.options, turn.generation.spec)
         turn.cached = True
         paths = entry.get("paths") or {}
-        turn.path = paths.get("video")
-        turn.thumbnail_path = paths.get("thumbnail")
+        # A cache entry is data from the notebook's folder: only our own media files are used.
+        turn.path = _str_or_none(kept_file(paths.get("video"), self.media_dir))
+        turn.thumbnail_path = _str_or_none(kept_file(paths.get("thumbnail"), self.media_dir))
         turn.finished_at = time.time()
         with self._lock:
             turn.index = len(self._turns)
@@ -582,7 +587,7 @@ class Conversation:
         return "Cancelled before the relay accepted the prompt; nothing was charged."
 
     def _finish(self, turn: Turn, status: str, error: str | None) -> None:
-        with self._lock:
+        with self._lock, self._batch():
             turn.status = status
             turn.error = error
             turn.finished_at = time.time()
@@ -607,33 +612,41 @@ class Conversation:
     def _record_pending(self, turn: Turn) -> None:
         if self.store is None:
             return
-        self.store.bump("paid_requests")
-        self.store.add_pending(
-            {
-                "task_id": turn.task_id,
-                "raw_url": turn.generation.raw_url,
-                "conversation": self.name,
-                "turn": turn.index,
-            }
-        )
-        self._persist()
+        with self._lock, self._batch():
+            self.store.bump("paid_requests")
+            self.store.add_pending(
+                {
+                    "task_id": turn.task_id,
+                    "raw_url": turn.generation.raw_url,
+                    "conversation": self.name,
+                    "turn": turn.index,
+                }
+            )
+            self._persist()
 
     async def _keep_media(self, turn: Turn) -> None:
-        """Download the video and thumbnail next to the notebook; a failure keeps the URL."""
+        """Download the video and thumbnail next to the notebook; a failure keeps the URL.
+
+        The links come from the relay's answer: `media.download` names the files after the task,
+        checks their type and size, and only reaches hosts the relay's own address allows.
+        """
         if self.media_dir is None:
             return
         from .media import download
 
         generation = turn.generation
+        task = generation.task_id
+        fetch = functools.partial(download, relay_url=self.client.base_url)
         try:
             if generation.video_url:
                 path = await asyncio.to_thread(
-                    download, generation.video_url, self.media_dir, expected_type="mp4"
+                    fetch, generation.video_url, self.media_dir, expected_type="video", key=task
                 )
                 turn.path = str(path)
             if generation.thumbnail_url:
                 thumb = await asyncio.to_thread(
-                    download, generation.thumbnail_url, self.media_dir
+                    fetch, generation.thumbnail_url, self.media_dir, expected_type="image",
+                    key=task and f"{task}-thumbnail",
                 )
                 turn.thumbnail_path = str(thumb)
         except Exception as error:  # the video is still reachable at its URL
@@ -742,40 +755,84 @@ class Conversation:
         clips = []
         for turn in chain:
             if turn.path and Path(turn.path).is_file():
-                clips.append(turn.path)
+                clips.append(turn.path)  # set by our own download or checked on load
             else:
                 folder = self.media_dir or Path(path).parent
-                clips.append(str(download(turn.generation.video_url, folder, expected_type="mp4")))
+                clips.append(str(download(
+                    turn.generation.video_url, folder, expected_type="video",
+                    relay_url=self.client.base_url, key=turn.task_id,
+                )))
         return stitch(clips, path)
 
     # -- persistence --------------------------------------------------------------------------
 
     def _load(self) -> None:
+        """Restore the conversation's turns from the store (merged from every kernel that wrote)."""
+        from .media import kept_file
+
+        self._turn_ids: dict[int, str] = {}  # turn index -> its ID in the store
+        self._saved: dict[str, tuple] = {}  # turn ID -> what was last written (see _persist)
         if self.store is None:
             return
         data = self.store.load_conversation(self.name)
         if not data:
             return
-        turns = [Turn.from_dict(item) for item in data.get("turns", [])]
-        for position, turn in enumerate(turns):
-            turn.index = position
-        self._turns = turns
-        head = data.get("head")
-        self._head = head if isinstance(head, int) and 0 <= head < len(turns) else None
+        index_of: dict[str, int] = {}
+        for record in data.get("turns", []):
+            turn = Turn.from_dict({**record, "index": len(self._turns)})
+            # The store only names earlier turns as parents: `_chain` always ends.
+            turn.parent = index_of.get(record.get("parent"))
+            # The folder may have been edited or shared: only our own media files are used.
+            turn.path = _str_or_none(kept_file(turn.path, self.media_dir))
+            turn.thumbnail_path = _str_or_none(kept_file(turn.thumbnail_path, self.media_dir))
+            index_of[record["id"]] = turn.index
+            self._turn_ids[turn.index] = record["id"]
+            self._saved[record["id"]] = _saved_form(turn)
+            self._turns.append(turn)
+        self._head = index_of.get(data.get("head"))
+
+    def _batch(self):
+        """One store write for the changes of one state change (always taken after `_lock`)."""
+        return self.store.batch() if self.store is not None else contextlib.nullcontext()
 
     def _persist(self) -> None:
+        """Write the turns that changed since the last write; other kernels' turns stay."""
         if self.store is None:
             return
         with self._lock:
-            data = {
-                "turns": [turn.to_dict() for turn in self._turns],
-                "head": self._head,
-                "model": self.model,
-            }
+            changed = []
+            for turn in self._turns:
+                turn_id = self._turn_ids.setdefault(turn.index, uuid.uuid4().hex[:16])
+                form = _saved_form(turn)
+                if self._saved.get(turn_id) != form:
+                    record = turn.to_dict()
+                    del record["index"]
+                    record["id"] = turn_id
+                    record["parent"] = self._turn_ids.get(turn.parent)
+                    changed.append((record, form))
+            head = self._turn_ids.get(self._head)
         try:
-            self.store.save_conversation(self.name, data)
+            self.store.save_turns(self.name, [r for r, _ in changed], head=head, model=self.model)
         except Exception as error:
             log.warning("could not save conversation %r: %s", self.name, error)
+            return
+        with self._lock:
+            self._saved.update((record["id"], form) for record, form in changed)
+
+
+def _saved_form(turn: Turn) -> tuple:
+    """What decides whether a turn must be written again.
+
+    Generations are immutable (an update is a new object), so comparing them is an identity check.
+    """
+    return (
+        turn.generation, turn.status, turn.cached, turn.path, turn.thumbnail_path,
+        turn.error, turn.finished_at, turn.parent, turn.cache_key, turn.cell_id,
+    )
+
+
+def _str_or_none(path) -> str | None:
+    return str(path) if path is not None else None
 
 
 def _keep_history(previous: Generation, followed: Generation) -> Generation:

@@ -1,18 +1,32 @@
 """Per-notebook persistence: conversations, the request cache, pending tasks, usage counters.
 
-One JSON file per notebook, ``<notebook dir>/.kki/<notebook stem>.json``::
+One JSON file per notebook, ``<notebook dir>/.kki/<notebook stem>.json`` (format version 2)::
 
-    {"version": 1,
-     "conversations": {name: {"turns": [...], "head": int|None, "created_at", "updated_at"}},
-     "cache":         {key: {"generation": {...}, "assistant_message": "...", "paths": {...},
+    {"version": 2,
+     "conversations": {name: {"turns": {turn_id: turn}, "head": turn_id|None, "model",
+                              "created_at", "updated_at"}},
+     "answers":       {sha256: assistant markdown},   # each answer stored once
+     "cache":         {key: {"generation": {..., "answer": sha256}, "paths": {...},
                              "created_at"}},
      "pending":       [{"task_id": ..., ...}],       # accepted by the relay, not finished yet
      "usage":         {"paid_requests": n, "cache_hits": n, ...}}
 
+A turn refers to its parent by ID and stores only its own prompt message plus how many of the
+parent's messages it sent (``history``), so the store grows linearly with the turns instead of
+copying the whole history into every turn; its answer lives once in ``answers``. Paths inside the
+notebook's folder are stored relative to it, so the folder can be moved or cloned. Version-1
+files (full history per turn, absolute paths) are migrated when read.
+
 Why it is built this way:
 
 - Two kernels can run on one notebook (a second tab, nbclient next to a live kernel), so every
-  mutation is a read-modify-write under a cross-process ``filelock`` — no lost updates.
+  mutation is a read-modify-write under a cross-process ``filelock`` — no lost updates — and a
+  conversation is merged turn by turn (`save_turns`), never replaced wholesale. ``batch()``
+  groups the changes of one state change (a finished turn: its record, the cache entry, the
+  pending list) into one atomic write.
+- The folder is shared state that anyone may have edited: what is read back is data to check
+  (parents must come first, so a parent cycle cannot exist after loading; paths are checked
+  against the media folder by the caller, see `media.kept_file`).
 - A kernel can be killed at any instant (kill -9, OOM, laptop lid), so the file is replaced
   atomically: temp file in the same directory, flush, fsync, ``os.replace``, fsync of the
   directory. A reader sees the old file or the new one, never half of one.
@@ -26,10 +40,12 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import errno
 import hashlib
 import json
 import os
 import tempfile
+import threading
 import warnings
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
@@ -46,12 +62,13 @@ __all__ = [
     "locate_notebook",
 ]
 
-STORE_VERSION = 1
+STORE_VERSION = 2
 STORE_DIRNAME = ".kki"
 DEFAULT_STORE_NAME = "default"
 # Long enough for a slow network filesystem, short enough that a stuck kernel is reported.
 LOCK_TIMEOUT_SECONDS = 60.0
 _TEMP_PREFIX = ".tmp-"
+_KEEP = object()
 
 
 class StoreError(RuntimeError):
@@ -67,7 +84,8 @@ def _now() -> str:
 
 
 def _empty() -> dict[str, Any]:
-    return {"version": STORE_VERSION, "conversations": {}, "cache": {}, "pending": [], "usage": {}}
+    return {"version": STORE_VERSION, "conversations": {}, "answers": {}, "cache": {},
+            "pending": [], "usage": {}}
 
 
 def _reveal(secret: Any) -> str | None:
@@ -118,6 +136,7 @@ class NotebookStore:
         self.path = Path(path)
         self._secret = secret
         self._lock = FileLock(str(self.path) + ".lock", timeout=LOCK_TIMEOUT_SECONDS)
+        self._batch = threading.local()  # the state of an open batch(), per thread
 
     def __repr__(self) -> str:  # never shows the secret
         return f"NotebookStore({str(self.path)!r})"
@@ -142,20 +161,39 @@ class NotebookStore:
         notebook = notebook.expanduser()
         return cls(notebook.parent / STORE_DIRNAME / f"{name or notebook.stem}.json", secret=secret)
 
+    @property
+    def root(self) -> Path:
+        """The notebook's folder (the store lives in its ``.kki/``): stored paths are relative to it."""
+        return self.path.absolute().parent.parent
+
     # ----------------------------------------------------------------------------- reading
     def load(self) -> dict[str, Any]:
-        """A snapshot of the whole store (a copy: changing it changes nothing on disk)."""
+        """A snapshot of the whole store in its file format (a copy: changing it changes nothing)."""
         with self._locked():
-            return self._read()
+            return self._state_copy()
 
     def conversation_names(self) -> list[str]:
         return sorted(self.load()["conversations"])
 
     def load_conversation(self, name: str) -> dict | None:
-        return self.load()["conversations"].get(name)
+        """Conversation ``name`` with its turns in order, each whole again.
+
+        Every turn has ``id``, ``parent`` (an ID of an *earlier* turn, or None: a parent that comes
+        later or does not exist is dropped, so walking parents always ends), ``messages`` (the
+        full history it sent), ``generation`` with its ``text``, and paths made absolute.
+        """
+        with self._locked():
+            store = self._state()
+            conversation = store["conversations"].get(name)
+            if conversation is None:
+                return None
+            return _inflate_conversation(conversation, store["answers"], self.root)
 
     def cache_get(self, key: str) -> dict | None:
-        return self.load()["cache"].get(key)
+        with self._locked():
+            store = self._state()
+            entry = store["cache"].get(key)
+            return None if entry is None else _inflate_entry(entry, store["answers"], self.root)
 
     def pending(self) -> list[dict]:
         return self.load()["pending"]
@@ -166,15 +204,45 @@ class NotebookStore:
         return counters
 
     # ----------------------------------------------------------------------------- writing
-    def save_conversation(self, name: str, data: dict) -> None:
-        """Replace conversation ``name`` (``{"turns": [...], "head": ...}`` plus anything else)."""
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Group the changes made inside into one locked read-modify-write and one atomic write.
+
+        Reentrant; other threads and processes wait for the lock, so they see all of it or none.
+        """
+        if getattr(self._batch, "state", None) is not None:
+            yield
+            return
+        with self._locked():
+            self._batch.state, self._batch.dirty = self._read(), False
+            try:
+                yield
+            finally:
+                state, dirty = self._batch.state, self._batch.dirty
+                self._batch.state = None
+                if dirty:
+                    self._write(state)
+
+    def save_turns(self, name: str, turns: list[dict], *, head: Any = _KEEP, **fields: Any) -> None:
+        """Merge ``turns`` (dicts with an ``id``) into conversation ``name``; others stay as they are.
+
+        Two kernels on one conversation each add their own turns: none is lost. ``head`` (a turn
+        ID or None) and ``fields`` (``model``...) are set when given.
+        """
+        for turn in turns:
+            if not turn.get("id"):
+                raise ValueError("every turn saved needs an 'id'")
 
         def change(store: dict) -> None:
-            previous = store["conversations"].get(name) or {}
-            record = copy.deepcopy(dict(data))
-            record["created_at"] = previous.get("created_at") or record.get("created_at") or _now()
-            record["updated_at"] = _now()
-            store["conversations"][name] = record
+            conversation = store["conversations"].setdefault(
+                name, {"turns": {}, "head": None, "created_at": _now()}
+            )
+            for turn in turns:
+                _put_turn(conversation["turns"], turn, store["answers"], self.root)
+            if head is not _KEEP:
+                conversation["head"] = head
+            conversation.update(copy.deepcopy(fields))
+            conversation["updated_at"] = _now()
 
         self._mutate(change)
 
@@ -210,9 +278,12 @@ class NotebookStore:
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
     def cache_put(self, key: str, entry: dict) -> None:
-        record = copy.deepcopy(dict(entry))
-        record.setdefault("created_at", _now())
-        self._mutate(lambda store: store["cache"].__setitem__(key, record))
+        def change(store: dict) -> None:
+            record = _compact_entry(entry, store["answers"], self.root)
+            record.setdefault("created_at", _now())
+            store["cache"][key] = record
+
+        self._mutate(change)
 
     def add_pending(self, task: dict) -> None:
         """Remember a task the relay accepted (it has a task ID) so a new kernel can resume it."""
@@ -247,6 +318,9 @@ class NotebookStore:
     # ----------------------------------------------------------------------------- internals
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
+        if getattr(self._batch, "state", None) is not None:
+            yield  # the open batch holds the lock
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             with self._lock:
@@ -256,8 +330,29 @@ class NotebookStore:
                 f"could not lock {self.path} within {LOCK_TIMEOUT_SECONDS:.0f} s: another kernel "
                 f"holds it. If no kernel is running, delete {self._lock.lock_file}."
             ) from exc
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            # filelock opens with O_NOFOLLOW: a planted link is refused, its target untouched.
+            raise StoreError(
+                f"{self._lock.lock_file} is a symbolic link (it may have come with a copied "
+                "folder); the store will not lock through it. Delete the link and run again."
+            ) from None
+
+    def _state(self) -> dict[str, Any]:
+        """The store as it is now (caller holds the lock); inside a batch, the batch's copy."""
+        state = getattr(self._batch, "state", None)
+        return state if state is not None else self._read()
+
+    def _state_copy(self) -> dict[str, Any]:
+        state = getattr(self._batch, "state", None)
+        return copy.deepcopy(state) if state is not None else self._read()
 
     def _mutate(self, change: Callable[[dict], None]) -> None:
+        if getattr(self._batch, "state", None) is not None:
+            change(self._batch.state)
+            self._batch.dirty = True
+            return
         with self._locked():
             store = self._read()
             change(store)
@@ -281,9 +376,10 @@ class NotebookStore:
                 f"{self.path} was written by a newer kki_widgets (store version {data['version']}, "
                 f"this one reads {STORE_VERSION}); upgrade kki_widgets to use it."
             )
+        if data["version"] < 2:
+            return _migrate_v1(data, self.root)
         store = _empty()
         store.update(data)
-        store["version"] = STORE_VERSION
         return store
 
     def _move_aside(self, reason: Exception) -> None:
@@ -299,7 +395,8 @@ class NotebookStore:
 
     def _write(self, store: dict) -> None:
         """Atomically replace the file (caller holds the lock)."""
-        text = json.dumps(store, ensure_ascii=False, indent=1, sort_keys=True)
+        _drop_unused_answers(store)
+        text = json.dumps(store, ensure_ascii=False, indent=1)
         self._refuse_secret(text)
         directory = self.path.parent
         self._remove_orphaned_temp_files()
@@ -342,3 +439,209 @@ class NotebookStore:
                 "the caller (the key must travel only in the Authorization header); nothing was "
                 "written."
             )
+
+
+# --------------------------------------------------------------------------------- file format
+# The functions below turn the caller's whole turns / cache entries into their stored form and
+# back. The stored form holds each answer once and each message once (a turn keeps only its own
+# prompt message and how much of its parent's context it sent).
+
+_PATH_KEYS = ("path", "thumbnail_path")
+
+
+def _put_answer(answers: dict, text: str) -> str:
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    answers[digest] = text
+    return digest
+
+
+def _stored_path(path: Any, root: Path) -> Any:
+    """A path inside the notebook's folder as a relative POSIX path; anything else as it is."""
+    if not isinstance(path, str) or not path:
+        return path
+    try:
+        return Path(path).absolute().relative_to(root).as_posix()
+    except ValueError:
+        return path
+
+
+def _loaded_path(path: Any, root: Path) -> Any:
+    if not isinstance(path, str) or not path:
+        return None
+    return str(root / path) if not Path(path).is_absolute() else path
+
+
+def _compact_generation(generation: dict | None, answers: dict) -> dict:
+    stored = dict(generation or {})
+    text = stored.pop("text", None)
+    if text:
+        stored["answer"] = _put_answer(answers, text)
+    return stored
+
+
+def _inflate_generation(generation: dict | None, answers: dict) -> dict:
+    whole = dict(generation or {})
+    digest = whole.pop("answer", None)
+    whole["text"] = answers.get(digest, "") if isinstance(digest, str) else whole.get("text", "")
+    return whole
+
+
+def _context(turns: dict, turn_id: Any, answers: dict) -> list | None:
+    """What a child of ``turn_id`` continues: its messages plus its answer (None: unknown)."""
+    chain, seen = [], set()
+    while isinstance(turn_id, str) and turn_id in turns and turn_id not in seen:
+        seen.add(turn_id)
+        chain.append(turns[turn_id])
+        if "messages" in turns[turn_id] or not turns[turn_id].get("history"):
+            break
+        turn_id = turns[turn_id].get("parent")
+    else:
+        return None  # missing parent or a cycle: the chain cannot be rebuilt
+    context: list = []
+    for record in reversed(chain):
+        context = [*_messages_of(record, context), _assistant(record, answers)]
+    return context
+
+
+def _messages_of(record: dict, parent_context: list) -> list:
+    if "messages" in record:
+        return list(record["messages"])
+    history = int(record.get("history") or 0)
+    sent = parent_context[-history:] if history else []
+    return [*sent, record["message"]] if "message" in record else sent
+
+
+def _assistant(record: dict, answers: dict) -> dict:
+    digest = (record.get("generation") or {}).get("answer")
+    return {"role": "assistant", "content": answers.get(digest, "") if digest else ""}
+
+
+def _put_turn(turns: dict, turn: dict, answers: dict, root: Path) -> None:
+    record = copy.deepcopy(dict(turn))
+    turn_id = record["id"]
+    record["generation"] = _compact_generation(record.get("generation"), answers)
+    for key in _PATH_KEYS:
+        record[key] = _stored_path(record.get(key), root)
+    messages = record.pop("messages", None)
+    if isinstance(messages, list) and messages:
+        previous = turns.get(turn_id) or {}
+        same_as_stored = (
+            "message" in previous
+            and previous.get("parent") == record.get("parent")
+            and previous["message"] == messages[-1]
+            and previous.get("history") == len(messages) - 1
+        )
+        if same_as_stored:  # a turn's messages never change: no need to compare the history
+            record["history"], record["message"] = previous["history"], previous["message"]
+        else:
+            _compact_messages(record, messages, turns, answers)
+    elif messages is not None:
+        record["messages"] = messages
+    turns[turn_id] = record
+
+
+def _compact_messages(record: dict, messages: list, turns: dict, answers: dict) -> None:
+    history = len(messages) - 1
+    if history == 0:
+        record["history"], record["message"] = 0, messages[-1]
+        return
+    context = _context(turns, record.get("parent"), answers)
+    if context is not None and history <= len(context) and context[-history:] == messages[:-1]:
+        record["history"], record["message"] = history, messages[-1]
+    else:  # not a continuation of the stored parent: keep it whole, exactly as sent
+        record["messages"] = messages
+
+
+def _inflate_conversation(conversation: dict, answers: dict, root: Path) -> dict:
+    whole = {k: copy.deepcopy(v) for k, v in conversation.items() if k != "turns"}
+    contexts: dict[str, list] = {}
+    turns = []
+    for turn_id, record in (conversation.get("turns") or {}).items():
+        if not isinstance(record, dict):
+            continue
+        turn = copy.deepcopy(record)
+        parent = turn.get("parent")
+        if parent not in contexts:  # missing, later, or itself: never a loop when walked
+            parent = None
+        turn["id"], turn["parent"] = turn_id, parent
+        turn["messages"] = _messages_of(turn, contexts.get(parent, []))
+        for key in ("history", "message"):
+            turn.pop(key, None)
+        turn["generation"] = _inflate_generation(turn.get("generation"), answers)
+        for key in _PATH_KEYS:
+            turn[key] = _loaded_path(turn.get(key), root)
+        contexts[turn_id] = [*turn["messages"], _assistant(record, answers)]
+        turns.append(turn)
+    whole["turns"] = turns
+    if whole.get("head") not in contexts:
+        whole["head"] = None
+    return whole
+
+
+def _compact_entry(entry: dict, answers: dict, root: Path) -> dict:
+    record = copy.deepcopy(dict(entry))
+    if "generation" in record:
+        record["generation"] = _compact_generation(record["generation"], answers)
+    message = record.pop("assistant_message", None)
+    if isinstance(message, str):
+        record["assistant_answer"] = _put_answer(answers, message)
+    paths = record.get("paths")
+    if isinstance(paths, dict):
+        record["paths"] = {k: _stored_path(v, root) for k, v in paths.items()}
+    return record
+
+
+def _inflate_entry(entry: dict, answers: dict, root: Path) -> dict:
+    whole = copy.deepcopy(entry)
+    if "generation" in whole:
+        whole["generation"] = _inflate_generation(whole["generation"], answers)
+    digest = whole.pop("assistant_answer", None)
+    if isinstance(digest, str):
+        whole["assistant_message"] = answers.get(digest, "")
+    paths = whole.get("paths")
+    if isinstance(paths, dict):
+        whole["paths"] = {k: _loaded_path(v, root) for k, v in paths.items()}
+    return whole
+
+
+def _drop_unused_answers(store: dict) -> None:
+    used = {
+        (turn.get("generation") or {}).get("answer")
+        for conversation in store["conversations"].values()
+        for turn in (conversation.get("turns") or {}).values()
+        if isinstance(turn, dict)
+    }
+    for entry in store["cache"].values():
+        used.add((entry.get("generation") or {}).get("answer"))
+        used.add(entry.get("assistant_answer"))
+    store["answers"] = {k: v for k, v in store["answers"].items() if k in used}
+
+
+def _migrate_v1(data: dict, root: Path) -> dict[str, Any]:
+    """A version-1 store (turn lists with the full history each, absolute paths) as version 2."""
+    store = _empty()
+    store["pending"] = list(data.get("pending") or [])
+    store["usage"] = dict(data.get("usage") or {})
+    for key, entry in (data.get("cache") or {}).items():
+        if isinstance(entry, dict):
+            store["cache"][key] = _compact_entry(entry, store["answers"], root)
+    for name, old in (data.get("conversations") or {}).items():
+        if not isinstance(old, dict):
+            continue
+        turns: dict = {}
+        listed = [t for t in old.get("turns") or [] if isinstance(t, dict)]
+        for position, turn in enumerate(listed):
+            parent = turn.get("parent")
+            record = {k: v for k, v in turn.items() if k != "index"}
+            record["id"] = f"v1-{position}"
+            # Parents must come first: a turn naming itself or a later one had none.
+            record["parent"] = f"v1-{parent}" if isinstance(parent, int) and 0 <= parent < position else None
+            _put_turn(turns, record, store["answers"], root)
+        head = old.get("head")
+        store["conversations"][name] = {
+            **{k: v for k, v in old.items() if k not in ("turns", "head")},
+            "turns": turns,
+            "head": f"v1-{head}" if isinstance(head, int) and 0 <= head < len(listed) else None,
+        }
+    return store
+

@@ -185,7 +185,7 @@ def test_store_has_the_history_but_never_the_key(fast_simulator, tmp_path):
     text = conv.store.path.read_text()
     assert TEST_KEY not in text
     data = json.loads(text)
-    saved = data["conversations"]["default"]["turns"][0]
+    [saved] = data["conversations"]["default"]["turns"].values()
     assert saved["prompt"] == "a secretive cat" and saved["generation"]["sid"]
 
 

@@ -23,8 +23,9 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 def test_round_trip(tmp_path):
     store = NotebookStore(tmp_path / ".kki" / "nb.json")
-    turns = [{"index": 0, "prompt": "a cat", "status": "completed"}]
-    store.save_conversation("default", {"turns": turns, "head": 0})
+    turn = {"id": "t0", "prompt": "a cat", "status": "completed",
+            "messages": [{"role": "user", "content": "a cat"}], "generation": {"text": "done"}}
+    store.save_turns("default", [turn], head="t0", model="sora-2")
     store.cache_put("k1", {"generation": {"task_id": "task_1"}, "assistant_message": "done"})
     store.add_pending({"task_id": "task_2", "conversation": "default", "turn": 1})
     store.bump("paid_requests")
@@ -32,8 +33,10 @@ def test_round_trip(tmp_path):
 
     reopened = NotebookStore(tmp_path / ".kki" / "nb.json")
     conversation = reopened.load_conversation("default")
-    assert conversation["turns"] == turns
-    assert conversation["head"] == 0
+    [loaded] = conversation["turns"]
+    assert {k: loaded[k] for k in turn} == turn
+    assert loaded["parent"] is None
+    assert conversation["head"] == "t0" and conversation["model"] == "sora-2"
     assert conversation["created_at"] and conversation["updated_at"]
     assert reopened.conversation_names() == ["default"]
     assert reopened.cache_get("k1")["assistant_message"] == "done"
@@ -41,18 +44,22 @@ def test_round_trip(tmp_path):
     assert reopened.cache_get("missing") is None
     assert [t["task_id"] for t in reopened.pending()] == ["task_2"]
     assert reopened.usage() == {"paid_requests": 1, "cache_hits": 2}
-    assert json.loads((tmp_path / ".kki" / "nb.json").read_text())["version"] == 1
+    data = json.loads((tmp_path / ".kki" / "nb.json").read_text())
+    assert data["version"] == 2
+    assert list(data["answers"].values()) == ["done"]  # one answer, stored once
 
 
 def test_created_at_survives_updates_and_delete(tmp_path):
     store = NotebookStore(tmp_path / "s.json")
-    store.save_conversation("a", {"turns": []})
+    store.save_turns("a", [])
     created = store.load_conversation("a")["created_at"]
-    store.save_conversation("a", {"turns": [{"index": 0}]})
+    store.save_turns("a", [{"id": "0"}])
     assert store.load_conversation("a")["created_at"] == created
     assert store.delete_conversation("a") is True
     assert store.delete_conversation("a") is False
     assert store.load_conversation("a") is None
+    with pytest.raises(ValueError, match="'id'"):
+        store.save_turns("a", [{"prompt": "no id"}])
 
 
 def test_pending_is_keyed_by_task_id(tmp_path):
@@ -73,9 +80,9 @@ def test_pending_is_keyed_by_task_id(tmp_path):
 
 def test_load_returns_a_copy(tmp_path):
     store = NotebookStore(tmp_path / "s.json")
-    store.save_conversation("a", {"turns": [{"index": 0}]})
+    store.save_turns("a", [{"id": "0"}])
     snapshot = store.load()
-    snapshot["conversations"]["a"]["turns"].append({"index": 1})
+    snapshot["conversations"]["a"]["turns"]["1"] = {}
     assert len(store.load_conversation("a")["turns"]) == 1
 
 
@@ -158,7 +165,7 @@ def test_corrupt_file_is_moved_aside_with_a_warning(tmp_path):
     message = str(caught[0].message)
     assert str(path) in message and str(aside[0]) in message
     # The store keeps working on a fresh file.
-    store.save_conversation("b", {"turns": []})
+    store.save_turns("b", [])
     assert store.conversation_names() == ["b"]
 
 
@@ -191,10 +198,10 @@ class _FakeSecret:
 def test_the_key_is_never_written(tmp_path, secret):
     path = tmp_path / "nb.json"
     store = NotebookStore(path, secret=secret)
-    store.save_conversation("a", {"turns": [{"prompt": "fine"}]})
+    store.save_turns("a", [{"id": "0", "prompt": "fine"}])
     before = path.read_bytes()
     leaks = [
-        lambda: store.save_conversation("a", {"turns": [{"headers": f"Bearer {SECRET}"}]}),
+        lambda: store.save_turns("a", [{"id": "1", "headers": f"Bearer {SECRET}"}]),
         lambda: store.cache_put("k", {"assistant_message": "x", "paths": {"key": SECRET}}),
         lambda: store.add_pending({"task_id": "t", "auth": SECRET}),
         lambda: store.bump(SECRET),
@@ -211,7 +218,7 @@ def _hammer(path: str, worker: int, rounds: int) -> None:
     store = NotebookStore(path)
     for i in range(rounds):
         store.bump("paid_requests")
-        store.save_conversation(f"worker-{worker}", {"turns": [{"index": j} for j in range(i + 1)]})
+        store.save_turns(f"worker-{worker}", [{"id": str(i)}])
         store.cache_put(f"{worker}-{i}", {"assistant_message": str(i)})
 
 
@@ -238,13 +245,14 @@ CHILD = textwrap.dedent(
     from kki_widgets.store import NotebookStore
 
     store = NotebookStore(sys.argv[1])
-    turns = (store.load_conversation("film") or {"turns": []})["turns"]
+    n = len((store.load_conversation("film") or {"turns": []})["turns"])
     print("ready", flush=True)
     while True:
-        turns.append({"index": len(turns), "prompt": "shot %d" % len(turns), "pad": "x" * 2000})
-        store.save_conversation("film", {"turns": turns, "head": len(turns) - 1})
+        turn = {"id": "t%d" % n, "n": n, "prompt": "shot %d" % n, "pad": "x" * 2000}
+        store.save_turns("film", [turn], head=turn["id"])
         store.bump("paid_requests")
-        print(len(turns) - 1, flush=True)
+        print(n, flush=True)
+        n += 1
     """
 )
 
@@ -276,9 +284,9 @@ def test_kill_9_never_loses_a_committed_turn(tmp_path):
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # a corrupt file would warn: fail instead
             conversation = NotebookStore(path).load_conversation("film")
-        saved = {turn["index"] for turn in conversation["turns"]} if conversation else set()
+        saved = {turn["n"] for turn in conversation["turns"]} if conversation else set()
         assert committed <= saved, f"kill {kills}: lost turns {sorted(committed - saved)}"
-        assert [t["index"] for t in conversation["turns"]] == list(range(len(saved)))
+        assert [t["n"] for t in conversation["turns"]] == list(range(len(saved)))
 
     print(f"{kills} kills, {len(committed)} committed turns")
     assert kills >= 30, "the machine is too slow for a meaningful kill test"
