@@ -65,6 +65,7 @@ __all__ = [
 STORE_VERSION = 2
 STORE_DIRNAME = ".kki"
 DEFAULT_STORE_NAME = "default"
+NOTEBOOK_ENV = "KKI_NOTEBOOK"
 # Long enough for a slow network filesystem, short enough that a stuck kernel is reported.
 LOCK_TIMEOUT_SECONDS = 60.0
 _TEMP_PREFIX = ".tmp-"
@@ -103,7 +104,12 @@ def locate_notebook(user_ns: dict | None = None) -> Path | None:
       server root (or absolute). The kernel's cwd is the notebook's directory, so a relative path
       that does not exist from cwd is resolved as ``cwd / basename``.
     - VS Code puts ``__vsc_ipynb_file__`` into the IPython user namespace.
+    - ``KKI_NOTEBOOK`` names it explicitly (for headless runs: nbclient, nbconvert, papermill
+      start kernels in the notebook's folder but tell them nothing else).
     """
+    explicit = os.environ.get(NOTEBOOK_ENV, "").strip()
+    if explicit:
+        return Path(explicit).expanduser().absolute()
     session_name = os.environ.get("JPY_SESSION_NAME", "").strip()
     if session_name:
         candidate = Path(session_name).expanduser()
@@ -129,17 +135,49 @@ def locate_notebook(user_ns: dict | None = None) -> Path | None:
     return None
 
 
+def _in_kernel() -> bool:
+    """Whether this runs in a Jupyter kernel (not a script or a terminal IPython)."""
+    with contextlib.suppress(Exception):
+        from IPython import get_ipython
+
+        return getattr(get_ipython(), "kernel", None) is not None
+    return False
+
+
+_warned_unidentified: set[Path] = set()
+
+
+def _warn_unidentified(path: Path) -> None:
+    if path in _warned_unidentified:
+        return
+    _warned_unidentified.add(path)
+    warnings.warn(
+        "kki_widgets: this kernel cannot tell which notebook it runs (no JPY_SESSION_NAME: "
+        "nbclient, nbconvert --execute or papermill), so its conversations are kept in memory "
+        f"for this kernel only; the request cache in {path} is shared, so reruns still replay "
+        f"for free. To keep the conversation, set {NOTEBOOK_ENV}=<notebook path> for the run.",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+
+
 class NotebookStore:
     """The JSON store of one notebook. Every public method is safe across threads and processes."""
 
-    def __init__(self, path: str | os.PathLike, *, secret: Any = None):
+    def __init__(self, path: str | os.PathLike, *, secret: Any = None, private_conversations: bool = False):
+        """``private_conversations``: conversations live in this object only (an unidentified
+        notebook must not share them); the cache, pending tasks and counters still go to ``path``.
+        """
         self.path = Path(path)
         self._secret = secret
+        self._private = {"conversations": {}, "answers": {}} if private_conversations else None
+        self._private_lock = threading.RLock()
         self._lock = FileLock(str(self.path) + ".lock", timeout=LOCK_TIMEOUT_SECONDS)
         self._batch = threading.local()  # the state of an open batch(), per thread
 
     def __repr__(self) -> str:  # never shows the secret
-        return f"NotebookStore({str(self.path)!r})"
+        private = ", conversations kept in memory" if self._private is not None else ""
+        return f"NotebookStore({str(self.path)!r}{private})"
 
     @classmethod
     def for_notebook(
@@ -154,10 +192,18 @@ class NotebookStore:
 
         ``<notebook dir>/.kki/<notebook stem>.json``; outside a notebook
         ``<cwd>/.kki/<name or "default">.json``. ``name`` also overrides the notebook stem.
+        A kernel whose notebook cannot be identified (headless runs without ``KKI_NOTEBOOK``)
+        keeps its conversations to itself and shares only the request cache in default.json.
         """
         notebook = Path(notebook_path) if notebook_path is not None else locate_notebook(user_ns)
         if notebook is None:
-            return cls(Path.cwd() / STORE_DIRNAME / f"{name or DEFAULT_STORE_NAME}.json", secret=secret)
+            path = Path.cwd() / STORE_DIRNAME / f"{name or DEFAULT_STORE_NAME}.json"
+            if name is None and _in_kernel():
+                # A kernel that cannot tell its notebook (nbclient, nbconvert --execute,
+                # papermill): sharing default.json would mix notebooks' conversations.
+                _warn_unidentified(path)
+                return cls(path, secret=secret, private_conversations=True)
+            return cls(path, secret=secret)
         notebook = notebook.expanduser()
         return cls(notebook.parent / STORE_DIRNAME / f"{name or notebook.stem}.json", secret=secret)
 
@@ -173,7 +219,8 @@ class NotebookStore:
             return self._state_copy()
 
     def conversation_names(self) -> list[str]:
-        return sorted(self.load()["conversations"])
+        with self._conversations() as store:
+            return sorted(store["conversations"])
 
     def load_conversation(self, name: str) -> dict | None:
         """Conversation ``name`` with its turns in order, each whole again.
@@ -182,8 +229,7 @@ class NotebookStore:
         later or does not exist is dropped, so walking parents always ends), ``messages`` (the
         full history it sent), ``generation`` with its ``text``, and paths made absolute.
         """
-        with self._locked():
-            store = self._state()
+        with self._conversations() as store:
             conversation = store["conversations"].get(name)
             if conversation is None:
                 return None
@@ -244,7 +290,7 @@ class NotebookStore:
             conversation.update(copy.deepcopy(fields))
             conversation["updated_at"] = _now()
 
-        self._mutate(change)
+        self._mutate_conversations(change)
 
     def delete_conversation(self, name: str) -> bool:
         """Forget conversation ``name``; returns whether it existed."""
@@ -253,7 +299,7 @@ class NotebookStore:
         def change(store: dict) -> None:
             existed.append(store["conversations"].pop(name, None) is not None)
 
-        self._mutate(change)
+        self._mutate_conversations(change)
         return existed[0]
 
     @staticmethod
@@ -338,6 +384,23 @@ class NotebookStore:
                 f"{self._lock.lock_file} is a symbolic link (it may have come with a copied "
                 "folder); the store will not lock through it. Delete the link and run again."
             ) from None
+
+    @contextlib.contextmanager
+    def _conversations(self) -> Iterator[dict[str, Any]]:
+        """Where conversations live: the file (locked), or this object for private ones."""
+        if self._private is not None:
+            with self._private_lock:
+                yield self._private
+            return
+        with self._locked():
+            yield self._state()
+
+    def _mutate_conversations(self, change: Callable[[dict], None]) -> None:
+        if self._private is None:
+            self._mutate(change)
+            return
+        with self._private_lock:
+            change(self._private)
 
     def _state(self) -> dict[str, Any]:
         """The store as it is now (caller holds the lock); inside a batch, the batch's copy."""
