@@ -33,6 +33,7 @@ BENCHMARKS = [
     ("widget", "bench_widget.py", [], ["--quick"], 60),
     ("cold_start", "bench_cold_start.py", [], ["--quick"], 120),
     ("notebook", "bench_notebook.py", [], ["--quick"], 240),
+    ("store", "bench_store.py", [], ["--quick"], 300),
     ("simulator_capacity", "simulator_capacity.py", [], ["--streams", "20", "--distinct", "5"], 120),
 ]
 

@@ -459,7 +459,9 @@ class NotebookStore:
     def _write(self, store: dict) -> None:
         """Atomically replace the file (caller holds the lock)."""
         _drop_unused_answers(store)
-        text = json.dumps(store, ensure_ascii=False, indent=1)
+        # Compact, so json uses its C encoder: with indent it falls back to pure Python, which
+        # made one write of a 1,000-turn store cost seconds instead of milliseconds.
+        text = json.dumps(store, ensure_ascii=False, separators=(",", ":"))
         self._refuse_secret(text)
         directory = self.path.parent
         self._remove_orphaned_temp_files()
@@ -580,12 +582,13 @@ def _assistant(record: dict, answers: dict) -> dict:
 
 
 def _put_turn(turns: dict, turn: dict, answers: dict, root: Path) -> None:
-    record = copy.deepcopy(dict(turn))
+    # The history is only compared, rarely kept: do not copy it up front.
+    record = {key: copy.deepcopy(value) for key, value in turn.items() if key != "messages"}
     turn_id = record["id"]
     record["generation"] = _compact_generation(record.get("generation"), answers)
     for key in _PATH_KEYS:
         record[key] = _stored_path(record.get(key), root)
-    messages = record.pop("messages", None)
+    messages = turn.get("messages")
     if isinstance(messages, list) and messages:
         previous = turns.get(turn_id) or {}
         same_as_stored = (
@@ -599,20 +602,17 @@ def _put_turn(turns: dict, turn: dict, answers: dict, root: Path) -> None:
         else:
             _compact_messages(record, messages, turns, answers)
     elif messages is not None:
-        record["messages"] = messages
+        record["messages"] = copy.deepcopy(messages)
     turns[turn_id] = record
 
 
 def _compact_messages(record: dict, messages: list, turns: dict, answers: dict) -> None:
     history = len(messages) - 1
-    if history == 0:
-        record["history"], record["message"] = 0, messages[-1]
-        return
-    context = _context(turns, record.get("parent"), answers)
+    context = _context(turns, record.get("parent"), answers) if history else []
     if context is not None and history <= len(context) and context[-history:] == messages[:-1]:
-        record["history"], record["message"] = history, messages[-1]
+        record["history"], record["message"] = history, copy.deepcopy(messages[-1])
     else:  # not a continuation of the stored parent: keep it whole, exactly as sent
-        record["messages"] = messages
+        record["messages"] = copy.deepcopy(messages)
 
 
 def _inflate_conversation(conversation: dict, answers: dict, root: Path) -> dict:
