@@ -282,3 +282,43 @@ def test_an_unidentified_kernel_keeps_its_conversation_to_itself(tmp_path, monke
     # Named explicitly, the store is the notebook's own.
     monkeypatch.setenv("KKI_NOTEBOOK", str(tmp_path / "films" / "one.ipynb"))
     assert NotebookStore.for_notebook(None).path == tmp_path / "films" / ".kki" / "one.json"
+
+
+def test_headless_notebooks_in_one_folder_do_not_share_conversations(fast_simulator, tmp_path):
+    """nbclient (like nbconvert --execute and papermill) tells the kernel nothing but its cwd."""
+    import nbclient
+    import nbformat
+    from jupyter_client.manager import KernelManager
+
+    class VenvKernelManager(KernelManager):
+        def format_kernel_cmd(self, extra_arguments=None):
+            return [sys.executable, "-m", "ipykernel_launcher", "-f", self.connection_file]
+
+    def run(name: str, prompt: str) -> list[str]:
+        source = (
+            "from kki_widgets import Conversation\n"
+            "conv = Conversation(poll_interval=0.02)\n"
+            f"turn = conv.send({prompt!r})\n"
+            "print('TURNS', [t.prompt for t in conv.turns], turn.cached)"
+        )
+        notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
+        nbformat.write(notebook, tmp_path / name)
+        env = {**os.environ, "KKI_BASE_URL": fast_simulator.base_url, "KKI_API_KEY": TEST_KEY,
+               "PYTHONPATH": str(PROJECT_ROOT)}
+        env.pop("JPY_SESSION_NAME", None)
+        client = nbclient.NotebookClient(notebook, timeout=60, kernel_name="python3",
+                                         resources={"metadata": {"path": str(tmp_path)}})
+        client.kernel_manager_class = VenvKernelManager
+        client.execute(env=env)
+        outputs = notebook.cells[0].outputs
+        text = "".join(o.get("text", "") for o in outputs if o.get("name") == "stdout")
+        warned = "".join(o.get("text", "") for o in outputs if o.get("name") == "stderr")
+        assert "kept in memory for this kernel only" in warned
+        return text.split("TURNS ", 1)[1].strip()
+
+    assert run("one.ipynb", "notebook one's shot") == "[\"notebook one's shot\"] False"
+    assert run("two.ipynb", "notebook two's shot") == "[\"notebook two's shot\"] False"
+    before = len(fast_simulator.requests)
+    # A rerun of the first notebook replays from the shared request cache: no new generation.
+    assert run("one.ipynb", "notebook one's shot") == "[\"notebook one's shot\"] True"
+    assert len(fast_simulator.requests) == before
