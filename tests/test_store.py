@@ -264,7 +264,8 @@ def test_kill_9_never_loses_a_committed_turn(tmp_path):
     committed: set[int] = set()
     started = time.monotonic()
     kills = 0
-    while kills < 150 and time.monotonic() - started < 20:
+    # At least 30 kills however loaded the machine is (up to 60 s), more when it is fast.
+    while kills < 150 and (time.monotonic() - started < 20 or (kills < 30 and time.monotonic() - started < 60)):
         child = subprocess.Popen(
             [sys.executable, "-c", CHILD, str(path)],
             stdout=subprocess.PIPE,
