@@ -312,11 +312,11 @@ def download(
       up to ``retries`` times and then kept for the next call. Any other failure removes it.
     - At most ``max_bytes`` (default 1 GiB, ``KKI_MEDIA_MAX_BYTES``), checked from
       ``Content-Length`` and while streaming; all of it within ``deadline`` seconds (900).
-    - Verified before the rename: non-empty, as long as announced, and its magic bytes are
-      ``expected_type`` ("video", "image", "mp4", "webp", ...), else the URL's suffix, else any
-      supported video or image. The kept file's suffix follows its real type.
-    - ``client``: an ``httpx.Client`` to reuse; none of its headers (``Authorization``...) are
-      sent to the media host. Without one, connections are checked at connect time too.
+    - Verified before the rename: non-empty, as long as announced, magic bytes of
+      ``expected_type`` ("video", "image", "mp4", ...), else of the URL's suffix, else of any
+      supported media; the kept file's suffix follows its real type.
+    - ``client``: an ``httpx.Client`` to reuse (none of its headers reach the media host);
+      without one, every connection is also checked at connect time.
     """
     if urlsplit(url).scheme not in ("http", "https"):
         raise MediaRefusedError(f"refused to download {url!r}: only http(s) media links are fetched.")
