@@ -98,11 +98,17 @@ def kept_file(path: str | os.PathLike | None, media_dir: str | os.PathLike | Non
         return None
     try:
         candidate = Path(path)
-        folder = Path(media_dir).resolve()
         if candidate.is_symlink() or not candidate.is_file():
             return None
-        if candidate.resolve().parent != folder:  # also refuses a symlinked parent folder
+        if candidate.resolve().parent != Path(media_dir).resolve():
             return None
+        # Even inside the folder (itself perhaps a link to somewhere private), only media count.
+        if _SUFFIX_TYPES.get(candidate.suffix.lower()) is None:
+            return None
+        fd = os.open(candidate, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        with os.fdopen(fd, "rb") as handle:
+            if sniff(handle.read(64)) is None:
+                return None
     except (OSError, ValueError):
         return None
     return candidate

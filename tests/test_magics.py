@@ -267,7 +267,8 @@ def test_the_key_never_reaches_the_store(sim, new_shell, tmp_path):
     ip.run_line_magic("sora", "history")
     text = (tmp_path / ".kki" / "notebook.json").read_text()
     assert TEST_KEY not in text
-    assert json.loads(text)["conversations"]["default"]["turns"][0]["prompt"] == "a cat"
+    [turn] = json.loads(text)["conversations"]["default"]["turns"].values()  # turns by ID
+    assert turn["prompt"] == "a cat"
 
 
 def test_extension_loads_once_and_help_lists_options(new_shell):

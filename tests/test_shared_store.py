@@ -86,11 +86,19 @@ def test_a_tampered_store_is_neither_played_linked_nor_copied(fast_simulator, tm
     data = json.loads(path.read_text())
     [record] = data["conversations"]["default"]["turns"].values()
     [entry] = data["cache"].values()
+    # A media folder that is itself a link to somewhere private: only media files count there.
+    (tmp_path / "private").mkdir()
+    (tmp_path / "private" / "id_ed25519").write_text("-----BEGIN OPENSSH PRIVATE KEY-----")
+    (tmp_path / "private" / "id.mp4").write_text("-----BEGIN OPENSSH PRIVATE KEY-----")
     for target, (video, thumb) in {
         "/etc/passwd": ("/etc/passwd", "notes/.env"),
         "notes/.env": ("notes/.env", "../outside.png"),
         "link": (str(link), str(link)),
+        "not media": ("kki_media/id_ed25519", "kki_media/id.mp4"),
     }.items():
+        if target == "not media":
+            shutil.move(tmp_path / "kki_media", tmp_path / "old_media")
+            (tmp_path / "kki_media").symlink_to(tmp_path / "private")
         record["path"], record["thumbnail_path"] = video, thumb
         entry["paths"] = {"video": video, "thumbnail": thumb}
         path.write_text(json.dumps(data))
@@ -100,6 +108,7 @@ def test_a_tampered_store_is_neither_played_linked_nor_copied(fast_simulator, tm
         assert loaded.path is None and loaded.thumbnail_path is None, target
         html = loaded._repr_html_() + repr(loaded)
         assert "passwd" not in html and ".env" not in html and "looks-fine" not in html
+        assert "id_ed25519" not in html and "id.mp4" not in html
         assert loaded.playable_url == turn.generation.video_url  # the relay's link, not the file
         # The cache entry is used the same way: a replay never points at the planted path.
         reloaded.reset()
