@@ -822,14 +822,16 @@ class Conversation:
 
 
 def _saved_form(turn: Turn) -> tuple:
-    """What decides whether a turn must be written again.
-
-    Generations are immutable (an update is a new object), so comparing them is an identity check.
+    """What decides whether a turn must be written again: every field but its history (which never
+    changes) and its index (not stored). Generations are immutable (an update is a new object),
+    so comparing them is an identity check.
     """
-    return (
-        turn.generation, turn.status, turn.cached, turn.path, turn.thumbnail_path,
-        turn.error, turn.finished_at, turn.parent, turn.cache_key, turn.cell_id,
-    )
+    return (turn.generation, *(repr(getattr(turn, name)) for name in _FORM_FIELDS))
+
+
+_FORM_FIELDS = tuple(
+    f.name for f in dataclasses.fields(Turn) if f.name not in ("index", "messages", "generation")
+)
 
 
 def _str_or_none(path) -> str | None:
