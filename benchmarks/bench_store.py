@@ -21,7 +21,7 @@ from _common import emit, table
 
 from kki_widgets.session import Turn
 from kki_widgets.store import NotebookStore
-from kki_widgets.transcript import parse_transcript
+from kki_widgets.transcript import Generation
 
 ANSWER = """> task: {task}
 > progress: 0% … 35% … 70% … 100%
@@ -43,7 +43,14 @@ Your video is ready.
 def make_turn(n: int, previous: Turn | None) -> Turn:
     prompt = f"shot {n}: the camera drifts over a misty harbour at dawn, gulls, slow dolly"
     history = [*previous.messages, previous.assistant_message] if previous else []
-    generation = parse_transcript(ANSWER.format(task=f"task_{n:06d}"))
+    task = f"task_{n:06d}"
+    generation = Generation.from_dict({
+        "task_id": task, "status": "completed", "progress": 100, "sid": f"s_{task}",
+        "video_url": f"https://cdn.example.com/videos/{task}/video.mp4",
+        "thumbnail_url": f"https://cdn.example.com/videos/{task}/thumb.webp",
+        "raw_url": f"https://relay.example.com/v1/tasks/{task}/raw",
+        "text": ANSWER.format(task=task),
+    })
     return Turn(index=n, prompt=prompt, options={"model": "sora-2"},
                 parent=previous.index if previous else None, generation=generation,
                 status="completed", messages=[*history, {"role": "user", "content": prompt}],
