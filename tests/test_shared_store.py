@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from kki_testing import TEST_KEY
 
-from kki_widgets import Conversation, NotebookStore
-from kki_widgets.store import StoreError
+from kki_widgets import Conversation
+from kki_widgets.store import NotebookStore, StoreError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,7 +29,8 @@ WRITER = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from kki_widgets import Conversation, NotebookStore
+    from kki_widgets import Conversation
+    from kki_widgets.store import NotebookStore
 
     base_url, key, folder, who = sys.argv[1:5]
     store = NotebookStore(Path(folder) / ".kki" / "notebook.json", secret=key)
