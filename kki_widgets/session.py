@@ -131,17 +131,6 @@ class Turn:
         url = relative_media_url(self.thumbnail_path) or self.generation.thumbnail_url
         return url if url and url.startswith(("./", "http://", "https://")) else None
 
-    def video_html(self, attributes: str = 'controls width="320"') -> str:
-        """A `<video>` tag for a completed turn (escaped), or "" when there is nothing to play."""
-        import html
-
-        src = self.playable_url if self.status == "completed" else None
-        if not src:
-            return ""
-        poster = self.poster_url
-        poster_attr = f' poster="{html.escape(poster, quote=True)}"' if poster else ""
-        return f'<video {attributes} src="{html.escape(src, quote=True)}"{poster_attr}></video>'
-
     def __repr__(self) -> str:
         # The local copy relative to the notebook: a saved notebook must not carry home paths.
         where = self.playable_url or self.error or ""
@@ -149,22 +138,9 @@ class Turn:
         return f"<Turn {self.index} {self.status}{cached}: {self.prompt[:40]!r} {where}>"
 
     def _repr_html_(self) -> str:
-        import html
+        from .views import turn_html  # presentation lives in one renderer (kki_widgets.views)
 
-        status = html.escape(self.status)
-        prompt = html.escape(self.prompt)
-        parts = [f"<div><b>Turn {self.index}</b> · {status}: {prompt}</div>"]
-        video = self.video_html()
-        if video:
-            safe = html.escape(self.playable_url, quote=True)
-            parts.append(
-                f'{video}<div><a href="{safe}" target="_blank" rel="noopener noreferrer">{safe}</a></div>'
-            )
-        if self.error:
-            parts.append(f"<div>{html.escape(self.error)}</div>")
-        for warning in self.warnings:
-            parts.append(f'<div style="color:#8a5300">⚠ {html.escape(str(warning))}</div>')
-        return "".join(parts)
+        return turn_html(self)
 
 
 class TurnHandle:
@@ -332,6 +308,8 @@ class Conversation:
                     raise ConfigurationError(
                         f"turn {turn_index} is {turn.status}: only a completed video can be remixed"
                     )
+            if turn_index == self._head:
+                return  # nothing changes: no store write (a new VideoChat() writes nothing)
             self._head = turn_index
             self._persist()
 
@@ -387,16 +365,17 @@ class Conversation:
                 f"unknown option(s) {', '.join(sorted(unknown))}: use model, orientation, "
                 "duration or images"
             )
-        chosen = {
-            "model": options.get("model") or self.model,
-            "orientation": options.get("orientation") or self.orientation,
-            "duration": options.get("duration") or self.duration,
-        }
         images = options.get("images")
         with self._lock:
             parent_index = self._head if parent is _HEAD else parent
-            if parent_index is not None:
-                self._turn(parent_index)
+            inherited = self._turn(parent_index).options if parent_index is not None else {}
+            # Explicit options win; a remix continues its parent's model, orientation and length;
+            # a new video takes the conversation's defaults.
+            chosen = {
+                "model": options.get("model") or inherited.get("model") or self.model,
+                "orientation": options.get("orientation") or inherited.get("orientation") or self.orientation,
+                "duration": options.get("duration") or inherited.get("duration") or self.duration,
+            }
             messages = normalize_messages(
                 [*self._history(parent_index), {"role": "user", "content": prompt}], images
             )

@@ -145,6 +145,10 @@ class NotebookStore:
     # ----------------------------------------------------------------------------- reading
     def load(self) -> dict[str, Any]:
         """A snapshot of the whole store (a copy: changing it changes nothing on disk)."""
+        if not self.path.exists():
+            # Reading a store that does not exist yet must not create it (nor .kki/ and a lock
+            # file): a VideoChat() that is never used leaves the folder as it was.
+            return _empty()
         with self._locked():
             return self._read()
 

@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import time
 from typing import Any
+from unittest import mock
 
 import pytest
 
@@ -375,12 +376,20 @@ def test_static_fallback_is_escaped_html_next_to_the_widget_view():
         return chat
 
     chat = asyncio.run(main())
-    data, _metadata = chat._repr_mimebundle_()
-    assert "application/vnd.jupyter.widget-view+json" in data
-    fallback = data["text/html"]
-    assert '<video controls preload="metadata"' in fallback
-    assert '<source src="https://cdn.example/v.mp4" type="video/mp4">' in fallback
-    assert "<script>" not in fallback and "&lt;script&gt;" in fallback
+    shown = []
+    with mock.patch("IPython.display.display", lambda obj, **kw: shown.append((obj, kw))):
+        chat._ipython_display_()
+    # Two outputs: the widget view without text/html (nbconvert would prefer the view and drop
+    # the HTML of the same bundle), then the static twin on its own, under a display id.
+    view, fallback = shown
+    assert "application/vnd.jupyter.widget-view+json" in view[0] and view[1]["raw"]
+    assert "text/html" not in view[0]
+    html_text = fallback[0]._repr_html_()
+    assert fallback[1]["display_id"] == chat._fallback_id
+    assert 'class="kki-chat-fallback"' in html_text
+    # <video src>, never a <source>-only player: JupyterLab's untrusted view strips <source src>.
+    assert 'src="https://cdn.example/v.mp4"' in html_text and "<source" not in html_text
+    assert "<script>" not in html_text and "&lt;script&gt;" in html_text
 
 
 def test_static_fallback_prefers_the_local_copy_next_to_the_notebook(tmp_path, monkeypatch):
@@ -397,10 +406,10 @@ def test_static_fallback_prefers_the_local_copy_next_to_the_notebook(tmp_path, m
         chat.refresh()
         return chat
 
-    fallback = asyncio.run(main())._repr_mimebundle_()[0]["text/html"]
-    assert fallback.index('src="./kki_media/a%20b.mp4"') < fallback.index(
-        'src="https://cdn.example/v.mp4"'
-    )
+    fallback = asyncio.run(main())._static_html()
+    assert '<video class="kki-card-video"' in fallback
+    assert 'src="./kki_media/a%20b.mp4"' in fallback
+    assert "cdn.example/v.mp4" not in fallback.split("<video", 1)[1].split(">", 1)[0]
 
 
 def test_a_new_view_gets_every_turn_from_the_traits():
