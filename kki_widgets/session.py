@@ -485,6 +485,86 @@ class Conversation:
         future = submit(self._drive(turn, self._stream(turn, chosen)))
         return TurnHandle(turn, future, background_loop())
 
+    # -- many prompts at once ------------------------------------------------------------------
+
+    async def abatch(
+        self,
+        prompts,
+        *,
+        concurrency: int = 3,
+        parent: int | None = None,
+        progress: bool = True,
+        **options,
+    ):
+        """Generate one clip per prompt, at most `concurrency` at a time; a `Gallery` of turns.
+
+        Each prompt starts a new video (`parent=None`) unless `parent=i` makes every clip a remix
+        of turn i. Options apply to all. A failed clip does not stop the others: its turn says
+        what went wrong. In a notebook, `progress` shows a live "n / N clips ready" line.
+        """
+        prompts = self._batch_prompts(prompts, concurrency)
+        counter = _counter(len(prompts)) if progress else None
+        if counter is not None:
+            counter.update([])
+        return await self._abatch(prompts, concurrency, parent, options, counter.update if counter else None)
+
+    def batch(self, prompts, *, concurrency: int = 3, parent: int | None = None, progress: bool = True, **options):
+        """Blocking `abatch`: the clips run on the private loop; this thread draws the counter.
+
+        (A notebook records only output sent while its cell runs, from the cell itself.)
+        """
+        prompts = self._batch_prompts(prompts, concurrency)
+        counter = _counter(len(prompts)) if progress else None
+        finished: list[Turn] = []
+        future = submit(
+            self._abatch(prompts, concurrency, parent, options, lambda turns: finished.__setitem__(slice(None), turns))
+        )
+        try:
+            while True:
+                if counter is not None:
+                    counter.update(list(finished))
+                try:
+                    gallery = future.result(timeout=0.2)
+                    break
+                except concurrent.futures.TimeoutError:
+                    continue
+        except KeyboardInterrupt:
+            future.cancel()
+            raise
+        if counter is not None:
+            counter.update(gallery)
+        return gallery
+
+    @staticmethod
+    def _batch_prompts(prompts, concurrency: int) -> list[str]:
+        if isinstance(prompts, str):
+            raise ConfigurationError("batch() takes a list of prompts, not one string: batch([prompt])")
+        prompts = list(prompts)
+        empty = [i for i, p in enumerate(prompts) if not isinstance(p, str) or not p.strip()]
+        if empty or not prompts:
+            raise ConfigurationError(
+                f"prompt(s) {empty} are empty: every prompt must describe a video" if empty
+                else "batch() needs at least one prompt"
+            )
+        if not isinstance(concurrency, int) or concurrency < 1:
+            raise ConfigurationError(f"concurrency={concurrency!r}: give a whole number of at least 1")
+        return prompts
+
+    async def _abatch(self, prompts: list[str], concurrency: int, parent, options: dict, on_update):
+        from .views import Gallery
+
+        limit = asyncio.Semaphore(concurrency)
+        turns: list[Turn | None] = [None] * len(prompts)
+
+        async def one(position: int, prompt: str) -> None:
+            async with limit:
+                turns[position] = await self.asend(prompt, parent=parent, **options)
+            if on_update is not None:
+                on_update([t for t in turns if t is not None])
+
+        await asyncio.gather(*(one(i, p) for i, p in enumerate(prompts)))
+        return Gallery(turns)
+
     def _replay(self, turn: Turn) -> Turn | None:
         """An identical earlier request: reuse its turn or the store's cached answer."""
         if turn.cache_key is None:
@@ -755,6 +835,12 @@ class Conversation:
             self.store.save_conversation(self.name, data)
         except Exception as error:
             log.warning("could not save conversation %r: %s", self.name, error)
+
+
+def _counter(total: int):
+    from .views import Counter  # presentation: a live line in a notebook, nothing elsewhere
+
+    return Counter(total)
 
 
 def _keep_history(previous: Generation, followed: Generation) -> Generation:

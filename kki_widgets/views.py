@@ -310,7 +310,7 @@ class Gallery(list):
         return batch_summary(self, len(self)) + "\n" + "\n".join(turn_text(t) for t in self)
 
     def _repr_html_(self) -> str:
-        return f"<p><b>{html.escape(batch_summary(self, len(self)))}</b></p>{gallery_html(self)}"
+        return gallery_html(self)  # the batch's live counter already says how many are ready
 
 
 class Counter:
