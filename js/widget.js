@@ -259,10 +259,9 @@ class MediaSources {
   }
 
   advance() {
-    if (this.position + 1 >= this.list.length) {
-      this.position = this.list.length;
-      return false;
-    }
+    // The last candidate stays the source when it fails too: a broken player with its link is
+    // more honest than an empty box (and the kernel's bytes, if they come, replace it).
+    if (this.position + 1 >= this.list.length) return false;
     this.position += 1;
     return true;
   }
