@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import time
 from typing import Any
 from unittest import mock
@@ -25,9 +26,11 @@ class FakeComm:
 
     def __init__(self) -> None:
         self.sent: list[dict] = []
+        self.buffers: list[list] = []
 
     def send(self, data=None, buffers=None, **_: Any) -> None:
         self.sent.append(data)
+        self.buffers.append(list(buffers or []))
 
     def on_msg(self, callback) -> None:
         self.callback = callback
@@ -514,3 +517,43 @@ def test_blocking_result_from_plain_code(sim):
         time.sleep(0.02)
     assert chat.turn_data[0]["status"] == "completed" and chat.busy is False
     assert comm.turn_updates()[-1][0]["status"] == "completed"
+
+
+def test_a_remix_keeps_its_parents_settings_and_the_pickers_follow_the_head(sim, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+    async def main():
+        chat = VideoChat(base_url=sim.base_url, api_key="sim-test-key", store=None, media_dir=tmp_path / "kki_media")
+        attach(chat)
+        first = await chat.send("a lighthouse", orientation="landscape", model="veo3")
+        # The pickers now show what the next prompt continues: the head's settings.
+        assert (chat.model, chat.orientation) == ("veo3", "landscape")
+        second = await chat.send("at night")
+        branch = await chat.remix(first.index, "in fog")  # from Python: the parent's settings
+        return chat, first, second, branch
+
+    chat, first, second, branch = asyncio.run(main())
+    assert second.options["orientation"] == "landscape" and second.options["model"] == "veo3"
+    assert branch.parent == first.index and branch.options["orientation"] == "landscape"
+    assert sim.requests[-1]["orientation"] == "landscape"
+    # A saved notebook keeps the relative copy and no loopback URL of the finished turns.
+    state = json.dumps(chat.get_state()["turn_data"])
+    assert "127.0.0.1" not in state and str(tmp_path) not in state and "./kki_media/" in state
+
+
+def test_the_bytes_of_a_local_copy_travel_over_the_comm_on_request(sim, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+    async def main():
+        chat = VideoChat(base_url=sim.base_url, api_key="sim-test-key", store=None, media_dir=tmp_path / "kki_media")
+        comm = attach(chat)
+        turn = await chat.send("a kite")
+        from_js(chat, {"type": "media", "id": "m1", "index": turn.index, "kind": "video"})
+        return turn, comm
+
+    turn, comm = asyncio.run(main())
+    replies = [(m["content"], b) for m, b in zip(comm.sent, comm.buffers, strict=True) if m.get("method") == "custom"]
+    media = [(c, b) for c, b in replies if c.get("type") == "media"]
+    assert media and media[0][0]["mime"] == "video/mp4" and media[0][0]["id"] == "m1"
+    with open(turn.path, "rb") as file:
+        assert bytes(media[0][1][0]) == file.read()

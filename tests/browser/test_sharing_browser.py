@@ -200,3 +200,15 @@ def test_sora_cells_show_one_card_with_its_poster_in_jupyterlab(executed, lab, p
     assert page.locator(".kki-card").count() == len(sora_cells)
     # The cell's value (the Turn) is not drawn a second time.
     assert json.dumps(notebook.cells[-1].outputs).count("kki-card") == 0
+
+
+def test_batch_gallery_plays_untrusted_in_jupyterlab(executed, lab, page):
+    target = _copy_to_lab(executed, lab, "batch", "batch-u.ipynb", trusted=False)
+    results = _visible_videos_play(lab, page, target)
+    _shoot(page, "lab-batch-untrusted")
+    # The gallery and its counter: 8 cards (one per prompt), every clip plays, every poster shows.
+    _assert_all_play(results, target, at_least=8)
+    assert page.locator(".kki-gallery .kki-card").count() == 8
+    assert "8 / 8 clips ready" in page.locator(".jp-OutputArea-output").all_inner_texts().__str__()
+    posters = page.evaluate(POSTERS)
+    assert len(posters) >= 8 and all(p["loaded"] for p in posters), posters
