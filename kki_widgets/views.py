@@ -46,7 +46,7 @@ FINISHED = frozenset({"completed", "failed", "cancelled"})
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1", "0.0.0.0"})
 _CARD_STYLE = (
     "border:1px solid rgba(128,128,128,.35);border-radius:6px;padding:8px 10px;margin:4px 0;"
-    "max-width:660px;font-size:13px;line-height:1.4"
+    "max-width:660px;font-size:13px;line-height:1.4;overflow-wrap:anywhere"
 )
 _VIDEO_STYLE = "display:block;max-width:100%;max-height:420px;margin-top:6px;border-radius:4px"
 _POSTER_STYLE = "height:56px;width:auto;border-radius:4px;flex:none"
