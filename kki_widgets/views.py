@@ -131,6 +131,11 @@ def compact_line(turn: Any) -> str:
     return " · ".join(bits)
 
 
+def _prompt(turn: Any) -> str:
+    """The prompt as sent (with the words a relay profile added): what was paid for."""
+    return str(getattr(turn, "sent_prompt", None) or getattr(turn, "prompt", "") or "")
+
+
 def _warnings(turn: Any) -> list[str]:
     return [str(w) for w in (getattr(turn, "warnings", None) or ()) if w]
 
@@ -143,7 +148,7 @@ def _error(turn: Any) -> str | None:
 
 def turn_text(turn: Any) -> str:
     """The card's plain-text twin (terminals, logs, `text/plain`)."""
-    lines = [f"[turn {getattr(turn, 'index', '?')}] {getattr(turn, 'prompt', '')}"]
+    lines = [f"[turn {getattr(turn, 'index', '?')}] {_prompt(turn)}"]
     lines.append(f"  {compact_line(turn)}")
     src = video_src(turn)
     if src:
@@ -168,7 +173,7 @@ def turn_html(turn: Any, *, video: bool = True) -> str:
     if poster:
         head.append(f'<img class="kki-poster" src="{_attr(poster)}" alt="thumbnail" style="{_POSTER_STYLE}">')
     info = [
-        f'<div class="kki-card-prompt"><b>{html.escape(str(getattr(turn, "prompt", "")))}</b></div>',
+        f'<div class="kki-card-prompt"><b>{html.escape(_prompt(turn))}</b></div>',
         f'<div class="kki-card-line" style="opacity:.75">#{index} · {html.escape(compact_line(turn))}</div>',
     ]
     if status in ("queued", "generating"):

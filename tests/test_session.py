@@ -216,7 +216,9 @@ def test_a_remix_continues_its_parents_options_unless_told_otherwise(fast_simula
     remix = conv.send("now at night")
     assert remix.parent == first.index
     assert remix.options == {"model": "veo3", "orientation": "landscape", "duration": 15}
-    assert fast_simulator.requests[-1]["orientation"] == "landscape"
+    # The relay hears the inherited settings (the default profile says them in words).
+    assert "landscape" in fast_simulator.requests[-1]["messages"][-1]["content"]
+    assert "15 seconds" in fast_simulator.requests[-1]["messages"][-1]["content"]
     assert fast_simulator.requests[-1]["model"] == "veo3"
     told = conv.send("and in fog", orientation="portrait")
     assert told.options == {"model": "veo3", "orientation": "portrait", "duration": 15}
