@@ -25,7 +25,9 @@
  * @property {string | null} thumbnail_url
  * @property {string | null} video_url
  * @property {string | null} download_url
- * @property {string | null} local_url   copy next to the notebook, relative to it (static fallback)
+ * @property {string | null} local_url   copy next to the notebook, relative to it ("./kki_media/…")
+ * @property {string | null} local_thumbnail_url
+ * @property {string[]} [warnings]
  * @property {string | null} error
  * @property {boolean} cached
  * @property {number | null} created_at
@@ -100,6 +102,73 @@ export function safeUrl(raw) {
 }
 
 /**
+ * A notebook-relative media path from Python ("./kki_media/clip.mp4"), or null.
+ * Only "./" paths without ".." segments, backslashes or a scheme: they can only name files in
+ * the notebook's own folder tree.
+ * @param {unknown} raw
+ * @returns {string | null}
+ */
+export function safeLocalPath(raw) {
+  if (typeof raw !== "string" || !raw.startsWith("./")) return null;
+  // eslint-disable-next-line no-control-regex
+  if (/[\\\u0000-\u001f\u007f?#]/.test(raw) || raw.includes(":")) return null;
+  if (raw.split("/").some((part) => part === ".." || part === "")) return null;
+  return raw;
+}
+
+/** The server's base URL from the page's config (JupyterLab and Notebook 7), "/" otherwise. */
+function pageBaseUrl() {
+  try {
+    const node = document.getElementById("jupyter-config-data");
+    const base = node ? JSON.parse(node.textContent || "{}").baseUrl : null;
+    if (typeof base === "string" && base.startsWith("/")) return base.endsWith("/") ? base : `${base}/`;
+  } catch {
+    // no page config: not a Jupyter page
+  }
+  return "/";
+}
+
+/**
+ * The notebook's path on the server ("dir/nb.ipynb"), or null when unknown.
+ * JupyterLab: the tab of the panel holding this widget says "Path: dir/nb.ipynb" (the page URL
+ * names only the *active* document). Notebook 7 and a single JupyterLab tab: the page URL.
+ * @param {HTMLElement} el
+ * @returns {string | null}
+ */
+function notebookPath(el) {
+  const panel = el.closest(".jp-NotebookPanel");
+  if (panel && panel.id) {
+    const tab = document.querySelector(`.lm-TabBar-tab[data-id="${CSS.escape(panel.id)}"]`);
+    const match = tab && /(?:^|\n)Path: ([^\n]+)/.exec(tab.getAttribute("title") || "");
+    if (match) return match[1].trim();
+  }
+  const base = pageBaseUrl();
+  const path = decodeURIComponent(location.pathname);
+  const rest = path.startsWith(base) ? path.slice(base.length) : path.replace(/^\//, "");
+  const match = /^(?:(?:lab|doc)(?:\/workspaces\/[^/]+)?\/tree|notebooks)\/(.+\.ipynb)$/.exec(rest);
+  return match ? match[1] : null;
+}
+
+/**
+ * Where this page can load a file next to the notebook, or null.
+ * - an exported HTML file (file://) or any page without a Jupyter server: the relative path,
+ *   which the browser resolves against the page, i.e. next to the exported notebook;
+ * - JupyterLab / Notebook 7: the server's /files/ route in the notebook's folder.
+ * @param {string} local "./kki_media/clip.mp4"
+ * @param {HTMLElement} el
+ * @returns {string | null}
+ */
+export function resolveLocal(local, el) {
+  const safe = safeLocalPath(local);
+  if (!safe) return null;
+  if (!document.getElementById("jupyter-config-data")) return safe;
+  const notebook = notebookPath(el);
+  if (notebook === null) return null;
+  const folder = notebook.split("/").slice(0, -1).filter(Boolean).map(encodeURIComponent);
+  return `${pageBaseUrl()}files/${[...folder, safe.slice(2)].join("/")}`;
+}
+
+/**
  * createElement with a class list and text; attributes are set one by one so nothing is parsed.
  * @param {string} tag
  * @param {string} [className]
@@ -170,6 +239,44 @@ function turnKey(turn) {
   return `${turn.index}:${turn.created_at ?? ""}`;
 }
 
+/** Candidate URLs for one medium: the current one, and a blob: URL once bytes arrived. */
+class MediaSources {
+  constructor() {
+    /** @type {string[]} */
+    this.list = [];
+    this.position = 0;
+    /** @type {string | null} */
+    this.blob = null;
+    this.asked = false;
+  }
+
+  /** @param {string[]} list  restarts from the first candidate only when the list changed */
+  set(list) {
+    if (list.length === this.list.length && list.every((u, i) => u === this.list[i])) return;
+    this.list = list;
+    this.position = 0;
+    this.asked = false;
+  }
+
+  advance() {
+    // The last candidate stays the source when it fails too: a broken player with its link is
+    // more honest than an empty box (and the kernel's bytes, if they come, replace it).
+    if (this.position + 1 >= this.list.length) return false;
+    this.position += 1;
+    return true;
+  }
+
+  current() {
+    return this.blob ?? this.list[this.position] ?? null;
+  }
+
+  /** @param {string | null} url */
+  setBlob(url) {
+    if (this.blob) URL.revokeObjectURL(this.blob);
+    this.blob = url;
+  }
+}
+
 /**
  * The DOM of one turn, updated in place so a playing video is not reset by progress updates of
  * other turns.
@@ -177,10 +284,14 @@ function turnKey(turn) {
 class TurnView {
   /**
    * @param {(msg: Record<string, unknown>) => void} send
-   * @param {(index: number) => void} onRemix
+   * @param {(turn: TurnState) => void} onRemix
+   * @param {(local: string) => string | null} resolve  a notebook-relative path to a URL here
    */
-  constructor(send, onRemix) {
+  constructor(send, onRemix, resolve) {
     this.send = send;
+    this.resolve = resolve;
+    /** Candidate URLs per medium, tried in order; `error` moves to the next one. */
+    this.sources = { video: new MediaSources(), thumbnail: new MediaSources() };
     this.maxProgress = 0;
     /** @type {TurnState | null} */
     this.turn = null;
@@ -256,8 +367,12 @@ class TurnView {
       this.send({ type: "retry", index: this.turn.index });
     });
     this.remixBtn.addEventListener("click", () => {
-      if (this.turn) onRemix(this.turn.index);
+      if (this.turn) onRemix(this.turn);
     });
+    // A source that does not load (the kernel's relay is gone, the folder is not served) gives
+    // way to the next candidate; the last resort asks the kernel for the bytes.
+    this.video.addEventListener("error", () => this.nextSource("video"));
+    this.thumb.addEventListener("error", () => this.nextSource("thumbnail"));
 
     this.root.append(
       head, this.sent, meta, this.bar, links, this.media, this.warnings, this.notices, this.error, actions
@@ -309,19 +424,15 @@ class TurnView {
     if (setHref(this.preview, turn.preview_url)) notices.push("Unsafe link removed (preview).");
     if (setHref(this.raw, turn.raw_url)) notices.push("Unsafe link removed (raw data).");
 
-    const poster = safeUrl(turn.thumbnail_url);
-    if (turn.thumbnail_url && !poster) notices.push("Unsafe link removed (thumbnail).");
-    const video = turn.status === "completed" ? safeUrl(turn.video_url) : null;
+    if (turn.thumbnail_url && !safeUrl(turn.thumbnail_url)) notices.push("Unsafe link removed (thumbnail).");
     if (turn.video_url && !safeUrl(turn.video_url)) notices.push("Unsafe link removed (video).");
-    setMediaAttr(this.video, "poster", poster);
-    setMediaAttr(this.video, "src", video);
-    this.video.hidden = !video;
-    // Before the video exists the thumbnail (if any) stands in for it.
-    setMediaAttr(this.thumb, "src", video ? null : poster);
-    this.thumb.hidden = Boolean(video) || !poster;
-    this.media.hidden = !video && !poster;
+    const completed = turn.status === "completed";
+    this.sources.video.set(completed ? this.candidates(turn.local_url, turn.video_url) : []);
+    this.sources.thumbnail.set(this.candidates(turn.local_thumbnail_url, turn.thumbnail_url));
+    this.showMedia();
 
-    const download = turn.download_url ?? turn.video_url;
+    const local = completed ? this.candidates(turn.local_url, null)[0] : null;
+    const download = local ?? turn.download_url ?? turn.video_url;
     const dropped = setHref(this.download, turn.status === "completed" ? download : null);
     if (dropped && download !== turn.video_url) notices.push("Unsafe link removed (download).");
 
@@ -343,6 +454,64 @@ class TurnView {
     this.retryBtn.hidden = !retryable;
     if (retryable) this.retryBtn.disabled = false;
     this.remixBtn.hidden = turn.status !== "completed";
+  }
+
+  /**
+   * The copy next to the notebook first (it outlives the relay's links and the kernel), then the
+   * relay's URL.
+   * @param {string | null | undefined} local
+   * @param {string | null | undefined} remote
+   * @returns {string[]}
+   */
+  candidates(local, remote) {
+    const list = [];
+    const resolved = local ? this.resolve(local) : null;
+    if (resolved) list.push(resolved);
+    const url = safeUrl(remote);
+    if (url && !list.includes(url)) list.push(url);
+    return list;
+  }
+
+  /** @param {"video" | "thumbnail"} kind */
+  nextSource(kind) {
+    const sources = this.sources[kind];
+    if (sources.blob) return; // the kernel's own bytes failed to play: nothing left to try
+    if (sources.advance()) {
+      this.showMedia();
+    } else if (this.turn && !sources.asked && (kind === "thumbnail" || this.turn.status === "completed")) {
+      sources.asked = true;
+      this.send({ type: "media", index: this.turn.index, kind });
+    }
+  }
+
+  /**
+   * The kernel sent the file itself (no URL worked here).
+   * @param {"video" | "thumbnail"} kind
+   * @param {ArrayBuffer | DataView} bytes
+   * @param {string} mime
+   */
+  setBytes(kind, bytes, mime) {
+    const sources = this.sources[kind];
+    sources.setBlob(URL.createObjectURL(new Blob([bytes], { type: mime })));
+    this.showMedia();
+  }
+
+  showMedia() {
+    const video = this.sources.video.current();
+    const poster = this.sources.thumbnail.current();
+    setMediaAttr(this.video, "poster", poster);
+    setMediaAttr(this.video, "src", video);
+    this.video.hidden = !video;
+    // Before the video exists the thumbnail (if any) stands in for it.
+    setMediaAttr(this.thumb, "src", video ? null : poster);
+    this.thumb.hidden = Boolean(video) || !poster;
+    this.media.hidden = !video && !poster;
+  }
+
+  dispose() {
+    this.video.pause();
+    this.sources.video.setBlob(null);
+    this.sources.thumbnail.setBlob(null);
   }
 
   updateElapsed() {
@@ -444,17 +613,31 @@ function render({ model, el }) {
       seen.add(key);
       let view = views.get(key);
       if (!view) {
-        view = new TurnView(send, (index) => {
-          remixFrom = index;
-          renderComposer();
-          input.focus();
-        });
+        view = new TurnView(
+          send,
+          (parent) => {
+            remixFrom = parent.index;
+            // A remix continues its parent's settings: the pickers show them (and can change them).
+            if (parent.model) m.set("model", parent.model);
+            if (parent.orientation) m.set("orientation", parent.orientation);
+            m.set("duration", parent.duration ?? null);
+            m.save_changes();
+            renderComposer();
+            input.focus();
+          },
+          (local) => resolveLocal(local, el),
+        );
         views.set(key, view);
       }
       view.update(turn);
       nodes.push(view.root);
     }
-    for (const key of [...views.keys()]) if (!seen.has(key)) views.delete(key);
+    for (const [key, view] of [...views.entries()]) {
+      if (!seen.has(key)) {
+        view.dispose();
+        views.delete(key);
+      }
+    }
     // replaceChildren moves existing nodes (a playing <video> keeps playing when it stays).
     const same = nodes.length === list.children.length && nodes.every((n, i) => list.children[i] === n);
     if (!same) list.replaceChildren(...nodes);
@@ -558,9 +741,19 @@ function render({ model, el }) {
     renderComposer();
   };
 
-  /** @param {any} msg */
-  const onCustom = (msg) => {
+  /**
+   * @param {any} msg
+   * @param {(ArrayBuffer | DataView)[]} [buffers]
+   */
+  const onCustom = (msg, buffers) => {
     if (!msg || typeof msg !== "object") return;
+    if (msg.type === "media" && buffers && buffers.length && (msg.kind === "video" || msg.kind === "thumbnail")) {
+      const mime = msg.kind === "video" ? "video/mp4" : "image/webp";
+      for (const view of views.values()) {
+        if (view.turn && view.turn.index === msg.index) view.setBytes(msg.kind, buffers[0], mime);
+      }
+      return;
+    }
     if (msg.type === "error") {
       errorText.textContent = String(msg.error ?? "Something went wrong.");
       errorBox.hidden = false;
@@ -613,7 +806,7 @@ function render({ model, el }) {
     }
     m.off("msg:custom", onCustom);
     // Stop downloading/playing media of a view that is gone.
-    for (const view of views.values()) view.video.pause();
+    for (const view of views.values()) view.dispose();
     views.clear();
   };
 }

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import html
 import os
 import shlex
 import string
@@ -40,12 +39,15 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
-from IPython.display import display
 from traitlets import Bool, Enum, Int, Unicode
 
 from .errors import ConfigurationError
+from .views import LiveCard, TurnTable, UsageReport, WidgetView
 
 __all__ = ["SoraMagics", "TurnTable", "interpolate", "load_ipython_extension"]
+
+# The live card of a cell (kept under its old name: tests patch it to simulate an interrupt).
+_CompactView = LiveCard
 
 # How often the waiting cell refreshes its view (the generation itself runs on another thread).
 POLL_SECONDS = 0.2
@@ -94,192 +96,6 @@ def interpolate(text: str, namespace: dict) -> str:
     return "".join(out)
 
 
-# ---------------------------------------------------------------------------- views
-def _media_src(turn: Any) -> str | None:
-    """A URL the notebook can load: the local copy relative to the notebook, else http(s)."""
-    return turn.playable_url
-
-
-def _status_line(turn: Any) -> str:
-    generation = turn.generation
-    bits = [f"turn {turn.index}", turn.status]
-    if turn.status not in ("completed", "failed", "cancelled") and generation.progress:
-        bits.append(f"{generation.progress}%")
-    if turn.cached:
-        bits.append("replayed from the store, not paid again")
-    if generation.task_id:
-        bits.append(f"task {generation.task_id}")
-    return " · ".join(bits)
-
-
-def _warnings(turn: Any) -> list[str]:
-    """What the relay made differently from what was asked (`Turn.warnings`)."""
-    return [str(warning) for warning in getattr(turn, "warnings", None) or []]
-
-
-def _warnings_html(turn: Any) -> str:
-    return "".join(
-        f'<div class="kki-warning" style="color:#8a5300">⚠ {html.escape(warning)}</div>'
-        for warning in _warnings(turn)
-    )
-
-
-class TurnCard:
-    """One turn as HTML (progress, then the video) with a plain-text twin for terminals/logs."""
-
-    def __init__(self, turn: Any, *, with_video: bool = True):
-        self.turn = turn
-        self.with_video = with_video
-
-    def __repr__(self) -> str:
-        turn = self.turn
-        lines = [f"[sora] {_status_line(turn)}: {turn.sent_prompt}"]
-        if turn.status == "completed":
-            lines.append(f"  video: {_media_src(turn) or turn.video_url}")
-        if turn.error:
-            lines.append(f"  error: {turn.error}")
-        lines.extend(f"  warning: {warning}" for warning in _warnings(turn))
-        return "\n".join(lines)
-
-    def _repr_html_(self) -> str:
-        turn = self.turn
-        progress = ""
-        if turn.status in ("queued", "generating"):
-            progress = f'<progress max="100" value="{int(turn.generation.progress or 0)}"></progress> '
-        parts = [
-            '<div class="kki-sora-card">',
-            f"<div>{progress}<small>{html.escape(_status_line(turn))}</small></div>",
-            f"<div><b>{html.escape(turn.sent_prompt)}</b></div>",  # with a profile's words
-        ]
-        src = _media_src(turn) if turn.status == "completed" else None
-        if src and self.with_video:
-            parts.append(
-                turn.video_html('controls preload="metadata" style="max-width:100%;max-height:480px"')
-            )
-        if src:
-            parts.append(
-                f'<div><a href="{html.escape(src, quote=True)}" target="_blank" '
-                f'rel="noopener noreferrer">{html.escape(src)}</a></div>'
-            )
-        if turn.error:
-            parts.append(f'<div style="color:#b00020">{html.escape(turn.error)}</div>')
-        parts.append(_warnings_html(turn))
-        parts.append("</div>")
-        return "".join(parts)
-
-
-class UsageReport(dict):
-    """``%sora usage``: a dict for code, one plain sentence when displayed."""
-
-    def __repr__(self) -> str:
-        note = " (simulated relay: nothing was charged)" if self.get("simulated") else ""
-        return (
-            f"session {self['session']!r}: {self['turns']} turns; this notebook: "
-            f"{self['paid_requests']} paid requests, {self['cache_hits']} replays from the store{note}"
-        )
-
-
-class TurnTable:
-    """``%sora history``: every turn with its parent, status and links."""
-
-    def __init__(self, name: str, turns: list, head: int | None):
-        self.name, self.turns, self.head = name, turns, head
-
-    def _rows(self) -> list[tuple[str, ...]]:
-        rows = []
-        for turn in self.turns:
-            marker = "*" if turn.index == self.head else ""
-            rows.append(
-                (
-                    f"{turn.index}{marker}",
-                    "" if turn.parent is None else str(turn.parent),
-                    turn.status + (" (cached)" if turn.cached else ""),
-                    str(turn.options.get("model", "")),
-                    turn.prompt,
-                    turn.generation.task_id or "",
-                    _media_src(turn) or "",
-                )
-            )
-        return rows
-
-    HEADERS = ("#", "from", "status", "model", "prompt", "task", "video")
-
-    def __repr__(self) -> str:
-        if not self.turns:
-            return f"session {self.name!r}: no turns yet"
-        rows = [self.HEADERS, *self._rows()]
-        clipped = [tuple(cell if len(cell) <= 48 else cell[:47] + "…" for cell in row) for row in rows]
-        widths = [max(len(row[i]) for row in clipped) for i in range(len(self.HEADERS))]
-        lines = [f"session {self.name!r} (* = current)"]
-        lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in clipped]
-        return "\n".join(lines)
-
-    def _repr_html_(self) -> str:
-        if not self.turns:
-            return f"<p>session <b>{html.escape(self.name)}</b>: no turns yet</p>"
-        head = "".join(f"<th>{h}</th>" for h in self.HEADERS)
-        body = []
-        for row in self._rows():
-            cells = [f"<td>{html.escape(cell)}</td>" for cell in row[:-1]]
-            link = row[-1]
-            cells.append(
-                f'<td><a href="{html.escape(link, quote=True)}" target="_blank" '
-                f'rel="noopener noreferrer">video</a></td>'
-                if link
-                else "<td></td>"
-            )
-            body.append(f"<tr>{''.join(cells)}</tr>")
-        return (
-            f"<p>session <b>{html.escape(self.name)}</b> (* = current)</p>"
-            f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-        )
-
-
-class _CompactView:
-    """An HTML card updated in place through a display id."""
-
-    def __init__(self):
-        self._handle = None
-        self._last: tuple | None = None
-
-    def show(self, turn: Any) -> None:
-        self._last = (*self._signature(turn), False)
-        self._handle = display(TurnCard(turn), display_id=True)
-
-    def update(self, turn: Any, *, final: bool = False) -> None:
-        signature = (*self._signature(turn), final)
-        if signature == self._last:
-            return  # terminals and logs print every update: only real changes
-        self._last = signature
-        # At the end the cell's value (the Turn) shows the video: the card keeps status + links.
-        card = TurnCard(turn, with_video=not final)
-        if self._handle is None:
-            self._handle = display(card, display_id=True)
-        else:
-            self._handle.update(card)
-
-    @staticmethod
-    def _signature(turn: Any) -> tuple:
-        return (turn.index, turn.status, turn.generation.progress, turn.path, turn.error)
-
-
-class _WidgetView:
-    """The conversation's VideoChat; refreshed from the cell's own thread while it waits."""
-
-    def __init__(self, chat: Any):
-        self.chat = chat
-        self._shown = False
-
-    def show(self, turn: Any) -> None:
-        self._shown = True
-        display(self.chat)
-
-    def update(self, turn: Any, *, final: bool = False) -> None:
-        if not self._shown:
-            self.show(turn)  # a replay finishes before any progress: show it once, finished
-        self.chat.refresh()
-
-
 # ---------------------------------------------------------------------------- the magics
 @magics_class
 class SoraMagics(Magics):
@@ -312,6 +128,13 @@ class SoraMagics(Magics):
         # Sessions this kernel has worked on: their next cell continues from the head.
         self._continuing: set[str] = set()
         self._views: dict[tuple[str, str], Any] = {}
+        self._already_drawn: Any = None
+        if shell is not None:
+            # By module name: registering must not import the session (and httpx) at %load_ext.
+            printers = shell.display_formatter.ipython_display_formatter
+            for name in ("Turn", "TurnHandle"):
+                printers.for_type_by_name("kki_widgets.session", name, self._display_value)
+            shell.events.register("post_run_cell", self._forget_drawn)
 
     # ---- backend --------------------------------------------------------------------------
     def _backend(self) -> tuple[Any, Any]:
@@ -431,10 +254,14 @@ class SoraMagics(Magics):
         conversation = self.conversation(name)
         parent = self._parent_for(conversation, name, args)
         options: dict[str, Any] = {
-            "model": args.model or self.model or None,
-            "orientation": args.orientation or self.orientation or None,
-            "duration": args.duration or self.duration or None,
+            "model": args.model,
+            "orientation": args.orientation,
+            "duration": args.duration,
         }
+        if parent is None:
+            # A remix continues its parent's model, orientation and length (the conversation
+            # fills them in); only a new video starts from the configured defaults.
+            options = {key: options[key] or getattr(self, key) or None for key in options}
         options = {k: v for k, v in options.items() if v is not None}
         if args.image:
             options["images"] = [self._image(args.image)]
@@ -444,7 +271,7 @@ class SoraMagics(Magics):
         self._continuing.add(name)
         view = self._make_view(conversation, name, cell_id)
         if args.background or not self.wait:
-            return self._start_in_background(conversation, prompt, send_options, view)
+            return self._drawn(self._start_in_background(conversation, prompt, send_options, view))
         turn = self._wait(
             conversation,
             lambda turn: turn.prompt == prompt,
@@ -455,7 +282,32 @@ class SoraMagics(Magics):
             self._save_copy(turn, args.save)
         if turn is not None and turn.status == "failed":
             turn.raise_for_status()
-        return turn
+        return self._drawn(turn)
+
+    # ---- one output per cell ------------------------------------------------------------------
+    def _drawn(self, value: Any) -> Any:
+        """Return the cell's value (``_``, ``Out[n]``) without drawing it a second time.
+
+        The cell's live card (or widget) already shows this turn; IPython would draw the returned
+        value again below it. `_display_value` skips exactly this object once.
+        """
+        self._already_drawn = value
+        return value
+
+    def _display_value(self, value: Any) -> None:
+        """IPython's display hook for `Turn`/`TurnHandle` in this shell."""
+        if value is self._already_drawn:
+            self._already_drawn = None
+            return
+        from IPython.display import publish_display_data
+
+        from .views import turn_html, turn_text
+
+        turn = getattr(value, "turn", value)  # a TurnHandle shows its turn
+        publish_display_data({"text/plain": turn_text(turn), "text/html": turn_html(turn)})
+
+    def _forget_drawn(self, *_args: Any) -> None:
+        self._already_drawn = None  # a cell ending in ";" never reached the display hook
 
     # ---- choosing the parent ----------------------------------------------------------------
     def _parent_for(self, conversation: Any, name: str, args: Any) -> int | None:
@@ -508,7 +360,7 @@ class SoraMagics(Magics):
             previous = self._views.pop((name, cell_id), None) if cell_id else None
             if previous is not None:
                 previous.chat.close()  # a rerun cell replaces its view; stop the old one listening
-            view = _WidgetView(VideoChat(conversation=conversation))
+            view = WidgetView(VideoChat(conversation=conversation))
             if cell_id:
                 self._views[(name, cell_id)] = view
             return view
@@ -641,7 +493,7 @@ class SoraMagics(Magics):
         conversation = self.conversation()
         return TurnTable(conversation.name, conversation.turns, conversation.head)
 
-    def _cmd_show(self, rest: list[str]) -> None:
+    def _cmd_show(self, rest: list[str]) -> Any:
         self._expect(rest, "show", 1)
         conversation = self.conversation()
         turns = conversation.turns
@@ -651,7 +503,7 @@ class SoraMagics(Magics):
             index = self._turn_index(rest[0], conversation)
         else:
             index = conversation.head if conversation.head is not None else len(turns) - 1
-        display(TurnCard(turns[index]))
+        return turns[index]  # drawn once, as the cell's value, by the shared renderer
 
     def _cmd_reset(self, rest: list[str]) -> None:
         self._expect(rest, "reset", 0)
@@ -709,7 +561,7 @@ class SoraMagics(Magics):
         )
         if turn is not None and turn.status == "failed":
             turn.raise_for_status()
-        return turn
+        return self._drawn(turn)
 
     def _cmd_stitch(self, rest: list[str]) -> Path:
         if len(rest) != 1:

@@ -134,17 +134,6 @@ class Turn:
         url = relative_media_url(self.thumbnail_path) or self.generation.thumbnail_url
         return url if url and url.startswith(("./", "http://", "https://")) else None
 
-    def video_html(self, attributes: str = 'controls width="320"') -> str:
-        """A `<video>` tag for a completed turn (escaped), or "" when there is nothing to play."""
-        import html
-
-        src = self.playable_url if self.status == "completed" else None
-        if not src:
-            return ""
-        poster = self.poster_url
-        poster_attr = f' poster="{html.escape(poster, quote=True)}"' if poster else ""
-        return f'<video {attributes} src="{html.escape(src, quote=True)}"{poster_attr}></video>'
-
     def __repr__(self) -> str:
         # The local copy relative to the notebook: a saved notebook must not carry home paths.
         where = self.playable_url or self.error or ""
@@ -152,22 +141,9 @@ class Turn:
         return f"<Turn {self.index} {self.status}{cached}: {self.prompt[:40]!r} {where}>"
 
     def _repr_html_(self) -> str:
-        import html
+        from .views import turn_html  # presentation lives in one renderer (kki_widgets.views)
 
-        status = html.escape(self.status)
-        prompt = html.escape(self.prompt)
-        parts = [f"<div><b>Turn {self.index}</b> · {status}: {prompt}</div>"]
-        video = self.video_html()
-        if video:
-            safe = html.escape(self.playable_url, quote=True)
-            parts.append(
-                f'{video}<div><a href="{safe}" target="_blank" rel="noopener noreferrer">{safe}</a></div>'
-            )
-        if self.error:
-            parts.append(f"<div>{html.escape(self.error)}</div>")
-        for warning in self.warnings:
-            parts.append(f'<div style="color:#8a5300">⚠ {html.escape(str(warning))}</div>')
-        return "".join(parts)
+        return turn_html(self)
 
 
 class TurnHandle:
@@ -335,6 +311,8 @@ class Conversation:
                     raise ConfigurationError(
                         f"turn {turn_index} is {turn.status}: only a completed video can be remixed"
                     )
+            if turn_index == self._head:
+                return  # nothing changes: no store write (a new VideoChat() writes nothing)
             self._head = turn_index
             self._persist()
 
@@ -390,16 +368,17 @@ class Conversation:
                 f"unknown option(s) {', '.join(sorted(unknown))}: use model, orientation, "
                 "duration or images"
             )
-        chosen = {
-            "model": options.get("model") or self.model,
-            "orientation": options.get("orientation") or self.orientation,
-            "duration": options.get("duration") or self.duration,
-        }
         images = options.get("images")
         with self._lock:
             parent_index = self._head if parent is _HEAD else parent
-            if parent_index is not None:
-                self._turn(parent_index)
+            inherited = self._turn(parent_index).options if parent_index is not None else {}
+            # Explicit options win; a remix continues its parent's model, orientation and length;
+            # a new video takes the conversation's defaults.
+            chosen = {
+                "model": options.get("model") or inherited.get("model") or self.model,
+                "orientation": options.get("orientation") or inherited.get("orientation") or self.orientation,
+                "duration": options.get("duration") or inherited.get("duration") or self.duration,
+            }
             messages = normalize_messages(
                 [*self._history(parent_index), {"role": "user", "content": prompt}], images
             )
@@ -508,6 +487,86 @@ class Conversation:
             return TurnHandle(turn, loop.create_task(self._drive(turn, self._stream(turn, chosen))), loop)
         future = submit(self._drive(turn, self._stream(turn, chosen)))
         return TurnHandle(turn, future, background_loop())
+
+    # -- many prompts at once ------------------------------------------------------------------
+
+    async def abatch(
+        self,
+        prompts,
+        *,
+        concurrency: int = 3,
+        parent: int | None = None,
+        progress: bool = True,
+        **options,
+    ):
+        """Generate one clip per prompt, at most `concurrency` at a time; a `Gallery` of turns.
+
+        Each prompt starts a new video (`parent=None`) unless `parent=i` makes every clip a remix
+        of turn i. Options apply to all. A failed clip does not stop the others: its turn says
+        what went wrong. In a notebook, `progress` shows a live "n / N clips ready" line.
+        """
+        prompts = self._batch_prompts(prompts, concurrency)
+        counter = _counter(len(prompts)) if progress else None
+        if counter is not None:
+            counter.update([])
+        return await self._abatch(prompts, concurrency, parent, options, counter.update if counter else None)
+
+    def batch(self, prompts, *, concurrency: int = 3, parent: int | None = None, progress: bool = True, **options):
+        """Blocking `abatch`: the clips run on the private loop; this thread draws the counter.
+
+        (A notebook records only output sent while its cell runs, from the cell itself.)
+        """
+        prompts = self._batch_prompts(prompts, concurrency)
+        counter = _counter(len(prompts)) if progress else None
+        finished: list[Turn] = []
+        future = submit(
+            self._abatch(prompts, concurrency, parent, options, lambda turns: finished.__setitem__(slice(None), turns))
+        )
+        try:
+            while True:
+                if counter is not None:
+                    counter.update(list(finished))
+                try:
+                    gallery = future.result(timeout=0.2)
+                    break
+                except concurrent.futures.TimeoutError:
+                    continue
+        except KeyboardInterrupt:
+            future.cancel()
+            raise
+        if counter is not None:
+            counter.update(gallery)
+        return gallery
+
+    @staticmethod
+    def _batch_prompts(prompts, concurrency: int) -> list[str]:
+        if isinstance(prompts, str):
+            raise ConfigurationError("batch() takes a list of prompts, not one string: batch([prompt])")
+        prompts = list(prompts)
+        empty = [i for i, p in enumerate(prompts) if not isinstance(p, str) or not p.strip()]
+        if empty or not prompts:
+            raise ConfigurationError(
+                f"prompt(s) {empty} are empty: every prompt must describe a video" if empty
+                else "batch() needs at least one prompt"
+            )
+        if not isinstance(concurrency, int) or concurrency < 1:
+            raise ConfigurationError(f"concurrency={concurrency!r}: give a whole number of at least 1")
+        return prompts
+
+    async def _abatch(self, prompts: list[str], concurrency: int, parent, options: dict, on_update):
+        from .views import Gallery
+
+        limit = asyncio.Semaphore(concurrency)
+        turns: list[Turn | None] = [None] * len(prompts)
+
+        async def one(position: int, prompt: str) -> None:
+            async with limit:
+                turns[position] = await self.asend(prompt, parent=parent, **options)
+            if on_update is not None:
+                on_update([t for t in turns if t is not None])
+
+        await asyncio.gather(*(one(i, p) for i, p in enumerate(prompts)))
+        return Gallery(turns)
 
     def _replay(self, turn: Turn) -> Turn | None:
         """An identical earlier request: reuse its turn or the store's cached answer."""
@@ -836,6 +895,12 @@ _FORM_FIELDS = tuple(
 
 def _str_or_none(path) -> str | None:
     return str(path) if path is not None else None
+
+
+def _counter(total: int):
+    from .views import Counter  # presentation: a live line in a notebook, nothing elsewhere
+
+    return Counter(total)
 
 
 def _keep_history(previous: Generation, followed: Generation) -> Generation:

@@ -213,6 +213,8 @@ class NotebookStore:
     # ----------------------------------------------------------------------------- reading
     def load(self) -> dict[str, Any]:
         """A snapshot of the whole store in its file format (a copy: changing it changes nothing)."""
+        if self._absent():
+            return store_format.empty_store()
         with self._locked():
             return self._state_copy()
 
@@ -234,6 +236,8 @@ class NotebookStore:
             return store_format.inflate_conversation(conversation, store["answers"], self.root)
 
     def cache_get(self, key: str) -> dict | None:
+        if self._absent():
+            return None
         with self._locked():
             store = self._state()
             entry = store["cache"].get(key)
@@ -390,6 +394,9 @@ class NotebookStore:
             with self._private_lock:
                 yield self._private
             return
+        if self._absent():
+            yield store_format.empty_store()
+            return
         with self._locked():
             yield self._state()
 
@@ -399,6 +406,11 @@ class NotebookStore:
             return
         with self._private_lock:
             change(self._private)
+
+    def _absent(self) -> bool:
+        """No file yet and no open batch: a read answers "empty" without creating `.kki/` and a
+        lock file (a VideoChat() that is never used leaves the folder as it was)."""
+        return getattr(self._batch, "state", None) is None and not self.path.exists()
 
     def _state(self) -> dict[str, Any]:
         """The store as it is now (caller holds the lock); inside a batch, the batch's copy."""

@@ -19,7 +19,6 @@ Design notes (why it looks like this):
 from __future__ import annotations
 
 import asyncio
-import html
 import os
 import threading
 from pathlib import Path
@@ -30,6 +29,7 @@ import traitlets as t
 
 from .config import DEFAULT_MODEL, KNOWN_MODELS
 from .media import relative_media_url
+from .views import chat_html, durable_url
 
 __all__ = ["FLUSH_INTERVAL", "VideoChat", "VideoChatHandle", "safe_url", "turn_to_dict"]
 
@@ -47,6 +47,8 @@ STATUS_WORDS = {
 }
 ORIENTATIONS = ("portrait", "landscape")
 DURATIONS = (10, 15, 25)
+# The largest local copy sent over the comm when a view can reach no URL for it.
+MAX_MEDIA_BYTES = 64 * 1024 * 1024
 
 
 def _static_dir() -> Path:
@@ -107,10 +109,20 @@ def turn_to_dict(turn: Any) -> dict:
     status = getattr(turn, "status", None) or getattr(generation, "status", None) or "queued"
     notices: list[str] = []
 
-    def checked(label: str, url: Any) -> str | None:
+    finished = status in TERMINAL and getattr(turn, "finished_at", None) is not None
+
+    local_url = relative_media_url(getattr(turn, "path", None))
+    local_thumbnail = relative_media_url(getattr(turn, "thumbnail_path", None))
+
+    def checked(label: str, url: Any, local: str | None = "") -> str | None:
         safe = safe_url(url)
         if url and safe is None:
             notices.append(f"Unsafe link removed ({label}).")
+        # A finished turn's state is what a saved notebook keeps: links to a loopback relay (the
+        # simulator) die with the kernel, so they are left out where the copy next to the
+        # notebook plays instead (local=None: there is no copy, the URL is all we have).
+        if safe and finished and local is not None and safe.startswith(("http://", "https://")):
+            return durable_url(safe)
         return safe
 
     # The live widget plays the relay's URL: the browser can always fetch it, while a local copy
@@ -140,13 +152,13 @@ def turn_to_dict(turn: Any) -> dict:
         "sid": getattr(generation, "sid", None),
         "preview_url": checked("preview", getattr(generation, "preview_url", None)),
         "raw_url": checked("raw data", getattr(generation, "raw_url", None)),
-        "thumbnail_url": checked("thumbnail", getattr(generation, "thumbnail_url", None)),
-        "video_url": checked("video", video),
-        "download_url": checked("download", download) if download else None,
+        "thumbnail_url": checked("thumbnail", getattr(generation, "thumbnail_url", None), local_thumbnail),
+        "video_url": checked("video", video, local_url),
+        "download_url": checked("download", download, local_url) if download else None,
         # Relative to the notebook's folder: an absolute path would put the user's home folder
         # into every saved notebook, and only the relative form resolves next to an exported one.
-        "local_url": relative_media_url(getattr(turn, "path", None)),
-        "local_thumbnail_url": relative_media_url(getattr(turn, "thumbnail_path", None)),
+        "local_url": local_url,
+        "local_thumbnail_url": local_thumbnail,
         "error": str(error) if error and status in ("failed", "cancelled") else None,
         "cached": bool(getattr(turn, "cached", False)),
         "created_at": _epoch(getattr(turn, "created_at", None)),
@@ -234,6 +246,7 @@ class VideoChat(anywidget.AnyWidget):
             # Like a kernel's first %%sora cell, a new widget starts a new video (earlier turns
             # stay listed; "Remix from here" continues one). That makes a rerun of the notebook
             # send the same requests as before, which the store replays without paying again.
+            # (reset() writes nothing when there is no head: a bare VideoChat() creates no file.)
             conversation.reset()
         elif client_options:
             raise TypeError(
@@ -258,6 +271,10 @@ class VideoChat(anywidget.AnyWidget):
         self._dirty = False
         self._closed = False
         self.flush_count = 0  # state flushes sent; tests and curious users read it
+        self._head_seen: Any = getattr(conversation, "head", None)
+        self._fallback_id = f"kki-chat-{self.model_id}"
+        self._fallback_shown = False
+        self._fallback_html = ""
         self.on_msg(self._on_custom)
         self._unsubscribe = conversation.subscribe(self._on_turn)
         self._flush()
@@ -325,9 +342,15 @@ class VideoChat(anywidget.AnyWidget):
     def _start(self, prompt: str, *, parent: int | None = None, **options: Any) -> VideoChatHandle:
         if not isinstance(prompt, str) or not prompt.strip():
             raise ValueError("the prompt is empty: describe the video you want")
-        merged = {"model": self.model, "orientation": self.orientation or None}
-        if self.duration:
-            merged["duration"] = self.duration
+        if parent is not None and not options.get("from_ui"):
+            # A remix from Python continues its parent's settings (the conversation inherits
+            # them); the pickers follow the head, which is not necessarily this parent.
+            merged = {}
+        else:
+            merged = {"model": self.model, "orientation": self.orientation or None}
+            if self.duration:
+                merged["duration"] = self.duration
+        options.pop("from_ui", None)
         merged.update({k: v for k, v in options.items() if v is not None})
         merged = {k: v for k, v in merged.items() if v is not None}
         if parent is not None:
@@ -354,7 +377,11 @@ class VideoChat(anywidget.AnyWidget):
                     model=content.get("model") or None,
                     orientation=content.get("orientation") or None,
                     duration=_int_or_none(content.get("duration")),
+                    from_ui=True,  # the pickers the user saw (set to the parent's on "Remix")
                 )
+            elif kind == "media":
+                self._send_media(content)
+                return
             elif kind == "cancel":
                 self.cancel(_int_or_none(content.get("index")))
             elif kind == "retry":
@@ -368,9 +395,22 @@ class VideoChat(anywidget.AnyWidget):
         else:
             self.send_msg({"type": "ok", "id": request_id})
 
-    def send_msg(self, content: dict) -> None:
+    def send_msg(self, content: dict, buffers: list | None = None) -> None:
         # anywidget/ipywidgets `send` is the custom-message API; our `send` starts a turn.
-        super().send(content)
+        super().send(content, buffers=buffers)
+
+    def _send_media(self, content: dict) -> None:
+        """The last resort of a view that can reach neither the local copy nor the relay's URL
+        (e.g. a server that does not serve the notebook's folder): the bytes, over the comm."""
+        index, kind = int(content["index"]), content.get("kind")
+        turn = self.conversation.turns[index]
+        path = turn.path if kind == "video" else turn.thumbnail_path
+        reply = {"type": "media", "id": content.get("id"), "index": index, "kind": kind}
+        if not path or not Path(path).is_file() or Path(path).stat().st_size > MAX_MEDIA_BYTES:
+            self.send_msg({**reply, "error": "no local copy to send"})
+            return
+        mime = "video/mp4" if kind == "video" else "image/webp"
+        self.send_msg({**reply, "mime": mime}, buffers=[Path(path).read_bytes()])
 
     # ---- coalesced state updates -------------------------------------------------------------
 
@@ -422,58 +462,66 @@ class VideoChat(anywidget.AnyWidget):
                 d["status"] in RUNNING or (d["status"] == "completed" and d["finished_at"] is None)
                 for d in new_turns
             )
-            if new_turns == self.turn_data and busy == self.busy:
+            head = getattr(self.conversation, "head", None)
+            follow = head != self._head_seen and head is not None
+            self._head_seen = head
+            if new_turns == self.turn_data and busy == self.busy and not follow:
                 return
             with self.hold_sync():
                 self.turn_data = new_turns
                 self.busy = busy
+                if follow:
+                    self._follow_head(turns[head])
             self.flush_count += 1
+            self._update_fallback(turns)
+
+    def _follow_head(self, turn: Any) -> None:
+        """The pickers show what the next prompt continues: the head's model, orientation, length."""
+        options = getattr(turn, "options", None) or {}
+        if options.get("model"):
+            if options["model"] not in self.models:
+                self.models = [options["model"], *self.models]
+            self.model = options["model"]
+        if options.get("orientation"):
+            self.orientation = options["orientation"]
+        self.duration = options.get("duration") or None
 
     # ---- static fallback ---------------------------------------------------------------------
 
-    def _repr_mimebundle_(self, **kwargs: Any):
-        bundle = super()._repr_mimebundle_(**kwargs)
-        if bundle is None:
-            return None
-        data, metadata = bundle if isinstance(bundle, tuple) else (bundle, {})
-        data = dict(data)
-        data["text/html"] = self._static_html()
-        return data, metadata
+    def _ipython_display_(self) -> None:
+        """The live widget, then its static twin as a separate output.
 
-    def _static_html(self) -> str:
-        """What GitHub / nbconvert show where widgets cannot run: the last video and its prompt."""
-        done = [d for d in self.turn_data if d["status"] == "completed" and d["video_url"]]
-        if not done:
-            count = len(self.turn_data)
-            text = f"VideoChat: {count} turn(s), no finished video yet." if count else "VideoChat"
-            return f"<p>{html.escape(text)}</p>"
-        last = done[-1]
-        url = html.escape(last["video_url"], quote=True)
-        # The copy next to the notebook outlives the relay's CDN link.
-        poster = last.get("local_thumbnail_url") or last["thumbnail_url"]
-        poster_attr = f' poster="{html.escape(poster, quote=True)}"' if poster else ""
-        prompt = html.escape(last.get("sent_prompt") or last["prompt"])
-        warnings = "".join(
-            f'<p style="color:#8a5300">⚠ {html.escape(str(w))}</p>' for w in last.get("warnings") or []
-        )
-        # <source> children are tried in order until one loads: the copy next to the notebook
-        # (works in nbconvert HTML saved beside it, and outlives the relay's CDN), then the URL.
-        sources = []
-        local = last.get("local_url")
-        if local:
-            sources.append(f'<source src="{html.escape(local, quote=True)}" type="video/mp4">')
-        sources.append(f'<source src="{url}" type="video/mp4">')
-        local_link = (
-            f' · <a href="{html.escape(local, quote=True)}">local copy</a>' if local else ""
-        )
-        return (
-            '<div class="kki-static">'
-            f"<p><b>{prompt}</b></p>"
-            f'<video controls preload="metadata" style="max-width:100%"{poster_attr}>'
-            f"{''.join(sources)}</video>"
-            f'<p><a href="{url}" target="_blank" rel="noopener noreferrer">Open the video</a>'
-            f"{local_link}</p>{warnings}</div>"
-        )
+        nbconvert's HTML exporter draws a widget view whenever the notebook saved the widget's
+        state, and drops the text/html of the same bundle; offline, the CDN renderer never loads
+        and the cell is blank. As its own output the static HTML is always drawn there (and in
+        untrusted views and GitHub); the widget's CSS hides it wherever the widget itself renders.
+        """
+        from IPython.display import HTML, display
+
+        bundle = super()._repr_mimebundle_()
+        if bundle is None:
+            return
+        data, metadata = bundle if isinstance(bundle, tuple) else (bundle, {})
+        display({k: v for k, v in data.items() if k != "text/html"}, metadata=metadata, raw=True)
+        self._fallback_html = self._static_html()
+        display(HTML(self._fallback_html), display_id=self._fallback_id)
+        self._fallback_shown = True
+
+    def _update_fallback(self, turns: list) -> None:
+        if not self._fallback_shown:
+            return
+        text = self._static_html(turns)
+        if text != self._fallback_html:
+            from IPython.display import HTML, update_display
+
+            self._fallback_html = text
+            update_display(HTML(text), display_id=self._fallback_id)
+
+    def _static_html(self, turns: list | None = None) -> str:
+        """What GitHub / nbconvert / untrusted views show: every turn as a card (kki_widgets.views)."""
+        if turns is None:
+            turns = list(getattr(self.conversation, "turns", []) or [])
+        return chat_html(turns, self.title)
 
 
 def _int_or_none(value: Any) -> int | None:

@@ -301,11 +301,16 @@ def test_run_all_in_a_real_kernel_records_finished_cells_and_replays(sim, tmp_pa
             resources={"metadata": {"path": str(tmp_path)}},
         ).execute()
     assert len(sim.requests) == 2
-    for cell in notebook.cells[1:3]:
-        values = [o for o in cell.outputs if o["output_type"] == "execute_result"]
-        assert "completed" in values[0]["data"]["text/plain"]
-        cards = [o for o in cell.outputs if o["output_type"] == "display_data"]
-        assert "completed" in cards[-1]["data"]["text/plain"]
+    for cell, prompt in zip(notebook.cells[1:3], ("a red balloon", "it pops"), strict=True):
+        # One output per cell: the card, updated in place to the video. The returned Turn is
+        # the cell's value (`_`) but is not drawn a second time.
+        assert [o["output_type"] for o in cell.outputs] == ["display_data"], cell.outputs
+        card = cell.outputs[0]["data"]
+        assert "replayed, not paid" in card["text/plain"]
+        assert card["text/html"].count("<video") == 1
+        assert card["text/html"].count(prompt) == 1
+        assert card["text/plain"].count(prompt) == 1
+        assert "<source" not in card["text/html"]
     usage = [o["data"]["text/plain"] for o in notebook.cells[3].outputs if o["output_type"] == "execute_result"]
     assert "2 paid requests" in usage[0]
     assert len(list((tmp_path / "kki_media").glob("*.mp4"))) == 2

@@ -189,7 +189,7 @@ def test_a_relay_that_ignores_json_fields_gives_warnings_on_the_turn(fast_simula
     again = Conversation(base_url=fast_simulator.base_url, api_key=TEST_KEY, store=store, profile="fields")
     assert again.turns[-1].warnings == turn.warnings
     # The card and the widget's turn data show them.
-    from kki_widgets.magics import TurnCard
+    from kki_widgets.views import TurnCard  # the one renderer of a turn
     from kki_widgets.widget import turn_to_dict
 
     assert "warning: asked for landscape" in repr(TurnCard(turn))

@@ -208,3 +208,53 @@ def test_a_refused_request_keeps_its_own_advice(fast_simulator, tmp_path):
     message = str(caught.value)
     assert "sora-2" in message  # names the models to pick from
     assert "accepted the prompt" not in message  # nothing was accepted: no charge warning
+
+
+def test_a_remix_continues_its_parents_options_unless_told_otherwise(fast_simulator, tmp_path):
+    conv = conversation(fast_simulator, tmp_path)
+    first = conv.send("a lighthouse", model="veo3", orientation="landscape", duration=15)
+    remix = conv.send("now at night")
+    assert remix.parent == first.index
+    assert remix.options == {"model": "veo3", "orientation": "landscape", "duration": 15}
+    # The relay hears the inherited settings (the default profile says them in words).
+    assert "landscape" in fast_simulator.requests[-1]["messages"][-1]["content"]
+    assert "15 seconds" in fast_simulator.requests[-1]["messages"][-1]["content"]
+    assert fast_simulator.requests[-1]["model"] == "veo3"
+    told = conv.send("and in fog", orientation="portrait")
+    assert told.options == {"model": "veo3", "orientation": "portrait", "duration": 15}
+    fresh = conv.send("a desert", parent=None)
+    assert fresh.options.get("orientation") is None and fresh.options["model"] != "veo3"
+
+
+def test_batch_makes_a_gallery_in_prompt_order_and_replays_for_free(fast_simulator, tmp_path):
+    from kki_widgets.views import Gallery
+
+    conv = conversation(fast_simulator, tmp_path)
+    prompts = ["one fox", "two owls", "three cats [[fault:fail]]", "four fish"]
+    gallery = conv.batch(prompts, concurrency=2, orientation="landscape")
+    assert isinstance(gallery, Gallery)
+    assert [t.prompt for t in gallery] == prompts
+    assert [t.status for t in gallery] == ["completed", "completed", "failed", "completed"]
+    assert all(t.parent is None and t.options["orientation"] == "landscape" for t in gallery)
+    html_text = gallery._repr_html_()
+    assert html_text.count("<video") == 3 and "<source" not in html_text
+    paid = len(fast_simulator.requests)
+    again = asyncio.run(conv.abatch(prompts[:2] + prompts[3:], concurrency=2, progress=False, orientation="landscape"))
+    assert all(t.cached for t in again) and len(fast_simulator.requests) == paid
+    assert "3 / 3 clips ready (3 replayed, not paid)" in repr(again)
+    with pytest.raises(ConfigurationError, match="empty"):
+        conv.batch(["ok", " "])
+    with pytest.raises(ConfigurationError, match="concurrency"):
+        conv.batch(["ok"], concurrency=0)
+
+
+def test_constructing_a_videochat_writes_no_store(fast_simulator, tmp_path, monkeypatch):
+    from kki_widgets import VideoChat
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+    monkeypatch.setenv("KKI_BASE_URL", fast_simulator.base_url)
+    monkeypatch.setenv("KKI_API_KEY", TEST_KEY)
+    chat = VideoChat()
+    chat.close()
+    assert list(tmp_path.iterdir()) == []

@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import time
 from typing import Any
+from unittest import mock
 
 import pytest
 
@@ -24,9 +26,11 @@ class FakeComm:
 
     def __init__(self) -> None:
         self.sent: list[dict] = []
+        self.buffers: list[list] = []
 
     def send(self, data=None, buffers=None, **_: Any) -> None:
         self.sent.append(data)
+        self.buffers.append(list(buffers or []))
 
     def on_msg(self, callback) -> None:
         self.callback = callback
@@ -375,12 +379,20 @@ def test_static_fallback_is_escaped_html_next_to_the_widget_view():
         return chat
 
     chat = asyncio.run(main())
-    data, _metadata = chat._repr_mimebundle_()
-    assert "application/vnd.jupyter.widget-view+json" in data
-    fallback = data["text/html"]
-    assert '<video controls preload="metadata"' in fallback
-    assert '<source src="https://cdn.example/v.mp4" type="video/mp4">' in fallback
-    assert "<script>" not in fallback and "&lt;script&gt;" in fallback
+    shown = []
+    with mock.patch("IPython.display.display", lambda obj, **kw: shown.append((obj, kw))):
+        chat._ipython_display_()
+    # Two outputs: the widget view without text/html (nbconvert would prefer the view and drop
+    # the HTML of the same bundle), then the static twin on its own, under a display id.
+    view, fallback = shown
+    assert "application/vnd.jupyter.widget-view+json" in view[0] and view[1]["raw"]
+    assert "text/html" not in view[0]
+    html_text = fallback[0]._repr_html_()
+    assert fallback[1]["display_id"] == chat._fallback_id
+    assert 'class="kki-chat-fallback"' in html_text
+    # <video src>, never a <source>-only player: JupyterLab's untrusted view strips <source src>.
+    assert 'src="https://cdn.example/v.mp4"' in html_text and "<source" not in html_text
+    assert "<script>" not in html_text and "&lt;script&gt;" in html_text
 
 
 def test_static_fallback_prefers_the_local_copy_next_to_the_notebook(tmp_path, monkeypatch):
@@ -397,10 +409,10 @@ def test_static_fallback_prefers_the_local_copy_next_to_the_notebook(tmp_path, m
         chat.refresh()
         return chat
 
-    fallback = asyncio.run(main())._repr_mimebundle_()[0]["text/html"]
-    assert fallback.index('src="./kki_media/a%20b.mp4"') < fallback.index(
-        'src="https://cdn.example/v.mp4"'
-    )
+    fallback = asyncio.run(main())._static_html()
+    assert '<video class="kki-card-video"' in fallback
+    assert 'src="./kki_media/a%20b.mp4"' in fallback
+    assert "cdn.example/v.mp4" not in fallback.split("<video", 1)[1].split(">", 1)[0]
 
 
 def test_a_new_view_gets_every_turn_from_the_traits():
@@ -505,3 +517,43 @@ def test_blocking_result_from_plain_code(sim):
         time.sleep(0.02)
     assert chat.turn_data[0]["status"] == "completed" and chat.busy is False
     assert comm.turn_updates()[-1][0]["status"] == "completed"
+
+
+def test_a_remix_keeps_its_parents_settings_and_the_pickers_follow_the_head(sim, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+    async def main():
+        chat = VideoChat(base_url=sim.base_url, api_key="sim-test-key", store=None, media_dir=tmp_path / "kki_media")
+        attach(chat)
+        first = await chat.send("a lighthouse", orientation="landscape", model="veo3")
+        # The pickers now show what the next prompt continues: the head's settings.
+        assert (chat.model, chat.orientation) == ("veo3", "landscape")
+        second = await chat.send("at night")
+        branch = await chat.remix(first.index, "in fog")  # from Python: the parent's settings
+        return chat, first, second, branch
+
+    chat, first, second, branch = asyncio.run(main())
+    assert second.options["orientation"] == "landscape" and second.options["model"] == "veo3"
+    assert branch.parent == first.index and branch.options["orientation"] == "landscape"
+    assert "landscape" in sim.requests[-1]["messages"][-1]["content"]
+    # A saved notebook keeps the relative copy and no loopback URL of the finished turns.
+    state = json.dumps(chat.get_state()["turn_data"])
+    assert "127.0.0.1" not in state and str(tmp_path) not in state and "./kki_media/" in state
+
+
+def test_the_bytes_of_a_local_copy_travel_over_the_comm_on_request(sim, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+    async def main():
+        chat = VideoChat(base_url=sim.base_url, api_key="sim-test-key", store=None, media_dir=tmp_path / "kki_media")
+        comm = attach(chat)
+        turn = await chat.send("a kite")
+        from_js(chat, {"type": "media", "id": "m1", "index": turn.index, "kind": "video"})
+        return turn, comm
+
+    turn, comm = asyncio.run(main())
+    replies = [(m["content"], b) for m, b in zip(comm.sent, comm.buffers, strict=True) if m.get("method") == "custom"]
+    media = [(c, b) for c, b in replies if c.get("type") == "media"]
+    assert media and media[0][0]["mime"] == "video/mp4" and media[0][0]["id"] == "m1"
+    with open(turn.path, "rb") as file:
+        assert bytes(media[0][1][0]) == file.read()

@@ -111,17 +111,21 @@ def test_chat_in_jupyterlab(lab, page, sim):
     assert bar.get_attribute("aria-valuenow") == "100"
     task0 = done.query_selector(".kki-task-id").inner_text()
     assert task0 in sim.tasks and sim.tasks[task0].status == "completed"
-    for selector in (".kki-preview", ".kki-raw", ".kki-download"):
-        link = done.query_selector(selector)
-        assert link.get_attribute("href").startswith(sim.origin)
-        assert link.get_attribute("rel") == "noopener noreferrer"
-        assert link.get_attribute("target") == "_blank"
+    # A finished turn plays and links the copy next to the notebook, served by JupyterLab; the
+    # loopback relay's pages die with it, so a saved notebook keeps no links to them.
+    download = done.query_selector(".kki-download")
+    assert download.get_attribute("href").startswith("/files/kki_media/")
+    assert download.get_attribute("rel") == "noopener noreferrer"
+    assert download.get_attribute("target") == "_blank"
+    for selector in (".kki-preview", ".kki-raw"):
+        assert not done.query_selector(selector).is_visible()
 
     # The video has a source and a poster, loads and plays.
     video = done.query_selector("video.kki-video")
     video_src = video.get_attribute("src")
-    assert video_src == sim.tasks[task0].video_url
-    assert video.get_attribute("poster")
+    assert video_src.startswith("/files/kki_media/") and video_src.endswith(".mp4")
+    assert sim.tasks[task0].video_url.rsplit("/", 1)[-1] == video_src.rsplit("/", 1)[-1]
+    assert video.get_attribute("poster").startswith("/files/kki_media/")
     page.wait_for_function("(v) => v.readyState >= 2", arg=video, timeout=20_000)
     advanced = page.evaluate(
         """async (v) => {
