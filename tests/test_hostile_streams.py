@@ -271,7 +271,7 @@ def test_an_unexpected_exception_fails_the_turn_with_its_reason():
     from kki_widgets.transcript import Generation
 
     class Breaking(AsyncRelayClient):
-        async def stream(self, *args, **kwargs):
+        async def stream_request(self, *args, **kwargs):
             yield Generation(task_id=TASK, status="generating", progress=40)
             raise OverflowError(f"cannot convert float infinity, key {TEST_KEY}")
 
