@@ -35,6 +35,7 @@ BENCHMARKS = [
     ("notebook", "bench_notebook.py", [], ["--quick"], 240),
     ("store", "bench_store.py", [], ["--quick"], 300),
     ("simulator_capacity", "simulator_capacity.py", [], ["--streams", "20", "--distinct", "5"], 120),
+    ("hostile", "bench_hostile.py", [], ["--quick"], 300),
 ]
 
 
@@ -118,6 +119,9 @@ HEADLINE = [
     ("notebook.videochat.ipynb_size", "notebook, one VideoChat with 20 turns"),
     ("notebook.sora.store_size", "store file (.kki/*.json), 20 turns"),
     ("simulator.chunks_per_s", "simulator, 100 concurrent streams"),
+    ("hostile.junk_stream.data_never_ends.peak_rss", "client peak RSS, 150 MB junk stream"),
+    ("hostile.long_line.65536B_reads", "SSE decode of one 200 MB line"),
+    ("hostile.raw_data_loop_stall.900KB_declared", "loop stall, 900 KB raw-data answers"),
 ]
 
 

@@ -46,6 +46,12 @@ class Secret:
             raise TypeError("an API key must be a string")
         self._value = value
 
+    def redactor(self):
+        """A `redact.KeyRedactor` that masks this key in untrusted text."""
+        from .redact import KeyRedactor
+
+        return KeyRedactor(self._value, f"[key {self.masked}]")
+
     def reveal(self) -> str:
         return self._value
 
@@ -78,7 +84,8 @@ class Settings:
     base_url: str
     api_key: Secret | None
     model: str
-    headers: dict = field(default_factory=dict)
+    # Custom headers may carry credentials of their own: the repr names them, never the values.
+    headers: dict = field(default_factory=dict, repr=False)
     simulated: bool = False
     profile: RelayProfile = field(default_factory=get_profile)
 
@@ -87,6 +94,12 @@ class Settings:
         """The relay's name in request-cache keys: the base URL, or a stable name for the
         embedded simulator (whose random port is not part of what was asked)."""
         return EMBEDDED_IDENTITY if self.simulated else self.base_url
+
+    def __repr__(self) -> str:
+        return (
+            f"Settings(base_url={self.base_url!r}, api_key={self.api_key!r}, model={self.model!r}, "
+            f"headers={sorted(self.headers)!r}, simulated={self.simulated!r})"
+        )
 
     @property
     def chat_url(self) -> str:
@@ -102,6 +115,14 @@ def normalize_base_url(url: str) -> str:
     """Accept `https://host`, `https://host/`, `https://host/v1` and `.../v1/chat/completions`."""
     url = url.strip().rstrip("/")
     parts = urlsplit(url)
+    if "@" in parts.netloc:
+        # httpx would send `user:pass` as Basic auth instead of the key, and every repr and
+        # `%sora config` would show the password: refuse, without repeating it.
+        host = parts.netloc.rsplit("@", 1)[1]
+        raise ConfigurationError(
+            f"KKI_BASE_URL must not contain a user name or password ({parts.scheme}://…@{host}): "
+            "remove the `user:password@` part and pass the key as api_key= or KKI_API_KEY"
+        )
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigurationError(
             f"KKI_BASE_URL must be an http(s) URL such as {DEFAULT_BASE_URL!r}, got {url!r}"
@@ -126,11 +147,14 @@ def resolve_settings(
     key = api_key if api_key is not None else os.environ.get("KKI_API_KEY") or None
     if isinstance(key, str):
         key = Secret(key.strip()) if key.strip() else None
+    if key is not None:
+        check_key(key)
     url = base_url or os.environ.get("KKI_BASE_URL") or None
     chosen_model = (model or os.environ.get("KKI_MODEL") or DEFAULT_MODEL).strip()
     if not chosen_model:
         raise ConfigurationError("model must be a non-empty name such as 'sora-2'")
     extra = dict(headers or {})
+    check_headers(extra)
     if any(name.lower() == "authorization" for name in extra):
         raise ConfigurationError(
             "pass the key as api_key= or KKI_API_KEY, not as an Authorization header"
@@ -154,3 +178,29 @@ def resolve_settings(
         simulated=False,
         profile=chosen_profile,
     )
+
+
+def check_key(key: Secret) -> None:
+    """A key goes into an HTTP header: printable ASCII only, named in plain words otherwise."""
+    for position, char in enumerate(key.reveal(), 1):
+        if not "!" <= char <= "~":
+            import unicodedata
+
+            name = unicodedata.name(char, f"U+{ord(char):04X}")
+            raise ConfigurationError(
+                f"the API key contains {name} at character {position}, which no key has (only "
+                "printable ASCII without spaces): copy the key again from the relay's dashboard, "
+                "as plain text, into KKI_API_KEY or api_key="
+            )
+
+
+def check_headers(headers: dict) -> None:
+    """Custom headers: names and values that HTTP can carry, as text."""
+    for name, value in headers.items():
+        if not isinstance(name, str) or not name or not all("!" <= c <= "~" for c in name):
+            raise ConfigurationError(f"header name {name!r} must be a non-empty ASCII token")
+        if not isinstance(value, str) or not all(" " <= c <= "~" for c in value):
+            # The value is not shown: custom headers may be credentials.
+            raise ConfigurationError(
+                f"the value of header {name!r} must be printable ASCII text"
+            )

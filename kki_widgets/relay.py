@@ -42,6 +42,7 @@ from .errors import (
     RelayError,
     RelayServerError,
     StreamInterrupted,
+    scrub,
 )
 from .loop import block_on, iterate
 from .profiles import RelayProfile, WireRequest, get_profile
@@ -54,6 +55,15 @@ RETRYABLE_STATUS = frozenset((408, 409, 429, 500, 502, 503, 504, 520, 522, 524))
 MAX_RETRY_AFTER = 120.0
 # A real answer is a few KB; past this the stream is hostile or broken.
 MAX_ANSWER_CHARS = 1_000_000
+# Bounds on what a relay can make the client read, whatever it sends (see docs/architecture.md,
+# "Threat model"): a whole stream (keep-alives and junk included), one error body, one raw-data
+# answer (a few KB when honest; parsed in a worker thread, never on the kernel's loop).
+MAX_STREAM_BYTES = 64 * 1024 * 1024
+MAX_ERROR_BYTES = 64 * 1024
+MAX_RAW_BYTES = 1024 * 1024
+MAX_REDIRECTS = 5
+# One generation, queue included, from the request to the video (sora-2-pro: minutes, not hours).
+DEFAULT_DEADLINE = 3600.0
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 ROLES = ("system", "user", "assistant")
 
@@ -219,7 +229,8 @@ def error_from_response(status: int, body: bytes, retry_after: float | None = No
             kind = str(error.get("type") or "")
         elif isinstance(error, str):
             message = error
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
+        # Not JSON (or nested past what the parser takes): quote its start as text.
         message = body[:300].decode("utf-8", "replace").strip()
     code = str(code) if code is not None else None
     message = message or f"HTTP {status}"
@@ -372,6 +383,39 @@ def completed_text(generation: Generation) -> str:
     return "\n".join(lines)
 
 
+# -- where the key may go -----------------------------------------------------------------------
+
+
+def _origin(url: str) -> tuple[str, str | None, int | None] | None:
+    parts = urlsplit(url)
+    try:
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
+    except ValueError:  # a port that is not a number
+        return None
+    return parts.scheme.lower(), parts.hostname, port
+
+
+def same_origin(url: str, base_url: str) -> bool:
+    """Same scheme, host and port: the only URLs that get the key (an `http://` link of an
+    `https://` relay does not: the key would cross the network in clear text)."""
+    origin = _origin(url)
+    return origin is not None and origin[1] is not None and origin == _origin(base_url)
+
+
+async def _read_capped(response: httpx.Response, limit: int) -> bytes | None:
+    """The body, or None when it is (or declares it is) larger than `limit` bytes."""
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    pieces, size = [], 0
+    async for piece in response.aiter_bytes():  # decoded: a gzip bomb counts at its full size
+        size += len(piece)
+        if size > limit:
+            return None
+        pieces.append(piece)
+    return b"".join(pieces)
+
+
 # -- the client ---------------------------------------------------------------------------------
 
 
@@ -386,7 +430,7 @@ class AsyncRelayClient:
         headers: dict | None = None,
         timeout: float = 60.0,
         max_retries: int = 3,
-        deadline: float | None = None,
+        deadline: float | None = DEFAULT_DEADLINE,
         max_concurrency: int = 4,
         poll_interval: float = 2.0,
         follow_timeout: float = 1800.0,
@@ -396,6 +440,7 @@ class AsyncRelayClient:
         self.settings: Settings = resolve_settings(base_url, api_key, model, headers, profile)
         if self.settings.api_key is None:
             raise MissingKeyError(self.settings.base_url)
+        self._redactor = self.settings.api_key.redactor()
         self.timeout = timeout
         self.max_retries = max(0, int(max_retries))
         self.deadline = deadline
@@ -445,7 +490,9 @@ class AsyncRelayClient:
                 timeout=httpx.Timeout(self.timeout, connect=min(15.0, self.timeout)),
                 transport=self._transport,
                 verify=_shared_ssl_context(),
-                follow_redirects=True,
+                # Never automatic: a redirect would carry the key and custom headers to wherever
+                # the relay points. POSTs refuse them; raw-data GETs follow them by hand.
+                follow_redirects=False,
                 limits=httpx.Limits(max_connections=max(10, self.max_concurrency * 2)),
             )
             self._clients[loop] = client
@@ -460,9 +507,17 @@ class AsyncRelayClient:
         headers["Authorization"] = f"Bearer {self.settings.api_key.reveal()}"
         return headers
 
-    def _redact(self, text: str) -> str:
-        key = self.settings.api_key.reveal() if self.settings.api_key else ""
-        return text.replace(key, self.settings.api_key.masked) if key and len(key) >= 4 else text
+    def redact(self, text: str) -> str:
+        """`text` (relay text, an error) without the key in any form it can be echoed in."""
+        return scrub(self._redactor(text))
+
+    def _headers_for(self, url: str) -> dict:
+        """What a GET to `url` carries: the key and custom headers only for the relay itself."""
+        if not same_origin(url, self.base_url):
+            return {"Accept": "application/json"}
+        headers = self._auth_headers()
+        headers.pop("Content-Type", None)
+        return headers
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
@@ -516,6 +571,11 @@ class AsyncRelayClient:
         semaphore = _semaphore_for(self.base_url, self.max_concurrency)
         while True:
             transcript = Transcript()
+            # Relay text is redacted before the transcript reads it (a key echo may be cut
+            # between chunks: the redactor holds such a tail back until it can tell).
+            redacted = self._redactor.stream()
+            redacted_reasoning = self._redactor.stream()
+            received = 0
             received_bytes = False
             malformed = 0
             outcome: Exception | None = None
@@ -528,25 +588,32 @@ class AsyncRelayClient:
                     log.debug("POST %s model=%s", self.settings.chat_url, body["model"])
                     response = await self._http().send(request, stream=True)
                     try:
+                        if response.is_redirect:
+                            raise self._redirect_refused(response)
                         if response.status_code >= 400:
-                            payload = await response.aread()
-                            error = error_from_response(
+                            raise error_from_response(
                                 response.status_code,
-                                self._redact(payload.decode("utf-8", "replace")).encode(),
+                                await self._error_body(response),
                                 _retry_after(response),
                             )
-                            raise error
                         content_type = response.headers.get("content-type", "")
                         if "application/json" in content_type:
-                            payload = await response.aread()
+                            payload = await _read_capped(response, MAX_RAW_BYTES)
                             received_bytes = True
-                            yield self._from_whole_answer(payload)
+                            if payload is None:
+                                raise ProtocolError(
+                                    f"the relay's answer passed {MAX_RAW_BYTES // 1024} KB"
+                                )
+                            redacted_payload = self.redact(payload.decode("utf-8", "replace"))
+                            yield self._from_whole_answer(redacted_payload.encode())
                             return
                         decoder = SSEDecoder()
                         previous = transcript.generation
                         async for chunk in response.aiter_raw():
                             if chunk:
                                 received_bytes = True
+                            received += len(chunk)
+                            self._check_stream_bounds(received, started, transcript)
                             events = decoder.feed(chunk)
                             for data, extra in events:
                                 parsed = decode_chunk(data, extra)
@@ -555,14 +622,16 @@ class AsyncRelayClient:
                                     log.debug("skipped a malformed chunk")
                                     continue
                                 if parsed.error is not None:
+                                    transcript.append(redacted.flush())
+                                    transcript.append_reasoning(redacted_reasoning.flush())
                                     raise self._in_stream_error(parsed.error, transcript)
-                                if parsed.content:
-                                    # One snapshot per network read, built below.
-                                    transcript.append(parsed.content)
-                                if parsed.reasoning:
-                                    transcript.append_reasoning(parsed.reasoning)
+                                # One snapshot per network read, built below.
+                                redacted.add(parsed.content)
+                                redacted_reasoning.add(parsed.reasoning)
                                 if parsed.done or parsed.finish_reason:
                                     finished = True
+                            transcript.append(redacted.drain())
+                            transcript.append_reasoning(redacted_reasoning.drain())
                             if (
                                 transcript.generation.text_length > MAX_ANSWER_CHARS
                                 or transcript.reasoning_length > MAX_ANSWER_CHARS
@@ -580,10 +649,8 @@ class AsyncRelayClient:
                                 break
                         for data, extra in decoder.close():
                             parsed = decode_chunk(data, extra)
-                            if parsed.content:
-                                transcript.feed(parsed.content)
-                            if parsed.reasoning:
-                                transcript.append_reasoning(parsed.reasoning)
+                            redacted.add(parsed.content)
+                            redacted_reasoning.add(parsed.reasoning)
                             finished = finished or parsed.done or bool(parsed.finish_reason)
                     finally:
                         await response.aclose()
@@ -616,6 +683,8 @@ class AsyncRelayClient:
                         await asyncio.sleep(delay)
                         continue
                     outcome = error
+            transcript.append(redacted.flush())
+            transcript.append_reasoning(redacted_reasoning.flush())
             generation = transcript.finish()
             if generation.done:
                 yield generation
@@ -650,7 +719,7 @@ class AsyncRelayClient:
             data = json.loads(payload)
             message = data["choices"][0]["message"]
             content = message["content"]
-        except (ValueError, KeyError, IndexError, TypeError):
+        except (ValueError, KeyError, IndexError, TypeError, RecursionError):
             raise ProtocolError("the relay answered JSON that is not a chat completion") from None
         transcript = Transcript()
         transcript.feed(prompt_text(content) if isinstance(content, list) else str(content or ""))
@@ -667,20 +736,54 @@ class AsyncRelayClient:
         return generation
 
     def _in_stream_error(self, error: dict, transcript: Transcript) -> RelayError:
-        message = self._redact(str(error.get("message") or error))
-        code = error.get("code")
+        # Only the fields the mapping reads, each redacted and bounded: the relay wrote them.
+        fields = {}
+        for name in ("message", "code", "type"):
+            value = error.get(name)
+            if value is not None and not isinstance(value, (dict, list)):
+                fields[name] = self.redact(str(value)[:MAX_ERROR_BYTES])
+        fields.setdefault("message", "the relay sent an error without a message")
         status = error.get("status") if isinstance(error.get("status"), int) else None
-        mapped = error_from_response(
-            status or 500, json.dumps({"error": {**error, "message": message}}).encode()
-        )
+        if status is not None and not 100 <= status <= 599:
+            status = None
+        mapped = error_from_response(status or 500, json.dumps({"error": fields}).encode())
         mapped.task_id = transcript.generation.task_id
-        if code and mapped.code is None:
-            mapped.code = str(code)
         return mapped
 
-    def _check_deadline(self, started: float, upcoming: float = 0.0) -> None:
+    async def _error_body(self, response: httpx.Response) -> bytes:
+        """An HTTP error's body, bounded and redacted (error_from_response may quote it)."""
+        payload = await _read_capped(response, MAX_ERROR_BYTES)
+        if payload is None:
+            return f"HTTP {response.status_code} (an error body over 64 KB)".encode()
+        return self.redact(payload.decode("utf-8", "replace")).encode()
+
+    def _redirect_refused(self, response: httpx.Response) -> RelayError:
+        where = self.redact(response.headers.get("location", "")[:200])
+        return RelayError(
+            f"the relay answered HTTP {response.status_code}, redirecting to {where!r}; requests "
+            "to the relay never follow redirects, because the key and custom headers would go "
+            "along. If you trust that address, set KKI_BASE_URL to it",
+            status_code=response.status_code,
+        )
+
+    def _check_stream_bounds(self, received: int, started: float, transcript) -> None:
+        if received > MAX_STREAM_BYTES:
+            raise ProtocolError(
+                f"the relay sent more than {MAX_STREAM_BYTES // 1024 // 1024} MB for one answer",
+                task_id=transcript.generation.task_id,
+            )
+        if self.deadline is not None and time.monotonic() - started > self.deadline:
+            self._check_deadline(started, generation=transcript.generation)
+
+    def _check_deadline(
+        self, started: float, upcoming: float = 0.0, generation: Generation | None = None
+    ) -> None:
         if self.deadline is not None and time.monotonic() + upcoming - started > self.deadline:
-            raise DeadlineExceeded(f"gave up after {self.deadline:.0f} s")
+            raise DeadlineExceeded(
+                f"gave up after {self.deadline:.0f} s (the client's deadline)",
+                task_id=generation.task_id if generation else None,
+                generation=generation if generation and generation.task_id else None,
+            )
 
     # -- following a task -------------------------------------------------------------------
 
@@ -699,10 +802,6 @@ class AsyncRelayClient:
 
     async def _follow(self, generation: Generation, started: float) -> AsyncIterator[Generation]:
         url = self._raw_url_for(generation)
-        same_origin = urlsplit(url).netloc == urlsplit(self.base_url).netloc
-        # The key goes only to the configured relay, never to a raw-data or CDN host.
-        headers = self._auth_headers() if same_origin else {"Accept": "application/json"}
-        headers.pop("Content-Type", None)
         interval = self.poll_interval
         deadline = time.monotonic() + self.follow_timeout
         failures = 0
@@ -714,31 +813,24 @@ class AsyncRelayClient:
                     task_id=generation.task_id,
                     generation=generation,
                 )
-            self._check_deadline(started)
+            self._check_deadline(started, generation=generation)
             try:
-                response = await self._http().get(url, headers=headers)
-                if response.status_code == 200:
-                    failures = 0
-                    try:
-                        data = response.json()
-                    except ValueError:
-                        data = response.text
-                    updated = generation_from_raw(data, generation)
-                    if updated.status == "completed" and not updated.video_url:
-                        updated = updated.with_status("generating")
-                    if updated != generation or updated.text_length != generation.text_length:
-                        if updated.status == "completed":
-                            updated = _with_text(updated, completed_text(updated))
-                        generation = updated
-                        yield generation
-                    if generation.done:
-                        return
-                else:
-                    failures += 1
-                    last_error = f"HTTP {response.status_code}"
+                updated, last_error = await self._poll_raw(url, generation)
             except httpx.TransportError as error:
+                updated, last_error = None, type(error).__name__
+            if updated is None:
                 failures += 1
-                last_error = type(error).__name__
+            else:
+                failures = 0
+                if updated.status == "completed" and not updated.video_url:
+                    updated = updated.with_status("generating")
+                if updated != generation or updated.text_length != generation.text_length:
+                    if updated.status == "completed":
+                        updated = _with_text(updated, completed_text(updated))
+                    generation = updated
+                    yield generation
+                if generation.done:
+                    return
             if failures >= 8:
                 raise StreamInterrupted(
                     f"the relay's raw-data URL kept failing ({last_error})",
@@ -747,6 +839,46 @@ class AsyncRelayClient:
                 )
             await asyncio.sleep(interval * (0.8 + random.random() * 0.4))
             interval = min(interval * 1.5, 15.0)
+
+    async def _poll_raw(self, url: str, generation: Generation) -> tuple[Generation | None, str]:
+        """One look at the raw-data URL: the updated state, or None and why not."""
+        for _hop in range(MAX_REDIRECTS + 1):
+            # By hand, hop by hop: the key and custom headers go only to the relay's own origin.
+            request = self._http().build_request("GET", url, headers=self._headers_for(url))
+            response = await self._http().send(request, stream=True)
+            try:
+                if response.is_redirect:
+                    try:
+                        url = str(response.url.join(response.headers["location"]))
+                    except (httpx.InvalidURL, ValueError):
+                        return None, "a redirect to an invalid address"
+                    if not url.startswith(("http://", "https://")):
+                        return None, "a redirect to a non-http(s) address"
+                    continue
+                if response.status_code != 200:
+                    return None, f"HTTP {response.status_code}"
+                body = await _read_capped(response, MAX_RAW_BYTES)
+            finally:
+                await response.aclose()
+            if body is None:
+                return None, f"an answer over {MAX_RAW_BYTES // 1024} KB"
+            # Parsing a relay's JSON can take long (or recurse deep): not on the kernel's loop.
+            updated = await asyncio.to_thread(self._read_raw, body, generation)
+            return updated, "" if updated is not None else "an answer that could not be read"
+        return None, f"more than {MAX_REDIRECTS} redirects"
+
+    def _read_raw(self, body: bytes, generation: Generation) -> Generation | None:
+        """A raw-data answer merged into `generation` (in a worker thread); None: unreadable."""
+        text = self.redact(body.decode("utf-8", "replace"))
+        try:
+            data = json.loads(text)
+        except (ValueError, RecursionError):
+            data = text
+        try:
+            return generation_from_raw(data, generation)
+        except Exception as error:  # hostile shapes: nesting, huge numbers, odd types
+            log.debug("unreadable raw-data answer: %s", type(error).__name__)
+            return None
 
     # -- conveniences -----------------------------------------------------------------------
 

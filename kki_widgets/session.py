@@ -30,7 +30,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ConfigurationError, GenerationFailed, KkiError, RelayError, TurnFailed
+from .errors import (
+    ConfigurationError,
+    GenerationFailed,
+    KkiError,
+    RelayError,
+    TurnFailed,
+    scrub,
+)
 from .loop import background_loop, block_on, submit
 from .profiles import RelayProfile, WireRequest, get_profile, spec_warnings
 from .relay import AsyncRelayClient, RelayClient, normalize_messages, prompt_text
@@ -432,6 +439,9 @@ class Conversation:
         except asyncio.CancelledError:
             self._finish(turn, "cancelled", self._cancel_message(turn))
             raise
+        except Exception as error:  # a bug or an answer nobody foresaw: never a turn left running
+            log.error("turn %s ended by an unexpected error", turn.index, exc_info=True)
+            self._finish(turn, "failed", self._unexpected_message(turn, error))
         finally:
             with self._lock:
                 self._running.pop(turn.index, None)
@@ -637,6 +647,20 @@ class Conversation:
         else:
             reason = final.error or "the relay reported a failed generation"
             self._finish(turn, "failed", str(GenerationFailed(reason, task_id=final.task_id)))
+
+    def _unexpected_message(self, turn: Turn, error: Exception) -> str:
+        redact = getattr(self.client, "redact", scrub)
+        detail = redact(str(error))[:200]
+        message = f"Unexpected {type(error).__name__}{': ' + detail if detail else ''}. "
+        if turn.task_id:
+            return message + (
+                f"The relay accepted task {turn.task_id}: %sora resume {turn.task_id} (or "
+                "Conversation.resume) fetches it without paying again."
+            )
+        return message + (
+            "No task ID was seen; if the relay accepted the prompt anyway it may charge for it: "
+            "check its dashboard before sending it again."
+        )
 
     def _cancel_message(self, turn: Turn) -> str:
         if turn.task_id:

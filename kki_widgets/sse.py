@@ -16,6 +16,16 @@ _KNOWN_FIELDS = frozenset(("event", "id", "retry"))
 DONE = "[DONE]"
 
 
+# Caps on what one line and one event may hold. An honest line carries one chat chunk (a few KB;
+# a relay that sends the whole answer at once, some hundred KB): past these the stream is hostile
+# or broken, and the rest of the line or event is dropped as it arrives, so memory stays bounded
+# whatever the relay sends and however long it sends it.
+MAX_LINE_CHARS = 4 * 1024 * 1024
+MAX_EVENT_CHARS = 4 * 1024 * 1024
+# What an event that passed a cap is reported as: not JSON, so `decode_chunk` calls it malformed.
+OVERSIZED = ""
+
+
 class SSEDecoder:
     """Feed raw bytes as they arrive; get back the `data` payload of each complete event.
 
@@ -23,15 +33,27 @@ class SSEDecoder:
     keep-alive lines, multi-line `data:` fields (joined by newlines) and a last event that ends
     without its blank line. Lines that are not SSE fields are kept aside so the chunk decoder can
     retry them as the continuation of a pretty-printed JSON payload.
+
+    Bounded: an unfinished line is kept as a list of pieces (joined once, when its newline comes,
+    so a line without one costs linear time), and a line or event past its cap is dropped and
+    reported as one `OVERSIZED` event (`dropped` counts them).
     """
 
-    __slots__ = ("_data", "_decoder", "_extra", "_held_cr", "_tail")
+    __slots__ = (
+        "_data", "_decoder", "_extra", "_held_cr", "_oversized", "_size", "_skipping",
+        "_tail", "_tail_size", "dropped",
+    )
 
     def __init__(self) -> None:
-        self._tail = ""
+        self._tail: list[str] = []
+        self._tail_size = 0
+        self._skipping = False  # inside a line that passed MAX_LINE_CHARS: dropped until its end
         self._data: list[str] = []
         self._extra: list[str] = []
+        self._size = 0  # characters held for the current event
+        self._oversized = False  # the current event passed a cap: report it, drop its content
         self._held_cr = False
+        self.dropped = 0
         # Incremental so a multi-byte character split across reads is decoded whole; invalid
         # bytes become U+FFFD instead of crashing the kernel.
         import codecs
@@ -52,30 +74,90 @@ class SSEDecoder:
                 # Might be the first half of a CRLF: treat as a line end, skip a following LF.
                 self._held_cr = True
             text = text.replace("\r\n", "\n").replace("\r", "\n")
+        if self._oversized:
+            text = self._skip_to_blank_line(text)
         if "\n" not in text:
-            self._tail += text
+            self._hold(text)
             return []
-        lines = (self._tail + text).split("\n")
-        self._tail = lines.pop()
+        lines = text.split("\n")
+        self._hold(lines[0])
+        lines[0] = self._take_line()
+        last = lines.pop()
         events: list[tuple[str, list[str]]] = []
-        data = self._data
         for line in lines:
-            if not line:
-                if data or self._extra:
-                    events.append(("\n".join(data), self._extra))
-                    data.clear()
-                    self._extra = []
-                continue
-            if line.startswith("data:"):
-                value = line[5:]
-                data.append(value[1:] if value.startswith(" ") else value)
-            elif line[0] == ":":
-                continue
-            else:
-                name = line.split(":", 1)[0]
-                if name not in _KNOWN_FIELDS:
-                    self._extra.append(line)
+            if line is None or len(line) > MAX_LINE_CHARS:
+                self._drop_event()
+            elif line:
+                self._field(line)
+            elif self._data or self._extra or self._oversized:
+                events.append(self._dispatch())
+        self._hold(last)
         return events
+
+    def _skip_to_blank_line(self, text: str) -> str:
+        """While an event is dropped, jump to the blank line that ends it (none: keep the tail)."""
+        if text.startswith("\n") and not self._tail and not self._skipping:
+            return text  # the previous read ended its line: this newline is the blank line
+        at = text.find("\n\n")
+        if at < 0:
+            at = text.rfind("\n")
+            if at < 0:
+                return text
+            self._take_line()
+            return text[at + 1 :]  # the last, unfinished line: may be the blank one
+        self._take_line()
+        return text[at + 1 :]
+
+    def _hold(self, text: str) -> None:
+        """Keep the start of an unfinished line, unless it is past its cap."""
+        if self._skipping or not text:
+            return
+        self._tail_size += len(text)
+        if self._tail_size > MAX_LINE_CHARS:
+            self._tail.clear()
+            self._skipping = True
+        else:
+            self._tail.append(text)
+
+    def _take_line(self) -> str | None:
+        """The line whose newline just came (None: it passed its cap)."""
+        line = None if self._skipping else "".join(self._tail)
+        self._tail.clear()
+        self._tail_size = 0
+        self._skipping = False
+        return line
+
+    def _field(self, line: str) -> None:
+        if line[0] == ":":
+            return
+        if self._oversized:
+            return
+        if line.startswith("data:"):
+            value = line[5:]
+            self._data.append(value[1:] if value.startswith(" ") else value)
+        elif line.split(":", 1)[0] not in _KNOWN_FIELDS:
+            self._extra.append(line)
+        else:
+            return
+        self._size += len(line)
+        if self._size > MAX_EVENT_CHARS:
+            self._drop_event()
+
+    def _drop_event(self) -> None:
+        self._data.clear()
+        self._extra = []
+        self._size = 0
+        if not self._oversized:
+            self._oversized = True
+            self.dropped += 1
+
+    def _dispatch(self) -> tuple[str, list[str]]:
+        event = (OVERSIZED, []) if self._oversized else ("\n".join(self._data), self._extra)
+        self._data.clear()
+        self._extra = []
+        self._size = 0
+        self._oversized = False
+        return event
 
     def close(self) -> list[tuple[str, list[str]]]:
         """End of stream: flush the last event even if its blank line never came."""

@@ -31,7 +31,9 @@ TERMINAL = frozenset(("completed", "failed", "cancelled"))
 # stream that never sends a newline, and no honest line comes near it.
 MAX_LINE = 8192
 
-_LINK = re.compile(r"\[([^\]\n]*)\]\(\s*<?([^()\s<>]+(?:\([^()\s]*\)[^()\s<>]*)*)>?\s*\)")
+# The label stops at the next "[" too: otherwise every "[" of a run of them rescans to the first
+# "]" (quadratic; a hostile answer of 200 KB of brackets took minutes).
+_LINK = re.compile(r"\[([^\[\]\n]*)\]\(\s*<?([^()\s<>]+(?:\([^()\s]*\)[^()\s<>]*)*)>?\s*\)")
 _BARE_URL = re.compile(r"(?<![(<\w])((?:https?|javascript|data|vbscript|file):[^\s()<>\[\]`]+)", re.I)
 _BACKTICK = re.compile(r"`([^`\s]{4,200})`")
 _ID_LABEL = re.compile(r"(?:\bID|任务\s*ID|任务编号)\s*[:：]\s*`?([A-Za-z0-9][A-Za-z0-9_:\-.]{3,200})`?", re.I)

@@ -98,3 +98,89 @@ def abandon_after_task_id(conversation, prompt: str) -> str:
         return handle.turn.task_id
 
     return asyncio.run(start_and_die())
+
+
+class HostileRelay:
+    """A loopback relay whose every answer the test writes, recording every request it gets.
+
+    `answer(request) -> (status, headers, body)`: `request` is a dict (method, path, headers,
+    body, tls); `body` is bytes or a callable returning an iterable of byte pieces (written as
+    they come, so a stream can be endless). With `tls=(certfile, keyfile)` the same port speaks
+    https and plain http (it peeks at the first byte), so a test sees what a client sends to an
+    `http://` link on an `https://` relay's host and port.
+    """
+
+    def __init__(self, answer, tls: tuple[str, str] | None = None):
+        import socket
+        import ssl
+
+        outer = self
+        self.requests: list[dict] = []
+        context = None
+        if tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _answer(self):
+                length = int(self.headers.get("Content-Length", 0) or 0)
+                request = {
+                    "method": self.command,
+                    "path": self.path,
+                    "headers": {k.lower(): v for k, v in self.headers.items()},
+                    "body": self.rfile.read(length) if length else b"",
+                    "tls": isinstance(self.connection, ssl.SSLSocket),
+                }
+                outer.requests.append(request)
+                status, headers, body = answer(request)
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                if isinstance(body, bytes) and "Content-Length" not in headers:
+                    self.send_header("Content-Length", str(len(body)))
+                self.send_header("Connection", "close")
+                self.end_headers()
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError, OSError):
+                    for piece in [body] if isinstance(body, bytes) else body():
+                        self.wfile.write(piece)
+                        self.wfile.flush()
+
+            do_GET = do_POST = _answer
+
+            def log_message(self, *args):
+                pass
+
+        class Server(http.server.ThreadingHTTPServer):
+            daemon_threads = True
+
+            def get_request(self):
+                sock, address = super().get_request()
+                if context is not None and sock.recv(1, socket.MSG_PEEK) == b"\x16":
+                    sock = context.wrap_socket(sock, server_side=True)
+                return sock, address
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.port = self.server.server_address[1]
+        scheme = "https" if tls else "http"
+        self.origin = f"{scheme}://127.0.0.1:{self.port}"
+        self.base_url = f"{self.origin}/v1"
+
+    def paths(self, method: str = "GET") -> list[str]:
+        return [r["path"] for r in self.requests if r["method"] == method]
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+SSE = {"Content-Type": "text/event-stream"}
+JSON = {"Content-Type": "application/json"}
