@@ -93,6 +93,7 @@ def money(amount: float | None) -> str:
     """``$0.40``; amounts under a cent keep their digits (``$0.004``)."""
     if amount is None:
         return UNKNOWN
+    amount = round(amount, 6) + 0.0  # float sums: no "$-0.00"
     if amount and abs(amount) < 0.01:
         return f"${amount:.4f}".rstrip("0")
     return f"${amount:,.2f}"
@@ -304,7 +305,8 @@ def cost_line(turn) -> str:
     """One phrase for a turn's price: its estimate while it runs, its charge once it ended."""
     if turn.cached:
         return f"{money(0.0)} — {REPLAYED}"
-    if turn.status in ("queued", "generating"):
+    if turn.status in ("queued", "generating") or turn.finished_at is None:
+        # Running, or completed but still being kept (the media download): not settled yet.
         return f"estimate {money(turn.estimate)}" if turn.estimate is not None else "price unknown"
     if turn.cost is None:
         return f"charged: unknown{' — ' + turn.cost_note if turn.cost_note else ''}"
@@ -347,3 +349,50 @@ def summarize(turns) -> dict:
         else:
             row["spent"] = round(row["spent"] + turn.cost, 6)
     return by_model
+
+
+def merge_usage(reports: list[dict]) -> dict:
+    """Several conversations' `usage()` as one: spend by model summed, the balance of the first
+    that reports one, the (shared) budget of the first that has one."""
+    by_model: dict[str, dict] = {}
+    for report in reports:
+        for model, row in report["by_model"].items():
+            total = by_model.setdefault(model, {"generations": 0, "spent": 0.0, "unknown": 0})
+            total["generations"] += row["generations"]
+            total["spent"] = round(total["spent"] + row["spent"], 6)
+            total["unknown"] += row["unknown"]
+
+    def first(key):
+        return next((r[key] for r in reports if r.get(key) is not None), None)
+
+    return {
+        "by_model": by_model,
+        "spent": round(sum(row["spent"] for row in by_model.values()), 6),
+        "unknown": sum(row["unknown"] for row in by_model.values()),
+        "budget": first("budget"),
+        "balance_before": first("balance_before"),
+        "balance_after": first("balance_after"),
+    }
+
+
+def usage_lines(report: Mapping) -> list[str]:
+    """The spend part of a usage report in words."""
+    lines = []
+    for model, row in sorted(report.get("by_model", {}).items()):
+        unknown = f" ({row['unknown']} at an unknown price)" if row["unknown"] else ""
+        lines.append(f"  {model}: {row['generations']} generations, {money(row['spent'])}{unknown}")
+    unknown = f" + {report['unknown']} at an unknown price" if report.get("unknown") else ""
+    lines.append(f"spent: {money(report.get('spent', 0.0))}{unknown}")
+    budget = report.get("budget")
+    if budget:
+        lines.append(
+            f"budget: {money(budget['limit'])}, spent this kernel {money(budget['spent'])}, "
+            f"left {money(budget['remaining'])}"
+        )
+    if report.get("balance_before") is not None:
+        after = report.get("balance_after")
+        lines.append(
+            f"balance: {money(report['balance_before'])} before"
+            + (f", {money(after)} now" if after is not None else "")
+        )
+    return lines

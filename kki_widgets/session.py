@@ -452,8 +452,7 @@ class Conversation:
     def _begin_takes(self, prompt, parent, force, cell_id, options, takes: int) -> list:
         """Replays are free and always allowed; the fresh takes are reserved against the budget
         together (all or none), then registered. Returns [(turn, chosen, fresh)] in take order."""
-        if isinstance(takes, bool) or not isinstance(takes, int) or not 1 <= takes <= 16:
-            raise ConfigurationError(f"takes must be a whole number from 1 to 16, got {takes!r}")
+        _check_takes(takes)
         numbered = [None] if takes == 1 else list(range(1, takes + 1))
         prepared = [self._prepare(prompt, parent, options, cell_id, take) for take in numbered]
         results = []
@@ -540,6 +539,7 @@ class Conversation:
         does a request the budget refuses (`BudgetExceeded`, before anything is sent).
         `takes=N` runs N generations of the request at once and returns their N turns.
         """
+        _check_takes(takes)
         await self._aensure_prices()
         if takes != 1:
             return await self._asend_takes(prompt, parent, force, cell_id, options, takes)
@@ -1181,6 +1181,11 @@ def _on_private_loop() -> bool:
         return asyncio.get_running_loop() is background_loop()
     except RuntimeError:
         return False
+
+
+def _check_takes(takes) -> None:
+    if isinstance(takes, bool) or not isinstance(takes, int) or not 1 <= takes <= 16:
+        raise ConfigurationError(f"takes must be a whole number from 1 to 16, got {takes!r}")
 
 
 async def _done(turn: Turn) -> Turn:

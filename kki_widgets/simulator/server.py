@@ -163,6 +163,7 @@ class Simulator:
         self.requests: list[Any] = []
         self.submissions = 0
         self.tasks: dict[str, Generation] = {}
+        self._generated: dict[str, int] = {}  # clip identity → generations so far
         self._chat_requests = 0
         self._runners: set[asyncio.Task[None]] = set()
         self._app: Starlette | None = None
@@ -372,6 +373,10 @@ class Simulator:
             images=chat.images,
             dialect=dialect,
         )
+        # Same request again (a take, a forced retry): a different generation, like a real model.
+        identity = task.clip_request().key(0)
+        task.variant = self._generated.get(identity, 0)
+        self._generated[identity] = task.variant + 1
         self.tasks[task.id] = task
         self.submissions += 1
         self.billing.charge(chat.model, chat.duration)
