@@ -36,7 +36,7 @@ class Reservation:
 class Budget:
     """A cap in US dollars shared by whatever sends through it (thread-safe)."""
 
-    def __init__(self, limit: float, *, how_to_raise: str = "Conversation(budget=...)"):
+    def __init__(self, limit: float, *, how_to_raise: str = "Budget.limit = ..."):
         if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not math.isfinite(limit):
             raise ConfigurationError(f"a budget is a number of dollars, e.g. 5.00, got {limit!r}")
         if limit < 0:

@@ -459,6 +459,8 @@ class Conversation:
         for (turn, chosen), take in zip(prepared, numbered, strict=True):
             turn.take, turn.takes = take, (takes if take else None)
             replay = None if force else self._replay(turn, move_head=take is None)
+            if replay is not None and take and replay.take is None:
+                replay.take, replay.takes = take, takes  # an earlier plain send is take 1
             results.append((replay or turn, chosen, replay is None))
         fresh = [turn for turn, _, is_fresh in results if is_fresh]
         reservation = self._reserve(fresh, prompt)
