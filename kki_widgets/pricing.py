@@ -244,7 +244,7 @@ class PriceBook:
         if key in _discovered:
             return
         try:
-            found = prices_from_gateway(await self.client.get_json(_pricing_url(key)))
+            found = prices_from_gateway(await self.client.get_json(_pricing_url(key), timeout=5.0))
         except Exception as error:  # any failure means "this relay publishes no prices"
             log.debug("no price list at %s: %s", key, type(error).__name__)
             found = None
@@ -266,8 +266,8 @@ class PriceBook:
         if key in _billing_absent:
             return None
         try:
-            subscription = await self.client.get_json(f"{key}/dashboard/billing/subscription")
-            usage = await self.client.get_json(f"{key}/dashboard/billing/usage")
+            subscription = await self.client.get_json(f"{key}/dashboard/billing/subscription", timeout=5.0)
+            usage = await self.client.get_json(f"{key}/dashboard/billing/usage", timeout=5.0)
             balance = balance_from_billing(subscription, usage)
         except Exception as error:
             log.debug("no balance at %s: %s", key, type(error).__name__)
@@ -305,6 +305,12 @@ def cost_line(turn) -> str:
     """One phrase for a turn's price: its estimate while it runs, its charge once it ended."""
     if turn.cached:
         return f"{money(0.0)} — {REPLAYED}"
+    line = _cost_words(turn)
+    # The embedded simulator's prices are an example: nobody pays them.
+    return f"{line} (simulated relay)" if getattr(turn, "simulated", False) else line
+
+
+def _cost_words(turn) -> str:
     if turn.status in ("queued", "generating") or turn.finished_at is None:
         # Running, or completed but still being kept (the media download): not settled yet.
         return f"estimate {money(turn.estimate)}" if turn.estimate is not None else "price unknown"

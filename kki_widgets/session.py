@@ -900,7 +900,9 @@ class Conversation:
         before (first send of this session) and now, when the relay reports it."""
         self._ensure_prices()
         by_model = pricing.summarize(self.turns)
-        after = block_on(self.prices.abalance()) if self._balance_before is not None else None
+        after = None
+        if self._balance_before is not None and not _on_private_loop():
+            after = block_on(self.prices.abalance())
         return {
             "by_model": by_model,
             "spent": round(sum(row["spent"] for row in by_model.values()), 6),

@@ -189,3 +189,18 @@ def test_the_key_goes_to_the_price_list_only_on_the_base_urls_origin(tmp_path):
     finally:
         server.shutdown()
     assert seen == [("/api/pricing", None), ("/redirect", None)]
+
+
+def test_cost_words_for_each_state_of_a_turn():
+    from kki_widgets.session import Turn
+
+    running = Turn(index=0, prompt="x", status="generating", estimate=0.1)
+    assert running.cost_text == "estimate $0.10"
+    simulated = Turn(index=0, prompt="x", status="generating", estimate=0.1, simulated=True)
+    assert simulated.cost_text == "estimate $0.10 (simulated relay)"
+    done = Turn(index=0, prompt="x", status="completed", estimate=0.1, cost=0.1, finished_at=1.0)
+    assert done.cost_text == "charged: $0.10"
+    cancelled = Turn(index=0, prompt="x", status="cancelled", cost=0.0, finished_at=1.0,
+                     cost_note="not charged: the relay never accepted it")  # fmt: skip
+    assert cancelled.cost_text == "$0.00 — not charged: the relay never accepted it"
+    assert Turn(index=0, prompt="x", status="queued").cost_text == "price unknown"
