@@ -46,6 +46,7 @@ class Budget:
         self._lock = threading.Lock()
         self._spent = 0.0
         self._reserved: dict[int, float] = {}  # reservation id → dollars still held
+        self._held = 0.0  # their sum, kept up to date: a check is O(1) however many run
 
     def __repr__(self) -> str:
         return (
@@ -59,13 +60,12 @@ class Budget:
 
     @property
     def reserved(self) -> float:
-        with self._lock:
-            return sum(self._reserved.values())
+        return self._held
 
     @property
     def remaining(self) -> float:
         with self._lock:
-            return self.limit - self._spent - sum(self._reserved.values())
+            return self.limit - self._spent - self._held
 
     def reserve(self, estimates: list[float | None], label: str, model: str) -> Reservation:
         """Reserve the sum of `estimates` (one per generation) or raise `BudgetExceeded`."""
@@ -76,12 +76,13 @@ class Budget:
             )
         amount = float(sum(estimates))
         with self._lock:
-            held = sum(self._reserved.values())
+            held = self._held
             # A hair of tolerance: 3 × $0.10 must fit a $0.30 budget despite float sums.
             if self._spent + held + amount > self.limit + 1e-9:
                 raise BudgetExceeded(self._refusal(amount, held, len(estimates)))
             reservation = Reservation(next(_ids), amount, label)
             self._reserved[reservation.id] = amount
+            self._held += amount
             return reservation
 
     def settle(self, reservation: Reservation | None, charged: float) -> None:
@@ -97,11 +98,14 @@ class Budget:
             held = self._reserved.get(reservation.id)
             if held is None:
                 return
-            left = held - part
-            if left <= 1e-9:
+            released = min(held, part)
+            if held - released <= 1e-9:
+                released = held
                 del self._reserved[reservation.id]
             else:
-                self._reserved[reservation.id] = left
+                self._reserved[reservation.id] = held - released
+            # Recomputed when nothing is held, so float drift never accumulates.
+            self._held = self._held - released if self._reserved else 0.0
             self._spent += max(0.0, charged)
 
     def _refusal(self, amount: float, held: float, count: int) -> str:

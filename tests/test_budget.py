@@ -121,3 +121,16 @@ def test_budget_values_are_checked():
     for bad in (-1, "5", float("inf"), True):
         with pytest.raises(ConfigurationError, match="budget"):
             Budget(bad)
+
+
+def test_one_reservation_for_several_takes_is_settled_take_by_take():
+    budget = Budget(1.0)
+    held = budget.reserve([0.1, 0.1, 0.1], "three takes", "sora-2")
+    assert budget.reserved == pytest.approx(0.3) and budget.remaining == pytest.approx(0.7)
+    budget.settle_part(held, 0.1, 0.1)  # take 1 completed
+    budget.settle_part(held, 0.1, 0.0)  # take 2 refused by the relay: nothing charged
+    assert budget.reserved == pytest.approx(0.1) and budget.spent == pytest.approx(0.1)
+    budget.settle_part(held, 0.1, 0.1)
+    budget.settle_part(held, 0.1, 0.1)  # settled already: no effect
+    assert budget.reserved == 0 and budget.spent == pytest.approx(0.2)
+    assert repr(budget) == "<Budget $1.00: spent $0.20, reserved $0.00, left $0.80>"
