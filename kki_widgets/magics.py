@@ -302,6 +302,8 @@ class SoraMagics(Magics):
 
         self._continuing.add(name)
         if args.takes != 1:
+            if args.background or not self.wait:
+                raise UsageError("--takes waits in its cell (to show the takes side by side): drop --background.")
             return self._generate_takes(conversation, prompt, send_options, args.takes)
         view = self._make_view(conversation, name, cell_id)
         if args.background or not self.wait:

@@ -140,3 +140,12 @@ def test_a_budget_covers_all_takes_of_a_cell(sim, new_shell):
         run(ip, "%%sora --takes 3\ntoo many")
     assert sim.requests == []
     assert len(run(ip, "%%sora --takes 2\ntwo fit").turns) == 2
+
+
+def test_takes_wait_in_their_cell(sim, new_shell):
+    ip = new_shell()
+    with pytest.raises(UsageError, match="drop --background"):
+        run(ip, "%%sora --takes 2 --background\nnot in the background")
+    with pytest.raises(UsageError, match="takes must be"):
+        run(ip, "%%sora --takes 0\nno takes")
+    assert sim.requests == []

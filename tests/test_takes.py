@@ -75,3 +75,22 @@ def test_bad_takes_and_picks_name_the_fix(fast_simulator, tmp_path):
     failed = conv.send("broken [[fault:fail]]")
     with pytest.raises(ConfigurationError, match="only a completed video can be picked"):
         conv.pick(failed)
+
+
+def test_the_cards_pick_buttons_pick_a_take(fast_simulator, tmp_path):
+    from kki_widgets.takes_view import TakesCard, pick_buttons
+
+    conv = conversation(fast_simulator, tmp_path)
+    turns = conv.send("a lantern on a lake", takes=2)
+    row = pick_buttons(conv, turns)
+    buttons, label = row.children[:-1], row.children[-1]
+    assert [b.description for b in buttons] == ["Pick take 1", "Pick take 2"]
+    assert label.value == "the next cell continues take 1"
+    buttons[1].click()
+    assert conv.head == turns[1].index and label.value == "the next cell continues take 2"
+    card = TakesCard(conv, turns)
+    assert "take 2: turn %d completed" % turns[1].index in repr(card)
+    assert repr(card).splitlines()[2].endswith("<- continues from here")
+    # Relay text is escaped in the card.
+    hostile = conv.send("<script>alert(1)</script>", parent=None, takes=2)
+    assert "<script>alert" not in TakesCard(conv, hostile)._repr_html_()
