@@ -8,11 +8,12 @@ import threading
 import pytest
 from kki_testing import TEST_KEY
 
-from kki_widgets import Conversation, NotebookStore
+from kki_widgets import Conversation
 from kki_widgets.budget import Budget
 from kki_widgets.errors import BudgetExceeded, ConfigurationError
 from kki_widgets.pricing import forget_discoveries
 from kki_widgets.simulator import Simulator
+from kki_widgets.store import NotebookStore
 
 
 @pytest.fixture
@@ -115,6 +116,12 @@ def test_failures_count_refusals_release_and_takes_are_checked_all_at_once(sim, 
     with pytest.raises(BudgetExceeded, match=r"2 generations would cost about \$0.20"):
         conv.send("three takes", parent=None, takes=2)
     assert len(sim.requests) == before  # not one take of the two was sent
+
+
+def test_the_budget_is_part_of_the_public_api():
+    import kki_widgets
+
+    assert kki_widgets.Budget is Budget and kki_widgets.BudgetExceeded is BudgetExceeded
 
 
 def test_budget_values_are_checked():

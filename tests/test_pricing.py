@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from kki_testing import TEST_KEY
 
-from kki_widgets import Conversation, NotebookStore
+from kki_widgets import Conversation
 from kki_widgets.errors import ConfigurationError
 from kki_widgets.pricing import (
     PER_SECOND,
@@ -20,6 +20,7 @@ from kki_widgets.pricing import (
     prices_from_gateway,
 )
 from kki_widgets.simulator import Simulator
+from kki_widgets.store import NotebookStore
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

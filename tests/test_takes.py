@@ -7,8 +7,9 @@ import asyncio
 import pytest
 from kki_testing import TEST_KEY
 
-from kki_widgets import Conversation, NotebookStore
+from kki_widgets import Conversation
 from kki_widgets.errors import ConfigurationError
+from kki_widgets.store import NotebookStore
 
 
 def conversation(sim, tmp_path, **options) -> Conversation:
@@ -89,7 +90,7 @@ def test_the_cards_pick_buttons_pick_a_take(fast_simulator, tmp_path):
     buttons[1].click()
     assert conv.head == turns[1].index and label.value == "the next cell continues take 2"
     card = TakesCard(conv, turns)
-    assert "take 2: turn %d completed" % turns[1].index in repr(card)
+    assert f"take 2: turn {turns[1].index} completed" in repr(card)
     assert repr(card).splitlines()[2].endswith("<- continues from here")
     # Relay text is escaped in the card.
     hostile = conv.send("<script>alert(1)</script>", parent=None, takes=2)
