@@ -14,6 +14,8 @@ import html
 import itertools
 from typing import Any
 
+from .views import video_src
+
 _ids = itertools.count(1)
 
 # Mirrors play/pause/seek of one <video> to its siblings; `syncing` stops the echo.
@@ -51,8 +53,13 @@ def _take_cell(turn: Any, head: int | None, with_video: bool) -> str:
     ]
     if turn.status in ("queued", "generating"):
         parts.append(f'<progress max="100" value="{int(turn.generation.progress or 0)}"></progress>')
-    if with_video:
-        parts.append(turn.video_html('controls preload="metadata" style="width:100%"'))
+    src = video_src(turn) if with_video else None
+    if src:
+        # The same kind of player as every card (views.py): <video src> with the kept copy.
+        parts.append(
+            f'<video controls preload="metadata" playsinline src="{html.escape(src, quote=True)}"'
+            ' style="width:100%"></video>'
+        )
     if turn.error:
         parts.append(f'<div style="color:#b00020">{html.escape(turn.error)}</div>')
     parts.append("</div>")
@@ -72,7 +79,7 @@ class TakesCard:
         lines = [f"[sora] {len(self.turns)} takes: {self.turns[0].prompt if self.turns else ''}"]
         for turn in self.turns:
             mark = "  <- continues from here" if turn.index == head else ""
-            where = turn.playable_url or turn.error or ""
+            where = video_src(turn) or turn.error or ""
             lines.append(f"  take {turn.take}: turn {turn.index} {turn.status} · {turn.cost_text} {where}{mark}")
         return "\n".join(lines)
 

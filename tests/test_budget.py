@@ -141,3 +141,13 @@ def test_one_reservation_for_several_takes_is_settled_take_by_take():
     budget.settle_part(held, 0.1, 0.1)  # settled already: no effect
     assert budget.reserved == 0 and budget.spent == pytest.approx(0.2)
     assert repr(budget) == "<Budget $1.00: spent $0.20, reserved $0.00, left $0.80>"
+
+
+def test_a_ten_prompt_batch_under_a_three_generation_budget_sends_exactly_three(sim, tmp_path, capsys):
+    conv = conversation(sim, tmp_path, budget=0.30)
+    gallery = conv.batch([f"shot {n}" for n in range(10)], concurrency=4)
+    assert "batch of 10: 10 × sora-2 at $0.10 = $1.00" in capsys.readouterr().out  # before it starts
+    assert len(sim.requests) == 3
+    assert len(gallery) == 3 and all(turn.status == "completed" for turn in gallery)
+    assert len(gallery.refused) == 7 and all("Budget exceeded" in why for _, why in gallery.refused)
+    assert conv.budget.spent == pytest.approx(0.30)

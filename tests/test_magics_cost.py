@@ -14,7 +14,7 @@ from kki_widgets.simulator import Simulator
 @pytest.fixture
 def sim(monkeypatch):
     forget_discoveries()
-    with Simulator(queue_seconds=0.05, generate_seconds=0.3, step_seconds=0.05, seed=5) as simulator:
+    with Simulator(queue_seconds=0.05, generate_seconds=1.2, step_seconds=0.1, seed=5) as simulator:
         monkeypatch.setenv("KKI_BASE_URL", simulator.base_url)
         monkeypatch.setenv("KKI_API_KEY", TEST_KEY)
         yield simulator
@@ -47,7 +47,9 @@ def run(ip: InteractiveShell, source: str):
 
 
 def card_lines(text: str) -> list[str]:
-    return [line for line in text.splitlines() if line.startswith("[sora]")]
+    """The compact line of each printed card (the line under "[turn N] prompt")."""
+    lines = text.splitlines()
+    return [lines[i + 1] for i, line in enumerate(lines[:-1]) if line.startswith("[turn ")]
 
 
 def test_the_card_shows_the_estimate_before_progress_and_usage_sums_the_costs(sim, new_shell, capsys):
@@ -55,7 +57,7 @@ def test_the_card_shows_the_estimate_before_progress_and_usage_sums_the_costs(si
     capsys.readouterr()
     first = run(ip, "%%sora\na paper boat on a rainy street")
     cards = card_lines(capsys.readouterr().out)
-    progress = [i for i, line in enumerate(cards) if "%" in line.split(":")[0]]
+    progress = [i for i, line in enumerate(cards) if "%" in line]
     assert progress, cards  # the card did show progress lines
     assert "estimate $0.10" in cards[0]
     assert all("estimate $0.10" in line for line in cards[: progress[0] + 1])
