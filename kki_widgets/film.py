@@ -214,7 +214,7 @@ def _audio_chain(index: int, segment: _Segment) -> str:
     # the video ones; clips without sound (and title cards) get silence.
     source = (
         f"[{index}:a:0]" if segment.clip is not None and segment.clip.has_audio
-        else "anullsrc=r=48000:cl=stereo,"  # fmt: skip
+        else "anullsrc=r=48000:cl=stereo,"
     )
     return (
         f"{source}aresample=48000,aformat=sample_fmts=fltp:channel_layouts=stereo,"

@@ -19,38 +19,19 @@ import dataclasses
 import hashlib
 import json
 import os
-import re
 import subprocess
 import tempfile
 import textwrap
 import threading
 from pathlib import Path
 
-FONT_CANDIDATES = (
-    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
-    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
-    "/usr/share/fonts/TTF/DejaVuSans.ttf",
-    "/usr/local/share/fonts/DejaVuSans.ttf",
-    "/Library/Fonts/DejaVuSans.ttf",
-    "/System/Library/Fonts/Supplemental/Arial.ttf",
-    "C:/Windows/Fonts/arial.ttf",
-)
-# Characters that are safe inside an unquoted filter-graph option value.
-_SAFE_FILTER_PATH = re.compile(r"^[\w/.\-]+$")
+from ..film import find_font
 
 SIZES = {"portrait": (320, 568), "landscape": (568, 320)}
 
 
 class RenderError(RuntimeError):
     """ffmpeg could not produce the media; the message carries the end of its stderr."""
-
-
-def find_font() -> str | None:
-    """A TrueType font drawtext can use, or ``None`` (then clips carry colour but no text)."""
-    for candidate in FONT_CANDIDATES:
-        if Path(candidate).is_file() and _SAFE_FILTER_PATH.match(candidate):
-            return candidate
-    return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +44,7 @@ class ClipRequest:
     duration: int = 10
     chain: tuple[str, ...] = ()  # earlier prompts of the conversation, oldest first
     images: tuple[str, ...] = ()  # short descriptions of image inputs (digest or URL)
+    first_frame: str | None = None  # an input image kept in the media folder (first_frame.py)
 
     def key(self, clip_seconds: float) -> str:
         blob = json.dumps([dataclasses.asdict(self), clip_seconds], ensure_ascii=False, sort_keys=True)
@@ -187,11 +169,19 @@ class Renderer:
                     f"drawtext=fontfile={self.font}:textfile=small.txt:expansion=none"
                     f":fontsize=11:fontcolor=white@0.8:line_spacing=4:x=16:y={small_y}"
                 )
+            if request.first_frame:
+                # Image-to-video: the clip opens on the given image, which then fades into the
+                # scene, so a shot continued from a frame visibly starts from that frame.
+                graph += (
+                    f"[scene];[2:v]scale={width}:{height},setsar=1,format=yuva420p,"
+                    f"fade=t=out:st=0.3:d=0.6:alpha=1[still];[scene][still]overlay=eof_action=pass"
+                )
             graph += "[out]"
+            still = ["-loop", "1", "-t", seconds, "-i", f"../{request.first_frame}"] if request.first_frame else []
             self._run(
                 [
                     "-f", "lavfi", "-i", f"color=c={background}:s={width}x{height}:d={seconds}:r=24",
-                    "-f", "lavfi", "-i", f"color=c={accent}:s=28x28:d={seconds}:r=24",
+                    "-f", "lavfi", "-i", f"color=c={accent}:s=28x28:d={seconds}:r=24", *still,
                     "-filter_complex", graph, "-map", "[out]", "-t", seconds,
                     "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
                     "-movflags", "+faststart", "clip.mp4",

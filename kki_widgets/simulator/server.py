@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from . import dialects, script
 from .chat_request import DEFAULT_MODELS, ApiError, ChatRequest, parse_chat_request
 from .faults import ERROR_STATUSES, FaultError, FaultPlan, faults_in_text, parse_faults
+from .first_frame import first_image, keep_frame
 from .render import Renderer
 from .tasks import Generation, Timing, run_generation
 
@@ -364,6 +365,7 @@ class Simulator:
             origin=f"{request.url.scheme}://{request.url.netloc}",
             images=chat.images,
             dialect=dialect,
+            first_frame=keep_frame(first_image(body), self.media_dir),
         )
         self.tasks[task.id] = task
         self.submissions += 1

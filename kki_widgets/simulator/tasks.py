@@ -57,6 +57,7 @@ class Generation:
     duration: int
     origin: str  # http://127.0.0.1:PORT, the base of every link in the markdown
     images: tuple[str, ...] = ()
+    first_frame: str | None = None  # the input image as a file in the media folder
     status: str = "pending"  # pending | processing | completed | failed
     progress: int = 0
     video_url: str | None = None
@@ -89,7 +90,9 @@ class Generation:
         return "".join(piece.text for piece in self.pieces if piece.text and piece.channel == "content")
 
     def clip_request(self) -> ClipRequest:
-        return ClipRequest(self.prompt, self.model, self.orientation, self.duration, self.chain, self.images)
+        return ClipRequest(
+            self.prompt, self.model, self.orientation, self.duration, self.chain, self.images, self.first_frame
+        )
 
     def to_raw_data(self) -> dict[str, object]:
         """The ``/source/{task_id}`` document."""
