@@ -19,7 +19,6 @@ working folder, so no escaping of user (or relay) text is needed.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import subprocess
@@ -71,21 +70,20 @@ def last_frame(clip: str | os.PathLike, out: str | os.PathLike | None = None) ->
     if target.is_file() and target.stat().st_mtime >= clip.stat().st_mtime:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{target.stem}-", suffix=".png", dir=target.parent)
-    os.close(fd)
-    try:
-        for seek in (["-sseof", "-1"], []):  # a clip shorter than its header says: decode it all
-            os.unlink(temp)
+    with tempfile.TemporaryDirectory(prefix=".frame-", dir=target.parent) as work:
+        # Each decoded frame overwrites last.bmp (BMP: no compression work per frame); only the
+        # survivor is converted to PNG. A clip shorter than its header says: decode it all.
+        for seek in (["-sseof", "-1"], []):
             _ffmpeg([*seek, "-i", str(clip), "-map", "0:v:0", "-an", "-update", "1",
-                     "-f", "image2", "-c:v", "png", temp], "read the clip's last frame", check=False)  # fmt: skip
-            if Path(temp).is_file() and Path(temp).stat().st_size:
+                     "-f", "image2", "-c:v", "bmp", "last.bmp"], "read the clip's last frame",
+                    cwd=work, check=False)  # fmt: skip
+            if (Path(work) / "last.bmp").is_file():
                 break
         else:
             raise MediaError(f"ffmpeg found no video frame in {clip}: is it a video file?")
-        os.replace(temp, target)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
+        _ffmpeg(["-i", "last.bmp", "-f", "image2", "-c:v", "png", "-pix_fmt", "rgb24", "last.png"],
+                "save the last frame", cwd=work)  # fmt: skip
+        os.replace(Path(work) / "last.png", target)
     return target
 
 
