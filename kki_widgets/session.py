@@ -387,13 +387,13 @@ class Conversation:
                 "orientation": options.get("orientation") or inherited.get("orientation") or self.orientation,
                 "duration": options.get("duration") or inherited.get("duration") or self.duration,
             }
-            how, note = self._continuity(parent_index, chosen["model"], options.get("continue_from"))
-            if how == "last_frame":
-                # No history: the frame carries the continuity, and relays without remix may
-                # refuse a conversation they cannot continue.
-                history, images = [], [self._parent_frame(parent_index), *(images or [])]
-            else:
-                history = self._history(parent_index)
+        how, note = self._continuity(parent_index, chosen["model"], options.get("continue_from"))
+        if how == "last_frame":  # ffmpeg runs outside the lock: other turns keep updating
+            images = [self._parent_frame(parent_index), *(images or [])]
+        with self._lock:
+            # From a frame, no history: the frame carries the continuity, and a relay without
+            # remix may refuse a conversation it cannot continue.
+            history = [] if how == "last_frame" else self._history(parent_index)
             messages = normalize_messages(
                 [*history, {"role": "user", "content": prompt}], images
             )
