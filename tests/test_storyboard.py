@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 
 import pytest
 from IPython.core.error import UsageError
@@ -159,3 +160,23 @@ def test_film_and_export_commands(sim, new_shell, tmp_path):
     assert text.count("class='kki-shot'") == 4 and "kki-tree" in text
     with pytest.raises(UsageError, match=r"\.html"):
         ip.run_line_magic("sora", "export fox.mp4")
+
+
+def test_the_strip_fills_in_live(monkeypatch, new_shell):
+    from IPython.utils.capture import capture_output
+
+    with Simulator(queue_seconds=0.1, generate_seconds=0.8, step_seconds=0.1, seed=2) as slow:
+        monkeypatch.setenv("KKI_BASE_URL", slow.base_url)
+        monkeypatch.setenv("KKI_API_KEY", TEST_KEY)
+        ip = new_shell()
+        with capture_output() as captured:
+            board = run(ip, "%%sora --storyboard\n- a kettle on a stove\n- the kettle boils\n")
+    strips = [o.data.get("text/html", "") for o in captured.outputs if "kki-storyboard" in o.data.get("text/html", "")]
+    updates = [o for o in captured.outputs if o.update]
+    assert updates, "the strip is updated in place, not printed again"
+    states = [tuple(re.findall(r"<b>\d</b> · <small>(\w+)", s)) for s in strips]
+    # Seen while it ran: shot 1 generating with shot 2 waiting; then shot 1 done, shot 2 running.
+    assert ("generating", "waiting") in states
+    assert ("completed", "generating") in states
+    assert any(s.count("<video") == 1 for s in strips)
+    assert [t.status for t in board.turns] == ["completed", "completed"]
