@@ -67,14 +67,17 @@ def export_page(
     if page.suffix.lower() not in (".html", ".htm"):
         raise ConfigurationError(f"{page}: the page must be an .html file, e.g. film.html")
     turns = conversation.turns
-    chain = [t.index for t in conversation._chain(conversation.head) if t.status == "completed"]
+    done = [t.index for t in turns if t.status == "completed"]
+    # The cut follows the head; after a reset (no head), the latest finished shot's chain.
+    end = conversation.head if conversation.head is not None else (done[-1] if done else None)
+    chain = [t.index for t in conversation._chain(end) if t.status == "completed"]
     if not chain:
         raise ConfigurationError("there is no completed shot to publish yet: generate one first")
     page.parent.mkdir(parents=True, exist_ok=True)
     files = page.parent / f"{page.stem}_files"
     with tempfile.TemporaryDirectory(prefix=".export-", dir=page.parent) as work:
         media = _Media(page.parent, files, embed)
-        film_html = _film_section(conversation, film, media, Path(work) if embed else files, page.stem)
+        film_html = _film_section(conversation, film, media, Path(work) if embed else files, page.stem, chain[-1])
         body = [
             _header(conversation, title or page.stem),
             film_html,
@@ -136,12 +139,12 @@ def _header(conversation: Any, title: str) -> str:
     )
 
 
-def _film_section(conversation: Any, film: Any, media: _Media, folder: Path, stem: str) -> str:
+def _film_section(conversation: Any, film: Any, media: _Media, folder: Path, stem: str, last: int) -> str:
     if film is False or film is None:
         return ""
     if film is True:
         folder.mkdir(parents=True, exist_ok=True)
-        film = conversation.film(folder / f"{stem}.mp4")
+        film = conversation.film(folder / f"{stem}.mp4", last)
     film_path = Path(getattr(film, "path", film))
     if not film_path.is_file():
         raise ConfigurationError(f"film={film_path}: no such file; pass True to cut one")

@@ -55,6 +55,8 @@ def storyboard_cell(magics: Any, args: Any, cell: str) -> Storyboard:
         raise UsageError("%%sora --storyboard needs shots: one line (or '- ' list item) per shot.")
     if args.image:
         raise UsageError("--image and --storyboard: start the board with an image in a %%sora cell before it.")
+    if args.background or not magics.wait:
+        raise UsageError("--storyboard runs in its cell (each shot waits for the one it continues); drop --background.")
     name = args.session or magics.session
     conversation = magics.conversation(name)
     cell_id = magics._cell_id()
@@ -75,6 +77,10 @@ def storyboard_cell(magics: Any, args: Any, cell: str) -> Storyboard:
     result = magics._wait(conversation, board.owns, StripView(board), board.run)
     if result is not board:  # interrupted: the strip shows what was done
         return board
+    if args.save:
+        for turn in board.turns:
+            if turn is not None and turn.status == "completed":
+                magics._save_copy(turn, args.save)
     failed = board.failed
     if failed is not None and failed.status == "failed":
         display(board)

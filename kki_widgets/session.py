@@ -463,8 +463,10 @@ class Conversation:
                 f"turn {parent} is {turn.status}: only a finished video has a last frame"
             )
         clip = turn.path if turn.path and Path(turn.path).is_file() else None
-        if clip is None:
-            folder = self.media_dir or Path.cwd() / "kki_media"
+        if clip is None:  # no local copy kept (media_dir=None): fetch it where nobody looks
+            import tempfile
+
+            folder = self.media_dir or Path(tempfile.gettempdir()) / "kki_frames"
             clip = download(
                 turn.generation.video_url, folder, expected_type="video",
                 relay_url=self.client.base_url, key=turn.task_id,

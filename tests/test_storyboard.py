@@ -137,6 +137,8 @@ def test_from_frame_cell_and_its_errors(sim, new_shell):
     assert sim.requests[-1]["messages"][-1]["content"][1]["type"] == "image_url"
     with pytest.raises(UsageError, match="needs shots"):
         run(ip, "%%sora --storyboard\n\n# only a heading\n")
+    with pytest.raises(UsageError, match="drop --background"):
+        run(ip, "%%sora --storyboard --background\none\ntwo\n")
 
 
 def test_a_failed_shot_stops_the_board(sim, new_shell):
