@@ -123,7 +123,7 @@ class Storyboard:
             text += f" ({replayed} replayed from the store, {len(done) - replayed} generated)"
         failed = self.failed
         if failed is not None:
-            text += f"; shot {self.turns.index(failed) + 1} {failed.status}: {failed.error or ''}"
+            text += f"; shot {self.turns.index(failed) + 1} {failed.status}, so the chain stopped there"
         return text
 
     # -- display -----------------------------------------------------------------------------
@@ -133,6 +133,8 @@ class Storyboard:
             state = _state(turn)
             where = (turn.playable_url or "") if turn is not None else ""
             lines.append(f"  {number}. [{state}] {shot} {where}".rstrip())
+            if turn is not None and turn.error:
+                lines.append(f"     {turn.error}")
         return "\n".join(lines)
 
     def _repr_html_(self, *, with_video: bool = True) -> str:
@@ -162,8 +164,10 @@ def _cell(number: int, shot: str, turn: Any, with_video: bool) -> str:
              f"<small>{html.escape(_state(turn))}</small></div>"]  # fmt: skip
     if turn is not None and turn.status in ("queued", "generating"):
         parts.append(f'<progress max="100" value="{int(turn.generation.progress or 0)}"></progress>')
-    if with_video and turn is not None:
-        parts.append(turn.video_html('controls preload="metadata" width="180"'))
+    video = turn.video_html('controls preload="metadata" width="180"') if with_video and turn else ""
+    # A grey frame keeps the strip's shape until the shot's video arrives.
+    parts.append(video or '<div style="width:180px;aspect-ratio:9/16;max-height:320px;'
+                          'background:rgba(127,127,127,.18);border-radius:4px"></div>')
     parts.append(f"<figcaption>{html.escape(shot)}</figcaption>")
     if turn is not None and turn.note:
         parts.append(f"<div><small><i>{html.escape(turn.note)}</i></small></div>")
