@@ -200,7 +200,7 @@ def _facts(turn: Any) -> str:
     facts.append(_how(turn))
     cost = shot_cost(turn)
     if cost is not None:
-        facts.append(f"cost {cost}")
+        facts.append(cost)
     if turn.cached:
         facts.append("replayed from the store")
     if turn.note:
@@ -209,22 +209,28 @@ def _facts(turn: Any) -> str:
 
 
 def shot_cost(turn: Any) -> str | None:
-    """What the shot cost when the turn knows it (a price from the relay or configuration)."""
+    """What the shot cost, when the turn knows it (prices from the relay or configuration)."""
     cost = getattr(turn, "cost", None)
     if cost is None:
         return None
-    if isinstance(cost, (int, float)):
-        return f"${cost:.2f}"
-    return str(cost)
+    words = getattr(turn, "cost_text", None)  # the price module's own phrasing, when present
+    if isinstance(words, str) and words:
+        return words
+    return f"cost ${cost:.2f}" if isinstance(cost, (int, float)) else f"cost {cost}"
 
 
 def is_unpicked_take(conversation: Any, turn: Any) -> bool:
-    """A take of a shot that was not the one picked (greyed out in the tree).
+    """A take of a request that is not the one continued: greyed out in the tree.
 
-    Hook for takes: a turn that says `picked is False` (several generations of one request,
-    another chosen). Turns without takes are never greyed out for this reason.
+    Takes (several generations of one request) share a `take_group`; the chosen one is the
+    picked take, else the first completed one (the one the next prompt continues).
     """
-    return getattr(turn, "picked", None) is False
+    if getattr(turn, "take", None) is None:
+        return False
+    group = [t for t in conversation.turns if getattr(t, "take_group", None) == turn.take_group]
+    done = [t for t in group if t.status == "completed"]
+    chosen = next((t for t in done if getattr(t, "picked", False)), done[0] if done else None)
+    return chosen is not None and chosen.index != turn.index
 
 
 def _how(turn: Any) -> str:
