@@ -224,3 +224,14 @@ def test_conversation_film_cuts_the_chain_with_the_prompts_as_captions(fast_simu
     assert [c[2] for c in parse_srt(film.srt_path.read_text())] == prompts
     # stitch still concatenates.
     assert probe(conv.stitch(tmp_path / "joined.mp4")).duration == pytest.approx(sum(shots), abs=0.1)
+
+
+def test_an_undecodable_image_still_gets_a_clip_quickly(fast_simulator, tmp_path):
+    """A PNG header with garbage behind it: the simulator renders its usual clip, without hanging."""
+    from kki_widgets.relay import RelayClient
+
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)
+    with RelayClient(base_url=fast_simulator.base_url, api_key=TEST_KEY) as client:
+        generation = client.generate("animate a broken picture", images=[broken])
+    assert generation.status == "completed" and generation.video_url

@@ -134,12 +134,22 @@ class Renderer:
             self.renders += 1
         return RenderedClip(video, thumbnail, cached=False)
 
-    def _run(self, arguments: list[str], cwd: Path) -> None:
+    def _run(self, arguments: list[str], cwd: Path, timeout: float = 120) -> None:
         command = [self.ffmpeg, "-hide_banner", "-loglevel", "error", "-nostdin", "-y", *arguments]
-        completed = subprocess.run(command, cwd=cwd, capture_output=True, timeout=120, check=False)
+        completed = subprocess.run(command, cwd=cwd, capture_output=True, timeout=timeout, check=False)
         if completed.returncode != 0:
             tail = completed.stderr.decode(errors="replace")[-600:]
             raise RenderError(f"ffmpeg exited with {completed.returncode}: {tail}")
+
+    def _still(self, name: str, workdir: Path, width: int, height: int) -> bool:
+        """The input image decoded once, at the clip's size, as ``still.png``; False when it
+        does not decode (a header with garbage behind it): the clip then starts as usual."""
+        try:
+            self._run(["-i", f"../{name}", "-frames:v", "1", "-vf", f"scale={width}:{height}",
+                       "-f", "image2", "-c:v", "png", "still.png"], workdir, timeout=20)  # fmt: skip
+        except (RenderError, subprocess.TimeoutExpired):
+            return False
+        return (workdir / "still.png").is_file()
 
     def _render_files(self, request: ClipRequest, video: str, thumbnail: str) -> None:
         width, height = SIZES[request.orientation]
@@ -169,15 +179,16 @@ class Renderer:
                     f"drawtext=fontfile={self.font}:textfile=small.txt:expansion=none"
                     f":fontsize=11:fontcolor=white@0.8:line_spacing=4:x=16:y={small_y}"
                 )
-            if request.first_frame:
+            still = []
+            if request.first_frame and self._still(request.first_frame, workdir, width, height):
                 # Image-to-video: the clip opens on the given image, which then fades into the
                 # scene, so a shot continued from a frame visibly starts from that frame.
                 graph += (
-                    f"[scene];[2:v]scale={width}:{height},setsar=1,format=yuva420p,"
-                    f"fade=t=out:st=0.3:d=0.6:alpha=1[still];[scene][still]overlay=eof_action=pass"
+                    "[scene];[2:v]setsar=1,format=yuva420p,fade=t=out:st=0.3:d=0.6:alpha=1[still];"
+                    "[scene][still]overlay=eof_action=pass"
                 )
+                still = ["-loop", "1", "-t", seconds, "-i", "still.png"]
             graph += "[out]"
-            still = ["-loop", "1", "-t", seconds, "-i", f"../{request.first_frame}"] if request.first_frame else []
             self._run(
                 [
                     "-f", "lavfi", "-i", f"color=c={background}:s={width}x{height}:d={seconds}:r=24",
