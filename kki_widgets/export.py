@@ -197,14 +197,12 @@ def _facts(turn: Any) -> str:
     facts = [str(turn.options.get("model", ""))]
     if turn.options.get("duration"):
         facts.append(f"{turn.options['duration']} s")
-    facts.append(_how(turn))
+    facts.append(turn.note or _how(turn))  # a note says how, and why
     cost = shot_cost(turn)
     if cost is not None:
         facts.append(cost)
     if turn.cached:
         facts.append("replayed from the store")
-    if turn.note:
-        facts.append(turn.note)
     return " · ".join(fact for fact in facts if fact)
 
 

@@ -450,6 +450,8 @@ class Conversation:
             return "last_frame", (
                 f"{model} cannot remix on this relay: continued from the last frame of turn {parent}"
             )
+        if asked == "last_frame":
+            return asked, f"continued from the last frame of turn {parent}"
         return asked or "remix", None
 
     def _parent_frame(self, parent: int) -> str:

@@ -119,19 +119,24 @@ def test_from_frame_turns_replay_for_free_in_a_fresh_kernel(fast_simulator, tmp_
 
 
 def test_a_model_that_cannot_remix_continues_from_the_last_frame(fast_simulator, tmp_path):
-    class NoRemixForVeo:  # what a relay profile says about remix (kki_widgets.profiles)
-        def can_remix(self, model: str) -> bool:
-            return not model.startswith("veo")
-
-    conv = conversation(fast_simulator, tmp_path)
-    conv.client.profile = NoRemixForVeo()
-    conv.send("a lighthouse", model="veo3")
+    conv = conversation(fast_simulator, tmp_path, profile="flow2api")  # Veo on Flow: no remix
+    assert not conv.can_remix("veo3")
+    first = conv.send("a lighthouse", model="veo3")
     child = conv.send("waves crash", model="veo3")
-    assert child.options.get("continue_from") == "last_frame"
-    assert "cannot remix" in child.note and "last frame" in child.note
-    assert fast_simulator.requests[-1]["messages"][-1]["content"][1]["type"] == "image_url"
-    # A model that can remix still remixes.
-    remix = conv.send("the storm passes", model="sora-2")
+    assert child.parent == first.index and child.options.get("continue_from") == "last_frame"
+    assert "cannot remix" in child.note and "last frame of turn 0" in child.note
+    body = fast_simulator.requests[-1]
+    assert body["model"] == "veo_3_1_t2v_portrait"
+    assert [m["role"] for m in body["messages"]] == ["user"]
+    assert mean_difference(sent_image(body), decoded_last_frame(first.path)) < 0.5
+    assert "cannot remix" in child._repr_html_()
+
+
+def test_a_profile_that_remixes_keeps_remixing(fast_simulator, tmp_path):
+    conv = conversation(fast_simulator, tmp_path)  # the default profile: chat relays remix
+    assert conv.can_remix("veo3")
+    conv.send("a lighthouse", model="veo3")
+    remix = conv.send("the storm passes", model="veo3")
     assert "continue_from" not in remix.options and remix.note is None
     assert fast_simulator.requests[-1]["messages"][-2]["role"] == "assistant"
 

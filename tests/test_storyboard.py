@@ -134,6 +134,7 @@ def test_from_frame_cell_and_its_errors(sim, new_shell):
     run(ip, "%%sora\na kite")
     child = run(ip, "%%sora --from-frame\nthe kite dives")
     assert child.options["continue_from"] == "last_frame"
+    assert "from the last frame of turn 0" in child._repr_html_()
     assert sim.requests[-1]["messages"][-1]["content"][1]["type"] == "image_url"
     with pytest.raises(UsageError, match="needs shots"):
         run(ip, "%%sora --storyboard\n\n# only a heading\n")
