@@ -110,6 +110,23 @@ class Film:
     def __fspath__(self) -> str:
         return str(self.path)
 
+    def __repr__(self) -> str:
+        captions = f", captions {self.srt_path.name}" if self.srt_path else ""
+        return f"<Film {self.path.name}: {self.duration:.1f} s, {len(self.shot_times)} shots{captions}>"
+
+    def _repr_html_(self) -> str:
+        import html
+
+        from .media import relative_media_url
+
+        # Relative to the notebook (a saved notebook carries no path of this machine).
+        src = relative_media_url(self.path)
+        title = html.escape(repr(self))
+        if not src:
+            return f"<div>{title}</div>"
+        return (f'<div><video controls preload="metadata" style="max-width:100%;max-height:480px" '
+                f'src="{html.escape(src, quote=True)}"></video><div><small>{title}</small></div></div>')  # fmt: skip
+
 
 @dataclass(frozen=True)
 class _Segment:
