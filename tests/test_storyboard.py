@@ -183,3 +183,14 @@ def test_the_strip_fills_in_live(monkeypatch, new_shell):
     assert ("completed", "generating") in states
     assert any(s.count("<video") == 1 for s in strips)
     assert [t.status for t in board.turns] == ["completed", "completed"]
+
+
+def test_a_board_on_a_relay_without_remix_chains_by_frame(sim, new_shell):
+    ip = new_shell()
+    ip.run_line_magic("config", 'SoraMagics.profile = "flow2api"')
+    board = run(ip, "%%sora --storyboard -m veo3\n- a lantern is lit\n- the lantern floats away\n")
+    first, second = board.turns
+    assert second.parent == first.index and second.options["continue_from"] == "last_frame"
+    assert "cannot remix" in second.note and "cannot remix" in board._repr_html_()
+    assert sim.requests[-1]["model"] == "veo_3_1_t2v_portrait"
+    assert sim.requests[-1]["messages"][0]["content"][1]["type"] == "image_url"
