@@ -9,8 +9,9 @@ import stat
 import pytest
 from kki_testing import TEST_KEY
 
-from kki_widgets import Conversation, NotebookStore
+from kki_widgets import Conversation
 from kki_widgets.errors import ConfigurationError
+from kki_widgets.store import NotebookStore
 
 URL_ATTRIBUTE = re.compile(r"""\b(?:src|href|poster)\s*=\s*['"]([^'"]*)['"]""")
 

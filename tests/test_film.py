@@ -13,10 +13,11 @@ import pytest
 from kki_testing import TEST_KEY
 from PIL import Image, ImageChops, ImageStat
 
-from kki_widgets import Conversation, NotebookStore
+from kki_widgets import Conversation
 from kki_widgets.errors import ConfigurationError
 from kki_widgets.film import last_frame, make_film
 from kki_widgets.media import MediaError, probe
+from kki_widgets.store import NotebookStore
 
 SRT_CUE = re.compile(
     r"(\d+)\n(\d\d):(\d\d):(\d\d),(\d{3}) --> (\d\d):(\d\d):(\d\d),(\d{3})\n(.+)\n"
