@@ -63,7 +63,7 @@ def last_frame(clip: str | os.PathLike, out: str | os.PathLike | None = None) ->
     (``-update 1``), so the result is the true last frame whatever the keyframe layout.
     An existing PNG newer than the clip is reused.
     """
-    clip = Path(clip)
+    clip = Path(clip).absolute()  # ffmpeg runs in a work folder: a relative path would miss
     if not clip.is_file():
         raise MediaError(f"{clip} does not exist: keep the parent clip (media_dir) to continue from its last frame")
     target = Path(out) if out else clip.parent / "frames" / f"{clip.stem}-last.png"

@@ -241,3 +241,13 @@ def test_an_undecodable_image_still_gets_a_clip_quickly(fast_simulator, tmp_path
     with RelayClient(base_url=fast_simulator.base_url, api_key=TEST_KEY) as client:
         generation = client.generate("animate a broken picture", images=[broken])
     assert generation.status == "completed" and generation.video_url
+
+
+def test_from_frame_with_media_kept_under_a_relative_folder(fast_simulator, tmp_path):
+    """The notebook's own folder is the working directory: media paths may be relative."""
+    store = NotebookStore(Path(".kki") / "nb.json", secret=TEST_KEY)  # cwd is tmp_path
+    conv = Conversation(base_url=fast_simulator.base_url, api_key=TEST_KEY, store=store)
+    parent = conv.send("a relative start")
+    child = conv.send("a relative end", continue_from="last_frame")
+    assert child.status == "completed"
+    assert mean_difference(sent_image(fast_simulator.requests[-1]), decoded_last_frame(parent.path)) < 0.5
