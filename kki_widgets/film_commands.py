@@ -63,11 +63,9 @@ def storyboard_cell(magics: Any, args: Any, cell: str) -> Storyboard:
     anchored = board_parent(conversation.turns, cell_id)
     explicit = args.from_turn is not None or args.new
     parent = anchored if anchored is not False and not explicit else magics._parent_for(conversation, name, args)
-    options = {
-        "model": args.model or magics.model or None,
-        "orientation": args.orientation or magics.orientation or None,
-        "duration": args.duration or magics.duration or None,
-    }
+    options = {"model": args.model, "orientation": args.orientation, "duration": args.duration}
+    if parent is None:  # as in a %%sora cell: only a new video starts from the configured defaults
+        options = {key: options[key] or getattr(magics, key) or None for key in options}
     board = Storyboard(
         conversation, shots, parent=parent, cell_id=cell_id, force=args.force,
         continue_from="last_frame" if args.from_frame else None,

@@ -128,10 +128,12 @@ class Storyboard:
 
     # -- display -----------------------------------------------------------------------------
     def __repr__(self) -> str:
+        from .views import video_src
+
         lines = [self.summary()]
         for number, (shot, turn) in enumerate(zip(self.shots, self.turns, strict=True), 1):
             state = _state(turn)
-            where = (turn.playable_url or "") if turn is not None else ""
+            where = (video_src(turn) or "") if turn is not None else ""
             lines.append(f"  {number}. [{state}] {shot} {where}".rstrip())
             if turn is not None and turn.error:
                 lines.append(f"     {turn.error}")
@@ -159,19 +161,13 @@ def _state(turn: Any) -> str:
 
 
 def _cell(number: int, shot: str, turn: Any, with_video: bool) -> str:
-    # Everything from the prompt or the relay is escaped; the video tag comes from Turn.video_html.
-    parts = [f'<figure style="margin:0;width:180px;flex:none"><div><b>{number}</b> · '
-             f"<small>{html.escape(_state(turn))}</small></div>"]  # fmt: skip
-    if turn is not None and turn.status in ("queued", "generating"):
-        parts.append(f'<progress max="100" value="{int(turn.generation.progress or 0)}"></progress>')
-    video = turn.video_html('controls preload="metadata" width="180"') if with_video and turn else ""
-    # A grey frame keeps the strip's shape until the shot's video arrives.
-    parts.append(video or '<div style="width:180px;aspect-ratio:9/16;max-height:320px;'
-                          'background:rgba(127,127,127,.18);border-radius:4px"></div>')
-    parts.append(f"<figcaption>{html.escape(shot)}</figcaption>")
-    if turn is not None and turn.note:
-        parts.append(f"<div><small><i>{html.escape(turn.note)}</i></small></div>")
-    if turn is not None and turn.error:
-        parts.append(f'<div style="color:#b00020"><small>{html.escape(turn.error)}</small></div>')
-    parts.append("</figure>")
-    return "".join(parts)
+    """A shot: its number and state over the package's one turn card (`views.turn_html`)."""
+    from .views import turn_html
+
+    head = f"<div><b>{number}</b> · <small>{html.escape(_state(turn))}</small></div>"
+    if turn is None:  # a grey frame keeps the strip's shape until the shot starts
+        body = ('<div style="aspect-ratio:9/16;max-height:240px;background:rgba(127,127,127,.18);'
+                f'border-radius:4px"></div><div>{html.escape(shot)}</div>')  # fmt: skip
+    else:
+        body = turn_html(turn, video=with_video)
+    return f'<div class="kki-shot" style="width:260px;flex:none">{head}{body}</div>'
