@@ -166,7 +166,7 @@ def _cell(number: int, shot: str, turn: Any, with_video: bool) -> str:
 
     head = f"<div><b>{number}</b> · <small>{html.escape(_state(turn))}</small></div>"
     if turn is None:  # a grey frame keeps the strip's shape until the shot starts
-        body = ('<div style="aspect-ratio:9/16;max-height:240px;background:rgba(127,127,127,.18);'
+        body = ('<div style="height:240px;background:rgba(127,127,127,.18);margin:4px 0;'
                 f'border-radius:4px"></div><div>{html.escape(shot)}</div>')  # fmt: skip
     else:
         body = turn_html(turn, video=with_video)
