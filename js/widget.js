@@ -33,6 +33,11 @@
  * @property {number | null} created_at
  * @property {number | null} finished_at
  * @property {string[]} notices
+ * @property {string} [cost_text]        estimate while running, charge after (words from Python)
+ * @property {number | null} [take]      take number of a request sent several times (1-based)
+ * @property {number | null} [takes]     how many takes that request has
+ * @property {number | null} [take_group] index of take 1: the takes are drawn side by side
+ * @property {boolean} [picked]
  */
 
 /**
@@ -49,6 +54,7 @@
  * @property {boolean} busy
  * @property {string} error
  * @property {string} title
+ * @property {number | null} head   the turn the next prompt continues
  */
 
 /**
@@ -311,7 +317,9 @@ class TurnView {
     this.opts = h("span", "kki-opts");
     this.elapsed = h("span", "kki-elapsed");
     this.cached = h("span", "kki-tag kki-cached", "from cache");
-    meta.append(this.status, this.opts, this.elapsed, this.cached);
+    this.cost = h("span", "kki-cost");
+    this.takeTag = h("span", "kki-tag kki-take");
+    meta.append(this.status, this.opts, this.elapsed, this.cached, this.cost, this.takeTag);
 
     this.bar = h("div", "kki-progress");
     this.bar.setAttribute("role", "progressbar");
@@ -353,8 +361,14 @@ class TurnView {
     );
     this.download = makeLink("kki-link kki-download", "Download");
     this.download.setAttribute("download", "");
-    for (const b of [this.cancelBtn, this.retryBtn, this.remixBtn]) b.type = "button";
-    actions.append(this.cancelBtn, this.retryBtn, this.remixBtn, this.download);
+    this.pickBtn = /** @type {HTMLButtonElement} */ (h("button", "kki-btn kki-pick", "Pick this take"));
+    for (const b of [this.cancelBtn, this.retryBtn, this.remixBtn, this.pickBtn]) b.type = "button";
+    actions.append(this.pickBtn, this.cancelBtn, this.retryBtn, this.remixBtn, this.download);
+    this.pickBtn.addEventListener("click", () => {
+      if (!this.turn) return;
+      this.pickBtn.disabled = true;
+      this.send({ type: "pick", index: this.turn.index });
+    });
 
     this.cancelBtn.addEventListener("click", () => {
       if (!this.turn) return;
@@ -379,8 +393,11 @@ class TurnView {
     );
   }
 
-  /** @param {TurnState} turn */
-  update(turn) {
+  /**
+   * @param {TurnState} turn
+   * @param {number | null} [head] the turn the next prompt continues
+   */
+  update(turn, head = null) {
     this.turn = turn;
     const running = RUNNING.has(turn.status);
     this.root.dataset.index = String(turn.index);
@@ -454,6 +471,27 @@ class TurnView {
     this.retryBtn.hidden = !retryable;
     if (retryable) this.retryBtn.disabled = false;
     this.remixBtn.hidden = turn.status !== "completed";
+    this.updateTake(turn, head);
+  }
+
+  /**
+   * Price words and, for one of several takes, which take it is and whether it is the one the
+   * next prompt continues.
+   * @param {TurnState} turn
+   * @param {number | null} head
+   */
+  updateTake(turn, head) {
+    this.cost.textContent = turn.cost_text ?? "";
+    this.cost.hidden = !turn.cost_text;
+    const isTake = typeof turn.take === "number" && turn.take > 0;
+    const current = isTake && head === turn.index;
+    this.takeTag.textContent = isTake ? `take ${turn.take}/${turn.takes ?? "?"}` : "";
+    this.takeTag.hidden = !isTake;
+    this.root.dataset.take = isTake ? String(turn.take) : "";
+    this.root.dataset.current = current ? "true" : "false";
+    this.pickBtn.hidden = !isTake || turn.status !== "completed";
+    this.pickBtn.disabled = current;
+    this.pickBtn.textContent = current ? "Picked: the next prompt continues this take" : "Pick this take";
   }
 
   /**
@@ -526,6 +564,48 @@ class TurnView {
 }
 
 /**
+ * The takes of one request side by side. Playing, pausing or seeking one video does the same to
+ * the others, so takes are compared on the same frame.
+ */
+class TakesRow {
+  constructor() {
+    this.root = h("li", "kki-takes");
+    this.row = h("ol", "kki-takes-row");
+    this.root.append(this.row);
+    this.syncing = false;
+    /** @param {Event} event */
+    this.onMedia = (event) => {
+      const source = event.target;
+      if (this.syncing || !(source instanceof HTMLVideoElement)) return;
+      this.syncing = true; // the mirrored calls below must not mirror back
+      try {
+        for (const video of this.row.querySelectorAll("video.kki-video")) {
+          if (video === source || !(video instanceof HTMLVideoElement) || video.hidden || !video.src) continue;
+          if (Math.abs(video.currentTime - source.currentTime) > 0.25) video.currentTime = source.currentTime;
+          if (event.type === "play" && video.paused) video.play().catch(() => {});
+          if (event.type === "pause" && !video.paused) video.pause();
+        }
+      } finally {
+        this.syncing = false;
+      }
+    };
+    // Media events do not bubble: listen in the capture phase.
+    for (const type of TakesRow.EVENTS) this.row.addEventListener(type, this.onMedia, true);
+  }
+
+  /** @param {HTMLElement[]} nodes */
+  setTakes(nodes) {
+    const same = nodes.length === this.row.children.length && nodes.every((n, i) => this.row.children[i] === n);
+    if (!same) this.row.replaceChildren(...nodes);
+  }
+
+  destroy() {
+    for (const type of TakesRow.EVENTS) this.row.removeEventListener(type, this.onMedia, true);
+  }
+}
+TakesRow.EVENTS = ["play", "pause", "seeked"];
+
+/**
  * @param {string[]} values
  * @param {(v: string) => string} label
  * @returns {HTMLOptionElement[]}
@@ -592,9 +672,12 @@ function render({ model, el }) {
   orientSel.setAttribute("aria-label", "Orientation");
   const durSel = /** @type {HTMLSelectElement} */ (h("select", "kki-select kki-duration"));
   durSel.setAttribute("aria-label", "Duration");
+  const takesSel = /** @type {HTMLSelectElement} */ (h("select", "kki-select kki-takes-select"));
+  takesSel.setAttribute("aria-label", "Takes");
+  takesSel.replaceChildren(...options(["1", "2", "3", "4"], (v) => (v === "1" ? "1 take" : `${v} takes`)));
   const sendBtn = /** @type {HTMLButtonElement} */ (h("button", "kki-btn kki-primary kki-send", "Send"));
   sendBtn.type = "button";
-  controls.append(modelSel, orientSel, durSel, sendBtn);
+  controls.append(modelSel, orientSel, durSel, takesSel, sendBtn);
   composer.append(remixChip, input, controls);
 
   root.append(header, errorBox, list, empty, composer);
@@ -602,12 +685,17 @@ function render({ model, el }) {
 
   /** @type {Map<string, TurnView>} */
   const views = new Map();
+  /** @type {Map<string, TakesRow>} take_group -> its row */
+  const rows = new Map();
 
   const renderTurns = () => {
     const turns = m.get("turn_data") ?? [];
+    const head = m.get("head") ?? null;
     /** @type {HTMLElement[]} */
     const nodes = [];
     const seen = new Set();
+    /** @type {Map<string, HTMLElement[]>} */
+    const grouped = new Map();
     for (const turn of turns) {
       const key = turnKey(turn);
       seen.add(key);
@@ -629,8 +717,30 @@ function render({ model, el }) {
         );
         views.set(key, view);
       }
-      view.update(turn);
-      nodes.push(view.root);
+      view.update(turn, head);
+      const group = typeof turn.take_group === "number" && (turn.takes ?? 0) > 1 ? `g${turn.take_group}` : null;
+      if (group === null) {
+        nodes.push(view.root);
+        continue;
+      }
+      let row = rows.get(group);
+      if (!row) {
+        row = new TakesRow();
+        rows.set(group, row);
+      }
+      if (!grouped.has(group)) {
+        grouped.set(group, []);
+        nodes.push(row.root); // the row stands where its first take would
+      }
+      grouped.get(group)?.push(view.root);
+    }
+    for (const [group, row] of rows) {
+      const members = grouped.get(group);
+      if (members) row.setTakes(members);
+      else {
+        row.destroy();
+        rows.delete(group);
+      }
     }
     for (const [key, view] of [...views.entries()]) {
       if (!seen.has(key)) {
@@ -697,6 +807,7 @@ function render({ model, el }) {
       model: modelSel.value,
       orientation: orientSel.value || null,
       duration: d ? Number(d) : null,
+      takes: Number(takesSel.value) > 1 ? Number(takesSel.value) : null,
       index: remixFrom,
     });
     pending.set(id, input.value);
@@ -778,6 +889,7 @@ function render({ model, el }) {
   remixClear.addEventListener("click", onRemixClear);
 
   m.on("change:turn_data", renderTurns);
+  m.on("change:head", renderTurns);
   const onHeader = () => renderHeader();
   for (const name of ["title", "simulated", "busy", "error"]) m.on(`change:${name}`, onHeader);
   const onControls = () => renderControls();
@@ -800,6 +912,9 @@ function render({ model, el }) {
   return () => {
     clearInterval(timer);
     m.off("change:turn_data", renderTurns);
+    m.off("change:head", renderTurns);
+    for (const row of rows.values()) row.destroy();
+    rows.clear();
     for (const name of ["title", "simulated", "busy", "error"]) m.off(`change:${name}`, onHeader);
     for (const name of ["model", "models", "orientation", "orientations", "duration", "durations"]) {
       m.off(`change:${name}`, onControls);

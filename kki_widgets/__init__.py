@@ -20,6 +20,8 @@ _EXPORTS = {
     "Conversation": "session",
     "Turn": "session",
     "TurnHandle": "session",
+    "TakesHandle": "session",
+    "Budget": "budget",
     "VideoChat": "widget",
     "RelayProfile": "profiles",
     "ModelFamily": "profiles",
@@ -37,6 +39,7 @@ _EXPORTS = {
     "TurnFailed": "errors",
     "ProtocolError": "errors",
     "DeadlineExceeded": "errors",
+    "BudgetExceeded": "errors",
 }
 
 __all__ = [*sorted(_EXPORTS), "generate", "load_ipython_extension"]

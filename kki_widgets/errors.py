@@ -132,3 +132,8 @@ class ProtocolError(RelayError):
 
 class DeadlineExceeded(RelayError):
     hint = "Raise the client's deadline, or resume the task later."
+
+
+class BudgetExceeded(ConfigurationError):
+    """A request refused before anything was sent: its estimate would pass the budget, or its
+    price is unknown while a budget is set. The message says the spend, the estimate and the fix."""

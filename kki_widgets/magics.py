@@ -39,7 +39,7 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
-from traitlets import Bool, Enum, Int, Unicode
+from traitlets import Bool, Dict, Enum, Float, Int, Unicode, observe
 
 from .errors import ConfigurationError
 from .views import LiveCard, TurnTable, UsageReport, WidgetView
@@ -62,7 +62,8 @@ LINE_COMMANDS = {
     "stitch": "join the clips from the first turn to the current one into PATH",
     "film": "cut the shots up to the current one into PATH: crossfades, captions (.srt)",
     "export": "write one HTML page with the film, every shot and the tree of turns",
-    "usage": "turns, paid requests and cache hits (also: cost)",
+    "usage": "spend by model, replays, budget left and the key's balance (also: cost)",
+    "pick": "continue the next cell from take N of the latest --takes cell",
     "cost": "same as usage",
     "config": "the settings in use (the key is masked)",
 }
@@ -119,6 +120,8 @@ class SoraMagics(Magics):
     ).tag(config=True)
     store_path = Unicode(None, allow_none=True, help="Store file (None: .kki/<notebook>.json next to the notebook).").tag(config=True)
     profile = Unicode(None, allow_none=True, help="How the relay reads orientation/length: words, fields, sora2api, sora_video2, flow2api, veo_3_1 (None: KKI_RELAY_PROFILE or words).").tag(config=True)
+    prices = Dict(None, allow_none=True, help="Model → dollars per generation, or {'per_second': dollars} (used where the relay publishes no prices).").tag(config=True)
+    budget = Float(None, allow_none=True, help="Dollars this kernel may spend; a request past it is refused before it is sent (None: no cap).").tag(config=True)
 
     def __init__(self, shell=None, **kwargs):
         super().__init__(shell=shell, **kwargs)
@@ -137,6 +140,32 @@ class SoraMagics(Magics):
             for name in ("Turn", "TurnHandle"):
                 printers.for_type_by_name("kki_widgets.session", name, self._display_value)
             shell.events.register("post_run_cell", self._forget_drawn)
+        self._budget: Any = None  # one ledger for every session of this kernel
+
+    @observe("budget", "prices")
+    def _money_settings_changed(self, change: Any) -> None:
+        """A raised budget keeps what was spent; new prices reach the open conversations."""
+        from .pricing import PriceBook
+
+        with self._lock:
+            if change["name"] == "budget" and self._budget is not None and change["new"] is not None:
+                self._budget.limit = float(change["new"])
+            elif change["name"] == "budget":
+                self._budget = None
+            for conversation in self._conversations.values():
+                if change["name"] == "prices":
+                    conversation.prices = PriceBook(conversation.client, change["new"])
+                else:
+                    conversation.budget = self._shared_budget()
+
+    def _shared_budget(self) -> Any:
+        from .budget import Budget
+
+        if self.budget is None:
+            return None
+        if self._budget is None:
+            self._budget = Budget(self.budget, how_to_raise="%config SoraMagics.budget = ...")
+        return self._budget
 
     # ---- backend --------------------------------------------------------------------------
     def _backend(self) -> tuple[Any, Any]:
@@ -199,6 +228,8 @@ class SoraMagics(Magics):
                     orientation=self.orientation or None,
                     duration=self.duration or None,
                     max_history=self.max_history or None,
+                    prices=self.prices,
+                    budget=self._shared_budget(),
                 )
                 self._conversations[name] = conversation
                 self._resume_left_over(conversation)
@@ -236,6 +267,7 @@ class SoraMagics(Magics):
     @argument("--force", action="store_true", help="ignore the stored result: generate (and pay) again")
     @argument("--background", "-b", action="store_true", help="return at once; the view updates live")
     @argument("--save", metavar="DIR", help="also copy the finished video into DIR")
+    @argument("--takes", "-t", type=int, default=1, metavar="N", help="generate N takes at once; pick one with %%sora pick")
     @line_cell_magic
     def sora(self, line: str, cell: str | None = None):
         """Generate a video from the cell's text; ``%sora COMMAND`` manages the conversation.
@@ -281,6 +313,10 @@ class SoraMagics(Magics):
         send_options = {"parent": parent, "force": args.force, "cell_id": cell_id, **options}
 
         self._continuing.add(name)
+        if args.takes != 1:
+            if args.background or not self.wait:
+                raise UsageError("--takes waits in its cell (to show the takes side by side): drop --background.")
+            return self._generate_takes(conversation, prompt, send_options, args.takes)
         view = self._make_view(conversation, name, cell_id)
         if args.background or not self.wait:
             return self._drawn(self._start_in_background(conversation, prompt, send_options, view))
@@ -320,6 +356,25 @@ class SoraMagics(Magics):
 
     def _forget_drawn(self, *_args: Any) -> None:
         self._already_drawn = None  # a cell ending in ";" never reached the display hook
+
+    def _generate_takes(self, conversation: Any, prompt: str, send_options: dict, takes: int) -> Any:
+        """N generations of the cell's request at once, shown side by side with pick buttons."""
+        from .takes_view import TakesCard, TakesLiveView, pick_buttons
+
+        turns = self._wait(
+            conversation,
+            lambda turn: turn.prompt == prompt and turn.take is not None,
+            TakesLiveView(conversation),
+            lambda: conversation.asend(prompt, takes=takes, **send_options),
+        )
+        if not isinstance(turns, list):  # interrupted: the latest take seen, if any
+            return turns
+        buttons = pick_buttons(conversation, turns)
+        if buttons is not None:
+            from IPython.display import display
+
+            display(buttons)
+        return TakesCard(conversation, turns)
 
     # ---- choosing the parent ----------------------------------------------------------------
     def _parent_for(self, conversation: Any, name: str, args: Any) -> int | None:
@@ -595,17 +650,38 @@ class SoraMagics(Magics):
 
     def _cmd_usage(self, rest: list[str]) -> UsageReport:
         self._expect(rest, "usage", 0)
+        from .pricing import merge_usage
+
         _, store = self._backend()
         counters = store.usage()
         conversation = self.conversation()
+        spend = merge_usage([self.conversation(name).usage() for name in self._session_names()])
         report = {
             "session": conversation.name,
             "turns": len(conversation.turns),
             "paid_requests": counters.get("paid_requests", 0),
             "cache_hits": counters.get("cache_hits", 0),
             "simulated": conversation.simulated,
+            **spend,
         }
         return UsageReport(report)
+
+    def _cmd_pick(self, rest: list[str]) -> Any:
+        if len(rest) != 1:
+            raise UsageError("%sora pick N: give the take number, e.g. %sora pick 2 (see the --takes cell).")
+        conversation = self.conversation()
+        try:
+            group = conversation.takes_of()
+            number = int(rest[0])
+            chosen = next((turn for turn in group if turn.take == number), None)
+            if chosen is None:
+                raise UsageError(f"%sora pick {rest[0]}: the latest --takes cell has takes 1..{len(group)}.")
+            conversation.pick(chosen)
+        except ValueError as error:  # ConfigurationError included: not a number, not completed
+            raise UsageError(f"%sora pick {rest[0]}: {error}") from None
+        self._continuing.add(conversation.name)
+        print(f"picked take {number} (turn {chosen.index}); the next %%sora cell continues from it.")
+        return None
 
     _cmd_cost = _cmd_usage
 

@@ -880,6 +880,28 @@ class AsyncRelayClient:
             log.debug("unreadable raw-data answer: %s", type(error).__name__)
             return None
 
+    # -- side endpoints (prices, balance) ---------------------------------------------------
+
+    async def get_json(self, url: str, *, timeout: float = 10.0, limit: int = 1_000_000):
+        """GET a small JSON document (the relay's price list, its billing answers).
+
+        The key goes only to the base URL's own origin; redirects are not followed (a redirect
+        is "not here"); answers past `limit` bytes are refused. Raises `RelayError` on anything
+        but a 200 with JSON: callers treat that as "the relay does not say".
+        """
+        async with self._http().stream(
+            "GET", url, headers=self._headers_for(url), timeout=timeout, follow_redirects=False
+        ) as response:
+            if response.status_code != 200:
+                raise RelayError(f"HTTP {response.status_code} from {urlsplit(url).path}")
+            body = await _read_capped(response, limit)
+        if body is None:
+            raise ProtocolError(f"{urlsplit(url).path} answered more than {limit} bytes")
+        try:
+            return json.loads(body)
+        except (ValueError, RecursionError):
+            raise ProtocolError(f"{urlsplit(url).path} did not answer JSON") from None
+
     # -- conveniences -----------------------------------------------------------------------
 
     async def generate(

@@ -30,7 +30,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import pricing
+from .budget import as_budget
 from .errors import (
+    BudgetExceeded,
     ConfigurationError,
     GenerationFailed,
     KkiError,
@@ -72,7 +75,21 @@ class Turn:
     simulated: bool = False
     # Where the relay's echoed spec contradicts what was asked ("asked for landscape; …").
     warnings: list = field(default_factory=list)
+    # Price (pricing.py): the estimate is known before sending, the cost once the turn ended.
+    estimate: float | None = None
+    cost: float | None = None
+    cost_note: str | None = None
+    # Takes: several generations of one request; `take_group` is the index of take 1.
+    take: int | None = None
+    takes: int | None = None
+    take_group: int | None = None
+    picked: bool = False
     note: str | None = None  # e.g. why this shot continues from a frame instead of a remix
+
+    @property
+    def cost_text(self) -> str:
+        """Its estimate while it runs, its charge after ("$0.00 — replayed from the store")."""
+        return pricing.cost_line(self)
 
     @property
     def video_url(self) -> str | None:
@@ -225,6 +242,8 @@ class Conversation:
         duration: int | None = None,
         max_history: int | None = None,
         profile: RelayProfile | str | None = None,
+        prices=None,
+        budget=None,
         **client_options,
     ):
         if client is None:
@@ -256,6 +275,12 @@ class Conversation:
         self._head: int | None = None
         self._running: dict[int, tuple[object, asyncio.Future | concurrent.futures.Future]] = {}
         self._subscribers: list[Callable[[Turn], None]] = []
+        # Prices (relay's, then `prices`/KKI_PRICES) and the enforced budget (budget.py).
+        self.prices = pricing.PriceBook(self.client, prices)
+        self.budget = as_budget(budget, "Conversation(budget=...)")
+        self._reservations: dict[int, object] = {}
+        self._balance_before: float | None = None
+        self._balance_asked = False
         self._load()
 
     def __repr__(self) -> str:
@@ -367,7 +392,9 @@ class Conversation:
 
     # -- sending ------------------------------------------------------------------------------
 
-    def _prepare(self, prompt, parent, options: dict, cell_id: str | None) -> tuple[Turn, dict]:
+    def _prepare(
+        self, prompt, parent, options: dict, cell_id: str | None, take: int | None = None
+    ) -> tuple[Turn, dict]:
         if not isinstance(prompt, str) or not prompt.strip():
             raise ConfigurationError("the prompt is empty: describe the video you want")
         unknown = set(options) - {*OPTION_NAMES, "images", "continue_from"}
@@ -418,9 +445,17 @@ class Conversation:
                 note=note,
             )
             chosen["request"] = request
+            # Priced by the name the relay is sent (a profile may say options in the model's
+            # name), else by the name the user chose (a configured table uses that one).
+            turn.estimate = self.prices.estimate(request.model, chosen["duration"])
+            if turn.estimate is None:
+                turn.estimate = self.prices.estimate(chosen["model"], chosen["duration"])
             if self.store is not None:
+                # Take k > 1 of a request is its own generation: cached under its take number
+                # (take 1 shares the plain request's entry, so one earlier send is take 1).
+                keyed = {**turn.options, "take": take} if take and take > 1 else turn.options
                 turn.cache_key = self.store.cache_key(
-                    self.client.settings.cache_identity, request.model, turn.options, request.messages
+                    self.client.settings.cache_identity, request.model, keyed, request.messages
                 )
         return turn, chosen
 
@@ -477,15 +512,57 @@ class Conversation:
 
     def _begin(self, prompt, parent, force, cell_id, options) -> tuple[Turn, dict, bool]:
         """Validate, then either replay an identical earlier request or register a new turn."""
-        turn, chosen = self._prepare(prompt, parent, options, cell_id)
-        replay = None if force else self._replay(turn)
-        if replay is not None:
-            return replay, chosen, False
+        return self._begin_takes(prompt, parent, force, cell_id, options, 1)[0]
+
+    def _begin_takes(self, prompt, parent, force, cell_id, options, takes: int) -> list:
+        """Replays are free and always allowed; the fresh takes are reserved against the budget
+        together (all or none), then registered. Returns [(turn, chosen, fresh)] in take order."""
+        _check_takes(takes)
+        numbered = [None] if takes == 1 else list(range(1, takes + 1))
+        prepared = [self._prepare(prompt, parent, options, cell_id, take) for take in numbered]
+        results = []
+        for (turn, chosen), take in zip(prepared, numbered, strict=True):
+            turn.take, turn.takes = take, (takes if take else None)
+            replay = None if force else self._replay(turn, move_head=take is None)
+            if replay is not None and take and replay.take is None:
+                replay.take, replay.takes = take, takes  # an earlier plain send is take 1
+            results.append((replay or turn, chosen, replay is None))
+        fresh = [turn for turn, _, is_fresh in results if is_fresh]
+        reservation = self._reserve(fresh, prompt)
         with self._lock:
-            turn.index = len(self._turns)
-            self._turns.append(turn)
-        self._notify(turn)
-        return turn, chosen, True
+            for turn in fresh:
+                turn.index = len(self._turns)
+                self._turns.append(turn)
+                self._reservations[turn.index] = reservation
+            if take_turns := [turn for turn, _, _ in results if turn.take]:
+                group = take_turns[0].take_group or take_turns[0].index
+                for turn in take_turns:
+                    turn.take_group = group
+        for turn in fresh:
+            self._notify(turn)
+        if takes > 1 and not fresh:
+            self._settle_takes(results[0][0])
+        return results
+
+    def _reserve(self, fresh: list[Turn], prompt: str):
+        if self.budget is None or not fresh:
+            return None
+        model = fresh[0].options.get("model") or self.model
+        return self.budget.reserve([turn.estimate for turn in fresh], prompt[:40], model)
+
+    def _ensure_prices(self) -> None:
+        """Ask the relay for its prices (once per session) before estimating; from sync code."""
+        if self.prices.discovered and self._balance_asked:
+            return
+        if _on_private_loop():
+            return  # cannot block the loop that would do it: asend() asked already
+        block_on(self._aensure_prices())
+
+    async def _aensure_prices(self) -> None:
+        await self.prices.aload()
+        if not self._balance_asked:
+            self._balance_asked = True
+            self._balance_before = await self.prices.abalance()
 
     def _stream(self, turn: Turn, chosen: dict):
         request: WireRequest = chosen["request"]
@@ -519,20 +596,38 @@ class Conversation:
         parent=_HEAD,
         force: bool = False,
         cell_id: str | None = None,
+        takes: int = 1,
         **options,
     ) -> Turn:
         """Generate (or replay from the cache) a video for `prompt` and return its turn.
 
         A failed generation or relay error does not raise: the turn says what happened in
-        `turn.error` (call `turn.raise_for_status()` to raise). Bad input raises at once.
+        `turn.error` (call `turn.raise_for_status()` to raise). Bad input raises at once, and so
+        does a request the budget refuses (`BudgetExceeded`, before anything is sent).
+        `takes=N` runs N generations of the request at once and returns their N turns.
         """
+        _check_takes(takes)
+        await self._aensure_prices()
+        if takes != 1:
+            return await self._asend_takes(prompt, parent, force, cell_id, options, takes)
         turn, chosen, fresh = self._begin(prompt, parent, force, cell_id, options)
         if not fresh:
             return turn
         return await self._drive(turn, self._stream(turn, chosen))
 
+    async def _asend_takes(self, prompt, parent, force, cell_id, options, takes) -> list[Turn]:
+        begun = self._begin_takes(prompt, parent, force, cell_id, options, takes)
+        runs = [
+            self._drive(turn, self._stream(turn, chosen)) if fresh else _done(turn)
+            for turn, chosen, fresh in begun
+        ]
+        return list(await asyncio.gather(*runs))
+
     def send(self, prompt: str, **options) -> Turn:
-        """Blocking `asend`: waits for the video (Ctrl-C / kernel interrupt cancels the wait)."""
+        """Blocking `asend`: waits for the video (Ctrl-C / kernel interrupt cancels the wait).
+
+        `takes=3` sends the request three times at once and returns the three turns.
+        """
         return block_on(self.asend(prompt, **options))
 
     def start(
@@ -542,14 +637,22 @@ class Conversation:
         parent=_HEAD,
         force: bool = False,
         cell_id: str | None = None,
+        takes: int = 1,
         **options,
     ) -> TurnHandle:
         """Start a turn in the background and return at once with its handle.
 
         It runs on the caller's event loop when there is one (the kernel's, in Jupyter), else on
-        the private loop thread. Bad input raises here, before anything runs.
+        the private loop thread. Bad input and budget refusals raise here, before anything runs.
+        `takes=N` starts N generations of the request and returns a `TakesHandle`.
         """
-        turn, chosen, fresh = self._begin(prompt, parent, force, cell_id, options)
+        self._ensure_prices()
+        begun = self._begin_takes(prompt, parent, force, cell_id, options, takes)
+        if takes != 1:
+            return TakesHandle([self._start_begun(*item) for item in begun])
+        return self._start_begun(*begun[0])
+
+    def _start_begun(self, turn: Turn, chosen: dict, fresh: bool) -> TurnHandle:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -581,6 +684,8 @@ class Conversation:
         what went wrong. In a notebook, `progress` shows a live "n / N clips ready" line.
         """
         prompts = self._batch_prompts(prompts, concurrency)
+        await self._aensure_prices()
+        self._announce_estimate(len(prompts), options, progress)
         counter = _counter(len(prompts)) if progress else None
         if counter is not None:
             counter.update([])
@@ -592,6 +697,8 @@ class Conversation:
         (A notebook records only output sent while its cell runs, from the cell itself.)
         """
         prompts = self._batch_prompts(prompts, concurrency)
+        self._ensure_prices()
+        self._announce_estimate(len(prompts), options, progress)
         counter = _counter(len(prompts)) if progress else None
         finished: list[Turn] = []
         future = submit(
@@ -634,17 +741,39 @@ class Conversation:
         limit = asyncio.Semaphore(concurrency)
         turns: list[Turn | None] = [None] * len(prompts)
 
+        refused: list[tuple[str, str]] = []
+
         async def one(position: int, prompt: str) -> None:
             async with limit:
-                turns[position] = await self.asend(prompt, parent=parent, **options)
+                try:
+                    turns[position] = await self.asend(prompt, parent=parent, **options)
+                except BudgetExceeded as error:  # refused before sending: the others go on
+                    refused.append((prompt, str(error)))
             if on_update is not None:
                 on_update([t for t in turns if t is not None])
 
         await asyncio.gather(*(one(i, p) for i, p in enumerate(prompts)))
-        return Gallery(turns)
+        gallery = Gallery(t for t in turns if t is not None)
+        gallery.refused = refused  # (prompt, why) of the prompts the budget did not allow
+        if refused:
+            log.warning("%d of %d prompts were not sent: %s", len(refused), len(prompts), refused[0][1])
+        return gallery
 
-    def _replay(self, turn: Turn) -> Turn | None:
-        """An identical earlier request: reuse its turn or the store's cached answer."""
+    def _announce_estimate(self, count: int, options: dict, progress: bool) -> None:
+        """A batch says what it will cost before it starts (prices are known by now)."""
+        if not progress:
+            return
+        model = options.get("model") or self.model
+        duration = options.get("duration") or self.duration
+        estimate = pricing.Estimate(count, self.prices.estimate(model, duration), model)
+        print(f"batch of {count}: {estimate!r}")
+
+    def _replay(self, turn: Turn, move_head: bool = True) -> Turn | None:
+        """An identical earlier request: reuse its turn or the store's cached answer.
+
+        Replays are free: they never touch the budget. Takes do not move the head one by one
+        (`_settle_takes` does, once the whole group is there).
+        """
         from .media import kept_file
 
         if turn.cache_key is None:
@@ -652,7 +781,8 @@ class Conversation:
         with self._lock:
             for existing in self._turns:
                 if existing.cache_key == turn.cache_key and existing.status == "completed":
-                    self._head = existing.index
+                    if move_head:
+                        self._head = existing.index
                     if self.store is not None:
                         self.store.bump("cache_hits")
                     existing.cached = True
@@ -671,10 +801,12 @@ class Conversation:
         turn.path = _str_or_none(kept_file(paths.get("video"), self.media_dir))
         turn.thumbnail_path = _str_or_none(kept_file(paths.get("thumbnail"), self.media_dir))
         turn.finished_at = time.time()
+        turn.cost, turn.cost_note = 0.0, pricing.REPLAYED
         with self._lock:
             turn.index = len(self._turns)
             self._turns.append(turn)
-            self._head = turn.index
+            if move_head:
+                self._head = turn.index
             self.store.bump("cache_hits")
             self._persist()
         self._notify(turn)
@@ -688,7 +820,7 @@ class Conversation:
                 turn.generation = _keep_history(turn.generation, generation)
                 turn.status = generation.status
                 turn.warnings = spec_warnings(turn.options, turn.generation.spec)
-                if generation.status == "completed":
+                if generation.status == "completed" and turn.take is None:
                     # Move on at once, before the local copy is downloaded: a remix sent the
                     # moment the video shows must continue this turn.
                     with self._lock:
@@ -742,7 +874,8 @@ class Conversation:
             turn.finished_at = time.time()
             if status != turn.generation.status and status in ("cancelled", "failed"):
                 turn.generation = turn.generation.with_status(status, turn.generation.error)
-            if status == "completed":
+            self._settle_cost(turn, status)
+            if status == "completed" and turn.take is None:
                 self._head = turn.index
                 if self.store is not None and turn.cache_key:
                     self.store.cache_put(
@@ -757,6 +890,96 @@ class Conversation:
                 self.store.remove_pending(turn.task_id)
             self._persist()
         self._notify(turn)
+        if turn.take is not None:
+            self._settle_takes(turn)
+
+    # -- prices, budget, takes ------------------------------------------------------------------
+
+    def _settle_cost(self, turn: Turn, status: str) -> None:
+        """Record what the turn cost and release its budget reservation at that amount."""
+        model = turn.options.get("model") or self.model
+        turn.cost, turn.cost_note = pricing.charge_for(
+            status, bool(turn.task_id), turn.estimate, self.prices.price(model)
+        )
+        reservation = self._reservations.pop(turn.index, None)
+        if self.budget is not None and reservation is not None:
+            # One reservation covers all takes of a request: settle each take's share.
+            self.budget.settle_part(reservation, turn.estimate or 0.0, turn.cost or 0.0)
+
+    def _group(self, turn: Turn) -> list[Turn]:
+        group = turn.take_group if turn.take_group is not None else turn.index
+        return sorted(
+            (t for t in self._turns if t.take_group == group), key=lambda t: t.take or 0
+        )
+
+    def _settle_takes(self, turn: Turn) -> None:
+        """Once every take of a request ended, the head goes to the picked take, else to the
+        first completed one: deterministic, so a rerun continues the same take."""
+        with self._lock:
+            group = self._group(turn)
+            if not group or not all(t.done for t in group):
+                return
+            done = [t for t in group if t.status == "completed"]
+            chosen = next((t for t in done if t.picked), done[0] if done else None)
+            if chosen is not None:
+                self._head = chosen.index
+                self._persist()
+
+    def pick(self, turn) -> Turn:
+        """Continue the next prompt from this take (a `Turn` or its index); the other takes
+        stay listed and can be picked later."""
+        index = turn.index if isinstance(turn, Turn) else turn
+        with self._lock:
+            chosen = self._turn(index)
+            if chosen.status != "completed":
+                raise ConfigurationError(
+                    f"turn {index} is {chosen.status}: only a completed video can be picked"
+                )
+            for other in self._group(chosen) if chosen.take is not None else [chosen]:
+                other.picked = other.index == chosen.index
+            self._head = chosen.index
+            self._persist()
+        self._notify(chosen)
+        return chosen
+
+    def takes_of(self, turn=None) -> list[Turn]:
+        """All takes of the request `turn` belongs to (default: the latest request with takes)."""
+        with self._lock:
+            if turn is None:
+                latest = [t for t in self._turns if t.take is not None]
+                if not latest:
+                    raise ConfigurationError("no request with takes yet: send(prompt, takes=3)")
+                turn = latest[-1]
+            chosen = turn if isinstance(turn, Turn) else self._turn(turn)
+            return self._group(chosen) if chosen.take is not None else [chosen]
+
+    def estimate(self, count: int = 1, *, takes: int = 1, **options) -> pricing.Estimate:
+        """What `count` prompts (× `takes`) with these options would cost, before sending."""
+        model = options.get("model") or self.model
+        duration = options.get("duration") or self.duration
+        self._ensure_prices()
+        return pricing.Estimate(count * takes, self.prices.estimate(model, duration), model)
+
+    def usage(self) -> dict:
+        """Spend of this conversation by model, what the budget has left, and the key's balance
+        before (first send of this session) and now, when the relay reports it."""
+        self._ensure_prices()
+        by_model = pricing.summarize(self.turns)
+        after = None
+        if self._balance_before is not None and not _on_private_loop():
+            after = block_on(self.prices.abalance())
+        return {
+            "by_model": by_model,
+            "spent": round(sum(row["spent"] for row in by_model.values()), 6),
+            "unknown": sum(row["unknown"] for row in by_model.values()),
+            "budget": None if self.budget is None else {
+                "limit": self.budget.limit, "spent": self.budget.spent,
+                "remaining": self.budget.remaining,
+            },
+            "balance_before": self._balance_before,
+            "balance_after": after,
+            "simulated": self.simulated,
+        }
 
     def _record_pending(self, turn: Turn) -> None:
         if self.store is None:
@@ -1037,6 +1260,52 @@ def _counter(total: int):
     from .views import Counter  # presentation: a live line in a notebook, nothing elsewhere
 
     return Counter(total)
+
+
+class TakesHandle(list):
+    """The handles of the takes of one request: `await` it or `.result()` for their turns."""
+
+    @property
+    def turns(self) -> list[Turn]:
+        return [handle.turn for handle in self]
+
+    @property
+    def turn(self) -> Turn:
+        return self[0].turn
+
+    def __await__(self):
+        async def gather():
+            return [await handle for handle in self]
+
+        return gather().__await__()
+
+    def result(self, timeout: float | None = None) -> list[Turn]:
+        return [handle.result(timeout) for handle in self]
+
+    wait = result
+
+    def done(self) -> bool:
+        return all(handle.done() for handle in self)
+
+    def cancel(self) -> None:
+        for handle in self:
+            handle.cancel()
+
+
+def _on_private_loop() -> bool:
+    try:
+        return asyncio.get_running_loop() is background_loop()
+    except RuntimeError:
+        return False
+
+
+def _check_takes(takes) -> None:
+    if isinstance(takes, bool) or not isinstance(takes, int) or not 1 <= takes <= 16:
+        raise ConfigurationError(f"takes must be a whole number from 1 to 16, got {takes!r}")
+
+
+async def _done(turn: Turn) -> Turn:
+    return turn
 
 
 def _keep_history(previous: Generation, followed: Generation) -> Generation:

@@ -44,6 +44,7 @@ import copy
 import errno
 import hashlib
 import json
+import logging
 import os
 import tempfile
 import threading
@@ -56,6 +57,8 @@ from typing import Any
 from filelock import FileLock
 
 from . import store_format
+
+log = logging.getLogger("kki_widgets.store")
 
 __all__ = [
     "STORE_VERSION",
@@ -146,16 +149,18 @@ _warned_unidentified: set[Path] = set()
 
 
 def _warn_unidentified(path: Path) -> None:
+    # A log line, not a warning: a warning would be printed into every notebook executed by
+    # nbclient/nbconvert/papermill (with this machine's paths), and nothing is wrong there.
     if path in _warned_unidentified:
         return
     _warned_unidentified.add(path)
-    warnings.warn(
-        "kki_widgets: this kernel cannot tell which notebook it runs (no JPY_SESSION_NAME: "
-        "nbclient, nbconvert --execute or papermill), so its conversations are kept in memory "
-        f"for this kernel only; the request cache in {path} is shared, so reruns still replay "
-        f"for free. To keep the conversation, set {NOTEBOOK_ENV}=<notebook path> for the run.",
-        RuntimeWarning,
-        stacklevel=3,
+    log.info(
+        "this kernel cannot tell which notebook it runs (no JPY_SESSION_NAME: nbclient, "
+        "nbconvert --execute or papermill), so its conversations are kept in memory for this "
+        "kernel only; the request cache in %s is shared, so reruns still replay for free. To keep "
+        "the conversation, set %s=<notebook path> for the run.",
+        path,
+        NOTEBOOK_ENV,
     )
 
 

@@ -126,6 +126,8 @@ def compact_line(turn: Any) -> str:
         bits.append(f"task {task_id}")
     if getattr(turn, "cached", False):
         bits.append("replayed, not paid")
+    elif getattr(turn, "cost_text", None):
+        bits.append(turn.cost_text)  # "estimate $0.40" while it runs, "charged: $0.40" after
     if getattr(turn, "simulated", False):
         bits.append("simulated")
     return " · ".join(bits)
@@ -283,14 +285,17 @@ class TurnTable:
 
 
 class UsageReport(dict):
-    """``%sora usage``: a dict for code, one plain sentence when displayed."""
+    """``%sora usage``: a dict for code, plain sentences when displayed."""
 
     def __repr__(self) -> str:
+        from .pricing import usage_lines
+
         note = " (simulated relay: nothing was charged)" if self.get("simulated") else ""
-        return (
+        first = (
             f"session {self['session']!r}: {self['turns']} turns; this notebook: "
             f"{self['paid_requests']} paid requests, {self['cache_hits']} replays from the store{note}"
         )
+        return "\n".join([first, *usage_lines(self)])
 
 
 def batch_summary(turns: Sequence[Any], total: int) -> str:

@@ -161,6 +161,12 @@ def turn_to_dict(turn: Any) -> dict:
         "local_thumbnail_url": local_thumbnail,
         "error": str(error) if error and status in ("failed", "cancelled") else None,
         "cached": bool(getattr(turn, "cached", False)),
+        # Price and takes (pricing.py, session.py): words from Python, the widget only shows them.
+        "cost_text": str(getattr(turn, "cost_text", "") or ""),
+        "take": getattr(turn, "take", None),
+        "takes": getattr(turn, "takes", None),
+        "take_group": getattr(turn, "take_group", None),
+        "picked": bool(getattr(turn, "picked", False)),
         "created_at": _epoch(getattr(turn, "created_at", None)),
         "finished_at": _epoch(getattr(turn, "finished_at", None)),
         "notices": notices,
@@ -232,6 +238,8 @@ class VideoChat(anywidget.AnyWidget):
     busy = t.Bool(False).tag(sync=True)
     error = t.Unicode("").tag(sync=True)
     title = t.Unicode("Video chat").tag(sync=True)
+    # The turn the next prompt continues (a picked take is marked by it).
+    head = t.Int(None, allow_none=True).tag(sync=True)
 
     def __init__(
         self,
@@ -239,6 +247,7 @@ class VideoChat(anywidget.AnyWidget):
         conversation: Any = None,
         *,
         models: list[str] | None = None,
+        budget: Any = None,
         **client_options: Any,
     ):
         if conversation is None:
@@ -254,6 +263,11 @@ class VideoChat(anywidget.AnyWidget):
                 "the conversation already has its client"
             )
         self.conversation = conversation
+        if budget is not None:
+            # A number, or a `Budget` shared with other widgets so they cannot overshoot together.
+            from .budget import as_budget
+
+            conversation.budget = as_budget(budget, "VideoChat(budget=...)")
         chosen = model or getattr(conversation, "model", None) or _default_model()
         names = list(models or getattr(conversation, "models", None) or KNOWN_MODELS)
         if chosen not in names:
@@ -289,6 +303,12 @@ class VideoChat(anywidget.AnyWidget):
         continues from turn `i` instead (a branch). `chat.conversation.reset()` starts afresh.
         """
         return self._start(prompt, parent=parent, **options)
+
+    def pick(self, index: int) -> Any:
+        """Continue the next prompt from turn `index` (one of several takes); returns the turn."""
+        turn = self.conversation.pick(index)
+        self._schedule(urgent=True)
+        return turn
 
     def remix(self, index: int, prompt: str, **options: Any) -> VideoChatHandle:
         """Start a branch that continues from turn `index`."""
@@ -378,7 +398,10 @@ class VideoChat(anywidget.AnyWidget):
                     orientation=content.get("orientation") or None,
                     duration=_int_or_none(content.get("duration")),
                     from_ui=True,  # the pickers the user saw (set to the parent's on "Remix")
+                    takes=_int_or_none(content.get("takes")),
                 )
+            elif kind == "pick":
+                self.pick(int(content["index"]))
             elif kind == "media":
                 self._send_media(content)
                 return
@@ -465,11 +488,12 @@ class VideoChat(anywidget.AnyWidget):
             head = getattr(self.conversation, "head", None)
             follow = head != self._head_seen and head is not None
             self._head_seen = head
-            if new_turns == self.turn_data and busy == self.busy and not follow:
+            if new_turns == self.turn_data and busy == self.busy and not follow and head == self.head:
                 return
             with self.hold_sync():
                 self.turn_data = new_turns
                 self.busy = busy
+                self.head = head
                 if follow:
                     self._follow_head(turns[head])
             self.flush_count += 1

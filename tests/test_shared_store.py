@@ -276,12 +276,13 @@ def test_a_moved_folder_replays_with_zero_generations(fast_simulator, tmp_path):
     assert str(original) not in restored.store.path.read_text()
 
 
-def test_an_unidentified_kernel_keeps_its_conversation_to_itself(tmp_path, monkeypatch):
+def test_an_unidentified_kernel_keeps_its_conversation_to_itself(tmp_path, monkeypatch, caplog):
     from kki_widgets import store as store_module
 
     monkeypatch.setattr(store_module, "_in_kernel", lambda: True)
-    with pytest.warns(RuntimeWarning, match="kept in memory for this kernel only"):
+    with caplog.at_level("INFO", logger="kki_widgets.store"):
         first = NotebookStore.for_notebook(None)
+    assert "kept in memory for this kernel only" in caplog.text
     second = NotebookStore.for_notebook(None)
     first.save_turns("default", [{"id": "a", "prompt": "notebook one"}])
     assert second.load_conversation("default") is None

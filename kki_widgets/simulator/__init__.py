@@ -54,6 +54,8 @@ Unknown names are answered with HTTP 400 ``code: unknown_fault``.
 ``pretty_raw``         indented JSON with only the first line prefixed, as printed on the relay page
 ``error_chunk``        after the task ID a chunk ``{"error": {"message": …}}`` then ``[DONE]``
                        (the task itself keeps running)
+``no_pricing``         ``/api/pricing`` and ``/v1/dashboard/billing/*`` answer 404, like a relay
+                       without a price list or billing (prices then come from configuration)
 ``split``              deltas split at random points (inside URLs, numbers, the task ID) and each
                        event's bytes split across two HTTP chunks (even inside a UTF-8 character)
 =====================  ============================================================================
@@ -97,7 +99,8 @@ its signature, as a storage host does.
 Stream faults (cuts, stall, framing) only apply to ``stream: true`` requests; a non-streaming
 request gets the whole markdown (including a ``fail``/``policy``/``capacity`` failure) at once.
 Failed generations (``fail``/``policy``/``capacity``) count as submissions: some relays charge
-for them. Everything random (IDs, progress, split points) follows ``Simulator(seed=...)``.
+for them, and the simulator charges them at the price it publishes (``Simulator(prices=...,
+balance=...)``, see ``billing.py``). Everything random (IDs, progress, split points) follows ``Simulator(seed=...)``.
 
 Importing this package is cheap: starlette and uvicorn are imported when a server starts.
 """

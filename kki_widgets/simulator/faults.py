@@ -39,6 +39,7 @@ FLAG_FAULTS = (
     "pretty_raw",
     "error_chunk",
     "split",
+    "no_pricing",
 )
 #: Fault names that take an argument, with what the argument is.
 ARGUMENT_FAULTS = {
@@ -76,6 +77,7 @@ class FaultPlan:
     pretty_raw: bool = False
     error_chunk: bool = False
     split: bool = False
+    no_pricing: bool = False
     fail_first: int | None = None
 
     def merged(self, other: FaultPlan) -> FaultPlan:

@@ -44,6 +44,9 @@ class ClipRequest:
     duration: int = 10
     chain: tuple[str, ...] = ()  # earlier prompts of the conversation, oldest first
     images: tuple[str, ...] = ()  # short descriptions of image inputs (digest or URL)
+    # The n-th generation of the same request differs (a real model is stochastic): takes and
+    # forced retries look different, while a first generation keeps its cached clip.
+    variant: int = 0
     first_frame: str | None = None  # an input image kept in the media folder (first_frame.py)
 
     def key(self, clip_seconds: float) -> str:
@@ -77,6 +80,8 @@ def caption(request: ClipRequest, columns: int) -> tuple[str, str]:
     header = f"{request.model} · {request.duration} s · {request.orientation}"
     if request.images:
         header += " · image-to-video"
+    if request.variant:
+        header += f" · variation {request.variant + 1}"
     big = "\n".join([header, "", *_wrap(request.prompt, columns, 9)])
     small_lines: list[str] = []
     if request.chain:
@@ -154,7 +159,7 @@ class Renderer:
     def _render_files(self, request: ClipRequest, video: str, thumbnail: str) -> None:
         width, height = SIZES[request.orientation]
         seconds = f"{self.clip_seconds:g}"
-        background = _colour(request.prompt, "background")
+        background = _colour(request.prompt, f"background{request.variant or ''}")
         accent = _colour(" ".join(request.chain) or request.prompt, "accent", bright=True)
         big_size = 17 if request.orientation == "portrait" else 19
         columns = int((width - 32) / (big_size * 0.58))

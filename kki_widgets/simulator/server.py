@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import dialects, script
+from .billing import DEFAULT_BALANCE, Billing
 from .chat_request import DEFAULT_MODELS, ApiError, ChatRequest, parse_chat_request
 from .faults import ERROR_STATUSES, FaultError, FaultPlan, faults_in_text, parse_faults
 from .first_frame import first_image, keep_frame
@@ -131,6 +132,8 @@ class Simulator:
         clip_seconds: float = 2.0,
         honour_json_options: bool = False,
         dialect: str | None = None,
+        prices: dict[str, object] | None = None,
+        balance: float | None = DEFAULT_BALANCE,
     ) -> None:
         if not isinstance(host, str) or not host:
             raise ValueError(f"host must be a non-empty string such as '127.0.0.1', got {host!r}")
@@ -155,10 +158,13 @@ class Simulator:
         self._owns_media_dir = media_dir is None
         self.media_dir = Path(tempfile.mkdtemp(prefix="kki-simulator-") if media_dir is None else media_dir)
         self.renderer = Renderer(self.media_dir, clip_seconds=clip_seconds)
+        # Prices and the key's balance (see billing.py); fault ``no_pricing`` hides them.
+        self.billing = Billing(prices, balance)
 
         self.requests: list[Any] = []
         self.submissions = 0
         self.tasks: dict[str, Generation] = {}
+        self._generated: dict[str, int] = {}  # clip identity → generations so far
         self._chat_requests = 0
         self._runners: set[asyncio.Task[None]] = set()
         self._app: Starlette | None = None
@@ -277,6 +283,8 @@ class Simulator:
                     Route("/cdn/video/{stem}", self._signed_cdn, methods=["GET", "HEAD"]),
                     Route("/cdn/files/{stem}/raw", self._signed_cdn, methods=["GET", "HEAD"]),
                     Route("/health", self._health, methods=["GET"]),
+                    Route("/api/pricing", self._pricing, methods=["GET"]),
+                    Route("/v1/dashboard/billing/{what}", self._billing, methods=["GET"]),
                 ]
             )
         return self._app
@@ -367,8 +375,13 @@ class Simulator:
             dialect=dialect,
             first_frame=keep_frame(first_image(body), self.media_dir),
         )
+        # Same request again (a take, a forced retry): a different generation, like a real model.
+        identity = task.clip_request().key(0)
+        task.variant = self._generated.get(identity, 0)
+        self._generated[identity] = task.variant + 1
         self.tasks[task.id] = task
         self.submissions += 1
+        self.billing.charge(chat.model, chat.duration)
         failure = "capacity" if plan.capacity else "policy" if plan.policy else "fail" if plan.fail else None
         # The generation is its own task: it completes even when the client goes away.
         runner = asyncio.ensure_future(
@@ -557,3 +570,29 @@ class Simulator:
         running = sum(1 for task in self.tasks.values() if not task.done.is_set())
         return JSONResponse({"status": "ok", "tasks": len(self.tasks), "running": running,
                              "submissions": self.submissions, "renders": self.renderer.renders})  # fmt: skip
+
+    # -- prices and balance (billing.py) ----------------------------------------------------
+
+    def _pricing_hidden(self, request: Request) -> bool:
+        header = request.headers.get(FAULT_HEADER) or ""
+        return self.faults.no_pricing or "no_pricing" in header
+
+    async def _pricing(self, request: Request) -> Response:
+        from starlette.responses import JSONResponse
+
+        if self._pricing_hidden(request):
+            return JSONResponse(ApiError(404, "not found", code="not_found").body(), 404)
+        return JSONResponse(self.billing.pricing_answer())
+
+    async def _billing(self, request: Request) -> Response:
+        from starlette.responses import JSONResponse
+
+        what = request.path_params["what"]
+        if self._pricing_hidden(request) or what not in ("subscription", "usage"):
+            return JSONResponse(ApiError(404, "not found", code="not_found").body(), 404)
+        try:
+            self._check_auth(request)
+        except ApiError as error:
+            return _error_response(error)
+        answer = self.billing.subscription_answer() if what == "subscription" else self.billing.usage_answer()
+        return JSONResponse(answer)

@@ -1,0 +1,153 @@
+"""%%sora with prices, a budget and takes, in a real IPython shell against the simulator."""
+
+from __future__ import annotations
+
+import pytest
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
+from kki_testing import TEST_KEY
+
+from kki_widgets.pricing import forget_discoveries
+from kki_widgets.simulator import Simulator
+
+
+@pytest.fixture
+def sim(monkeypatch):
+    forget_discoveries()
+    with Simulator(queue_seconds=0.05, generate_seconds=1.2, step_seconds=0.1, seed=5) as simulator:
+        monkeypatch.setenv("KKI_BASE_URL", simulator.base_url)
+        monkeypatch.setenv("KKI_API_KEY", TEST_KEY)
+        yield simulator
+    forget_discoveries()
+
+
+@pytest.fixture
+def new_shell(tmp_path):
+    """Each call is a fresh kernel: a new shell and a new SoraMagics on the same notebook store."""
+    store = tmp_path / ".kki" / "notebook.json"
+
+    def make() -> InteractiveShell:
+        InteractiveShell.clear_instance()
+        ip = InteractiveShell.instance()
+        ip.run_line_magic("load_ext", "kki_widgets")
+        ip.run_line_magic("config", f"SoraMagics.store_path = {str(store)!r}")
+        return ip
+
+    yield make
+    InteractiveShell.clear_instance()
+
+
+def run(ip: InteractiveShell, source: str):
+    result = ip.run_cell(source)
+    if result.error_before_exec is not None:
+        raise result.error_before_exec
+    if result.error_in_exec is not None:
+        raise result.error_in_exec
+    return result.result
+
+
+def card_lines(text: str) -> list[str]:
+    """The compact line of each printed card (the line under "[turn N] prompt")."""
+    lines = text.splitlines()
+    return [lines[i + 1] for i, line in enumerate(lines[:-1]) if line.startswith("[turn ")]
+
+
+def test_the_card_shows_the_estimate_before_progress_and_usage_sums_the_costs(sim, new_shell, capsys):
+    ip = new_shell()
+    capsys.readouterr()
+    first = run(ip, "%%sora\na paper boat on a rainy street")
+    cards = card_lines(capsys.readouterr().out)
+    progress = [i for i, line in enumerate(cards) if "%" in line]
+    assert progress, cards  # the card did show progress lines
+    assert "estimate $0.10" in cards[0]
+    assert all("estimate $0.10" in line for line in cards[: progress[0] + 1])
+    assert "charged: $0.10" in cards[-1]
+    assert first.cost_text == "charged: $0.10"
+    run(ip, "%%sora --model sora-2-pro\nthe boat reaches the sea")
+    run(ip, "%%sora --session other --new\na second film")
+    usage = run(ip, "%sora usage")
+    assert usage["by_model"] == {
+        "sora-2": {"generations": 2, "spent": 0.2, "unknown": 0},
+        "sora-2-pro": {"generations": 1, "spent": 0.5, "unknown": 0},
+    }
+    assert usage["spent"] == pytest.approx(0.7)
+    assert usage["balance_before"] == 100.0 and usage["balance_after"] == pytest.approx(99.3)
+    text = repr(usage)
+    assert "sora-2-pro: 1 generations, $0.50" in text and "spent: $0.70" in text
+    assert "balance: $100.00 before, $99.30 now" in text
+
+
+def test_a_configured_budget_refuses_the_third_cell_before_any_byte(sim, new_shell):
+    ip = new_shell()
+    run(ip, "%config SoraMagics.budget = 0.20")
+    run(ip, "%%sora\none")
+    run(ip, "%%sora --new\ntwo")
+    with pytest.raises(UsageError, match=r"nothing was sent.*spent \$0.20 of its \$0.20.*%config SoraMagics.budget"):
+        run(ip, "%%sora --new\nthree")
+    assert len(sim.requests) == 2
+    run(ip, "%config SoraMagics.budget = 0.30")  # raising it keeps what was spent
+    run(ip, "%%sora --new\nthree")
+    with pytest.raises(UsageError, match=r"spent \$0.30"):
+        run(ip, "%%sora --new\nfour")
+    assert len(sim.requests) == 3
+    assert "left $0.00" in repr(run(ip, "%sora usage"))
+
+
+def test_unknown_prices_read_unknown_in_cells_and_usage(monkeypatch, new_shell, capsys):
+    forget_discoveries()
+    with Simulator(queue_seconds=0, generate_seconds=0, step_seconds=0, faults=["no_pricing"]) as sim:
+        monkeypatch.setenv("KKI_BASE_URL", sim.base_url)
+        monkeypatch.setenv("KKI_API_KEY", TEST_KEY)
+        ip = new_shell()
+        turn = run(ip, "%%sora\na harbour")
+        assert turn.status == "completed" and turn.cost_text == "charged: unknown"
+        assert "price unknown" in card_lines(capsys.readouterr().out)[0]
+        usage = run(ip, "%sora usage")
+        assert usage["spent"] == 0 and usage["unknown"] == 1 and usage["balance_before"] is None
+        run(ip, "%config SoraMagics.prices = {'sora-2': 0.25}")
+        assert run(ip, "%%sora --new\na lighthouse").cost_text == "charged: $0.25"
+    forget_discoveries()
+
+
+def test_takes_run_together_rerun_for_free_and_the_picked_take_is_continued(sim, new_shell):
+    ip = new_shell()
+    card = run(ip, "%%sora --takes 3\na kite over the dunes")
+    assert len(sim.requests) == 3
+    turns = card.turns
+    assert [t.take for t in turns] == [1, 2, 3] and all(t.status == "completed" for t in turns)
+    assert len({t.generation.video_url for t in turns}) == 3  # three different generations
+    html = card._repr_html_()
+    assert html.count("<video") == 3 and "addEventListener" in html  # side by side, in sync
+    run(ip, "%sora pick 2")
+    run(ip, "%%sora\nthe kite lands")
+    sent = sim.requests[-1]["messages"]
+    assert sent[1] == {"role": "assistant", "content": turns[1].generation.text}
+    assert len(sim.requests) == 4
+
+    # A fresh kernel reruns the notebook: every take and the continuation replay, for free.
+    ip = new_shell()
+    again = run(ip, "%%sora --takes 3\na kite over the dunes")
+    assert all(t.cached for t in again.turns)
+    run(ip, "%sora pick 2")
+    assert run(ip, "%%sora\nthe kite lands").cached
+    assert len(sim.requests) == 4
+    with pytest.raises(UsageError, match=r"takes 1\.\.3"):
+        run(ip, "%sora pick 7")
+
+
+def test_a_budget_covers_all_takes_of_a_cell(sim, new_shell):
+    ip = new_shell()
+    run(ip, "%config SoraMagics.budget = 0.25")
+    with pytest.raises(UsageError, match=r"3 generations would cost about \$0.30"):
+        run(ip, "%%sora --takes 3\ntoo many")
+    assert sim.requests == []
+    assert len(run(ip, "%%sora --takes 2\ntwo fit").turns) == 2
+
+
+def test_takes_wait_in_their_cell(sim, new_shell):
+    ip = new_shell()
+    with pytest.raises(UsageError, match="drop --background"):
+        run(ip, "%%sora --takes 2 --background\nnot in the background")
+    with pytest.raises(UsageError, match="takes must be"):
+        run(ip, "%%sora --takes 0\nno takes")
+    assert sim.requests == []
