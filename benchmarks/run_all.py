@@ -34,6 +34,7 @@ BENCHMARKS = [
     ("cold_start", "bench_cold_start.py", [], ["--quick"], 120),
     ("notebook", "bench_notebook.py", [], ["--quick"], 240),
     ("store", "bench_store.py", [], ["--quick"], 300),
+    ("film", "bench_film.py", [], ["--quick"], 180),
     ("budget", "bench_budget.py", [], ["--quick"], 60),
     ("simulator_capacity", "simulator_capacity.py", [], ["--streams", "20", "--distinct", "5"], 120),
     ("hostile", "bench_hostile.py", [], ["--quick"], 300),

@@ -60,6 +60,8 @@ LINE_COMMANDS = {
     "use": "switch to conversation NAME",
     "resume": "fetch an accepted task by its ID (after an interrupt or a dead kernel)",
     "stitch": "join the clips from the first turn to the current one into PATH",
+    "film": "cut the shots up to the current one into PATH: crossfades, captions (.srt)",
+    "export": "write one HTML page with the film, every shot and the tree of turns",
     "usage": "spend by model, replays, budget left and the key's balance (also: cost)",
     "pick": "continue the next cell from take N of the latest --takes cell",
     "cost": "same as usage",
@@ -260,6 +262,8 @@ class SoraMagics(Magics):
     @argument("--session", "-s", metavar="NAME", help="conversation to use (created if new)")
     @argument("--from", dest="from_turn", type=int, metavar="N", help="continue from turn N")
     @argument("--image", "-i", metavar="PATH_OR_URL_OR_VAR", help="start from this image")
+    @argument("--from-frame", action="store_true", help="continue from the parent clip's last frame (no remix)")
+    @argument("--storyboard", action="store_true", help="each line (or list item) is a shot; shots are chained")
     @argument("--force", action="store_true", help="ignore the stored result: generate (and pay) again")
     @argument("--background", "-b", action="store_true", help="return at once; the view updates live")
     @argument("--save", metavar="DIR", help="also copy the finished video into DIR")
@@ -279,6 +283,10 @@ class SoraMagics(Magics):
 
     def _generate(self, line: str, cell: str):
         args = parse_argstring(self.sora, line)
+        if args.storyboard:
+            from .film_commands import storyboard_cell
+
+            return storyboard_cell(self, args, cell)
         prompt = interpolate(cell, self.shell.user_ns).strip()
         if not prompt:
             raise UsageError("%%sora needs a prompt: write what the video shows below the %%sora line.")
@@ -297,6 +305,10 @@ class SoraMagics(Magics):
         options = {k: v for k, v in options.items() if v is not None}
         if args.image:
             options["images"] = [self._image(args.image)]
+        if args.from_frame:
+            if parent is None:
+                raise UsageError("--from-frame: this cell starts a new video; there is no clip to continue (use --from N).")
+            options["continue_from"] = "last_frame"
         cell_id = self._cell_id()
         send_options = {"parent": parent, "force": args.force, "cell_id": cell_id, **options}
 
@@ -625,6 +637,16 @@ class SoraMagics(Magics):
             return self.conversation().stitch(rest[0])
         except ConfigurationError as error:
             raise UsageError(str(error)) from None
+
+    def _cmd_film(self, rest: list[str]) -> Any:
+        from .film_commands import film_command
+
+        return film_command(self.conversation(), rest)
+
+    def _cmd_export(self, rest: list[str]) -> Any:
+        from .film_commands import export_command
+
+        return export_command(self.conversation(), rest)
 
     def _cmd_usage(self, rest: list[str]) -> UsageReport:
         self._expect(rest, "usage", 0)

@@ -67,6 +67,9 @@ class ModelFamily:
     default_orientation: str = "portrait"
     default_duration: int = 10
     aliases: dict = field(default_factory=dict)  # common names (sora-2) -> a stem of this family
+    # Whether a video continues by remix (the previous answer sent back). Veo relays have no
+    # remix: they continue from a frame (image-to-video), which `session` then does itself.
+    remix: bool = True
 
     def duration_token(self, seconds: int) -> str:
         return self.duration_tokens.get(seconds, f"-{seconds}s")
@@ -122,6 +125,10 @@ class RelayProfile:
         stem = self.family.aliases.get(model, model)
         lengths = self.family.variants.get(stem)
         return tuple(lengths) if lengths else None
+
+    def can_remix(self, model: str) -> bool:
+        """Whether `model` continues a video by remix here (else: from the last frame)."""
+        return self.family.remix if self.family is not None else True
 
     def models(self) -> list[str]:
         """The model names to offer in pickers (a family's stems, else nothing special)."""
@@ -252,18 +259,20 @@ SORA_VIDEO2 = ModelFamily(
 
 # flow2api (github.com/TheSmallHanCat/flow2api, README "文生视频"): veo_3_1_t2v_fast_portrait,
 # veo_3_1_t2v_fast_landscape, veo_3_1_t2v_{portrait,landscape}, veo_2_0_t2v_…, served on
-# /v1/chat/completions. No length in the name: Veo clips on Flow are 8 s.
+# /v1/chat/completions. No length in the name: Veo clips on Flow are 8 s. No remix either: relays
+# built on it continue a clip through image-to-video ("i2v", first/last frame) models.
 FLOW2API = ModelFamily(
     variants={"veo_3_1_t2v_fast": (8,), "veo_3_1_t2v": (8,), "veo_2_0_t2v": (8,)},
     orientation_tokens={"portrait": "_portrait", "landscape": "_landscape"},
     duration_tokens={8: ""},
     default_duration=8,
     aliases={"veo3-fast": "veo_3_1_t2v_fast", "veo3": "veo_3_1_t2v"},
+    remix=False,
 )
 
 # veo_3_1 (FakeOAI/tokens docs/llm/flow.md, "模型参数"): veo_3_1 joined with portrait | landscape |
 # fast | fl by "-", e.g. veo_3_1-landscape-fast (the order a gateway's model list uses: the
-# orientation right after veo_3_1). Default portrait, 8 s.
+# orientation right after veo_3_1). Default portrait, 8 s. No remix: "fl" is its frame-to-video mode.
 VEO_3_1 = ModelFamily(
     variants={"veo_3_1": (8,), "veo_3_1-fast": (8,), "veo_3_1-fl": (8,), "veo_3_1-fast-fl": (8,)},
     template="{base}{orientation}{rest}{duration}",
@@ -271,6 +280,7 @@ VEO_3_1 = ModelFamily(
     duration_tokens={8: ""},
     default_duration=8,
     aliases={"veo3-fast": "veo_3_1-fast", "veo3": "veo_3_1"},
+    remix=False,
 )
 
 BUILTIN: dict[str, RelayProfile] = {

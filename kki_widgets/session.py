@@ -84,6 +84,7 @@ class Turn:
     takes: int | None = None
     take_group: int | None = None
     picked: bool = False
+    note: str | None = None  # e.g. why this shot continues from a frame instead of a remix
 
     @property
     def cost_text(self) -> str:
@@ -396,11 +397,11 @@ class Conversation:
     ) -> tuple[Turn, dict]:
         if not isinstance(prompt, str) or not prompt.strip():
             raise ConfigurationError("the prompt is empty: describe the video you want")
-        unknown = set(options) - {*OPTION_NAMES, "images"}
+        unknown = set(options) - {*OPTION_NAMES, "images", "continue_from"}
         if unknown:
             raise ConfigurationError(
                 f"unknown option(s) {', '.join(sorted(unknown))}: use model, orientation, "
-                "duration or images"
+                "duration, images or continue_from"
             )
         images = options.get("images")
         with self._lock:
@@ -413,8 +414,15 @@ class Conversation:
                 "orientation": options.get("orientation") or inherited.get("orientation") or self.orientation,
                 "duration": options.get("duration") or inherited.get("duration") or self.duration,
             }
+        how, note = self._continuity(parent_index, chosen["model"], options.get("continue_from"))
+        if how == "last_frame":  # ffmpeg runs outside the lock: other turns keep updating
+            images = [self._parent_frame(parent_index), *(images or [])]
+        with self._lock:
+            # From a frame, no history: the frame carries the continuity, and a relay without
+            # remix may refuse a conversation it cannot continue.
+            history = [] if how == "last_frame" else self._history(parent_index)
             messages = normalize_messages(
-                [*self._history(parent_index), {"role": "user", "content": prompt}], images
+                [*history, {"role": "user", "content": prompt}], images
             )
             # The profile says the options the relay's way (words, model name or fields) and
             # refuses what it cannot say, before anything is registered or sent.
@@ -424,11 +432,17 @@ class Conversation:
             turn = Turn(
                 index=len(self._turns),
                 prompt=prompt,
-                options={k: v for k, v in chosen.items() if v is not None},
+                # Only the non-default way is recorded: remix turns keep their cache keys.
+                options={
+                    k: v
+                    for k, v in {**chosen, "continue_from": how if how == "last_frame" else None}.items()
+                    if v is not None
+                },
                 parent=parent_index,
                 messages=request.messages,
                 cell_id=cell_id,
                 simulated=self.simulated,
+                note=note,
             )
             chosen["request"] = request
             # Priced by the name the relay is sent (a profile may say options in the model's
@@ -444,6 +458,57 @@ class Conversation:
                     self.client.settings.cache_identity, request.model, keyed, request.messages
                 )
         return turn, chosen
+
+    # -- continuity: remix or last frame ----------------------------------------------------------
+
+    def can_remix(self, model: str | None = None) -> bool:
+        """Whether `model` continues a video by remix on this relay (default: yes).
+
+        The relay profile decides (`profile.can_remix(model)`, or a plain `can_remix` flag);
+        a profile that does not say is taken to remix, as every chat relay's sora models do.
+        """
+        verdict = getattr(self.profile, "can_remix", None)
+        if callable(verdict):
+            return bool(verdict(model or self.model))
+        return True if verdict is None else bool(verdict)
+
+    def _continuity(self, parent: int | None, model: str, asked: str | None):
+        """How a turn continues its parent: "remix", "last_frame", or None for a new video."""
+        if asked not in (None, "remix", "last_frame"):
+            raise ConfigurationError(
+                f"continue_from={asked!r}: use 'remix' (send the parent's answer back) or "
+                "'last_frame' (send the parent's last frame as the image)"
+            )
+        if parent is None:
+            return None, None
+        if asked is None and not self.can_remix(model):
+            return "last_frame", (
+                f"{model} cannot remix on this relay: continued from the last frame of turn {parent}"
+            )
+        if asked == "last_frame":
+            return asked, f"continued from the last frame of turn {parent}"
+        return asked or "remix", None
+
+    def _parent_frame(self, parent: int) -> str:
+        """The parent clip's exact last frame as a PNG path (kept next to the clip, reused)."""
+        from .film import last_frame
+        from .media import download
+
+        turn = self._turns[parent]
+        if turn.status != "completed":
+            raise ConfigurationError(
+                f"turn {parent} is {turn.status}: only a finished video has a last frame"
+            )
+        clip = turn.path if turn.path and Path(turn.path).is_file() else None
+        if clip is None:  # no local copy kept (media_dir=None): fetch it where nobody looks
+            import tempfile
+
+            folder = self.media_dir or Path(tempfile.gettempdir()) / "kki_frames"
+            clip = download(
+                turn.generation.video_url, folder, expected_type="video",
+                relay_url=self.client.base_url, key=turn.task_id,
+            )
+        return str(last_frame(clip))
 
     def _begin(self, prompt, parent, force, cell_id, options) -> tuple[Turn, dict, bool]:
         """Validate, then either replay an identical earlier request or register a new turn."""
@@ -1051,25 +1116,72 @@ class Conversation:
 
     # -- the film -----------------------------------------------------------------------------
 
-    def stitch(self, path, turn_index: int | None = None) -> Path:
-        """Concatenate the clips from the first turn to `turn_index` (default: head) into one film."""
-        from .media import download, stitch
+    def _clips(self, turn_index: int | None, folder) -> tuple[list[Turn], list[str]]:
+        """The completed turns from the first to `turn_index` (default: head), and their files."""
+        from .media import download
 
         index = self._head if turn_index is None else turn_index
         chain = [t for t in self._chain(index) if t.status == "completed"]
         if not chain:
-            raise ConfigurationError("there is no completed video to stitch yet")
+            raise ConfigurationError("there is no completed video to cut yet: generate one first")
         clips = []
         for turn in chain:
             if turn.path and Path(turn.path).is_file():
                 clips.append(turn.path)  # set by our own download or checked on load
             else:
-                folder = self.media_dir or Path(path).parent
+                target = self.media_dir or Path(folder)
                 clips.append(str(download(
-                    turn.generation.video_url, folder, expected_type="video",
+                    turn.generation.video_url, target, expected_type="video",
                     relay_url=self.client.base_url, key=turn.task_id,
                 )))
-        return stitch(clips, path)
+        return chain, clips
+
+    def stitch(self, path, turn_index: int | None = None) -> Path:
+        """Concatenate the clips from the first turn to `turn_index` (default: head) into one film."""
+        from .media import stitch
+
+        return stitch(self._clips(turn_index, Path(path).parent)[1], path)
+
+    def film(
+        self,
+        path,
+        turn_index: int | None = None,
+        *,
+        transitions: str = "crossfade",
+        captions=True,
+        titles=None,
+        burn_captions: bool = False,
+        progress=None,
+        **cut_options,
+    ):
+        """Cut the shots from the first turn to `turn_index` (default: head) into one film.
+
+        `captions`: True (the prompts), False, or one text per shot; they go to `<film>.srt`
+        (and onto the picture with `burn_captions`). `titles`: an opening card's text, one per
+        shot, or `{shot: text}`. `progress(fraction)` is called while ffmpeg works. Returns a
+        `film.Film` (path, srt_path, duration, shot_times); see `film.make_film`.
+        """
+        from .film import make_film
+
+        chain, clips = self._clips(turn_index, Path(path).parent)
+        if captions is True:
+            captions = [turn.prompt for turn in chain]
+        elif not captions:
+            captions = None
+        return make_film(
+            clips, path, captions=captions, transitions=transitions, titles=titles,
+            burn_captions=burn_captions, progress=progress, **cut_options,
+        )  # fmt: skip
+
+    def export(self, path, *, film=True, embed: bool = False, title: str | None = None):
+        """Write one self-contained HTML page: the film, every shot and the tree of turns.
+
+        See `export.export_page`: media are referenced relatively (copied beside the page when
+        they live elsewhere), or embedded in the page with `embed=True`.
+        """
+        from .export import export_page
+
+        return export_page(self, path, film=film, embed=embed, title=title)
 
     # -- persistence --------------------------------------------------------------------------
 

@@ -142,6 +142,12 @@ def _warnings(turn: Any) -> list[str]:
     return [str(w) for w in (getattr(turn, "warnings", None) or ()) if w]
 
 
+def _note(turn: Any) -> str | None:
+    """How the turn was made when it is not the usual remix ("continued from the last frame …")."""
+    note = getattr(turn, "note", None)
+    return str(note) if note else None
+
+
 def _error(turn: Any) -> str | None:
     if getattr(turn, "status", None) in ("failed", "cancelled"):
         return getattr(turn, "error", None) or f"turn {getattr(turn, 'index', '?')} {turn.status}"
@@ -156,6 +162,8 @@ def turn_text(turn: Any) -> str:
     if src:
         lines.append(f"  video: {src}")
     lines += [f"  warning: {w}" for w in _warnings(turn)]
+    if _note(turn):
+        lines.append(f"  note: {_note(turn)}")
     error = _error(turn)
     if error:
         lines.append(f"  error: {error}")
@@ -200,6 +208,8 @@ def turn_html(turn: Any, *, video: bool = True) -> str:
             f'src="{_attr(src)}" style="{_VIDEO_STYLE}"></video>'
         )
     parts += [f'<div class="kki-card-warning">⚠ {html.escape(w)}</div>' for w in _warnings(turn)]
+    if _note(turn):
+        parts.append(f'<div class="kki-card-note" style="opacity:.75"><i>{html.escape(_note(turn))}</i></div>')
     error = _error(turn)
     if error:
         parts.append(f'<div class="kki-card-error" style="color:#b00020">{html.escape(error)}</div>')

@@ -12,7 +12,9 @@ Three ways to start one::
 Any non-empty ``Authorization: Bearer KEY`` is accepted unless ``Simulator(api_key=...)`` fixes
 one. Media (H.264 mp4 + webp thumbnail, ~2 s, showing the prompt) is served under ``/cdn/``;
 ``/source/{task_id}`` gives a task's raw-data JSON (generations finish even when the client
-disconnects), ``/web/{task_id}`` an HTML page.
+disconnects), ``/web/{task_id}`` an HTML page. An image-to-video request (a ``data:`` PNG/JPEG
+image part) gets a clip that opens on that image and fades into its scene, as a shot continued
+from a frame does on a real relay.
 
 Options, like a real chat relay
 -------------------------------

@@ -19,38 +19,19 @@ import dataclasses
 import hashlib
 import json
 import os
-import re
 import subprocess
 import tempfile
 import textwrap
 import threading
 from pathlib import Path
 
-FONT_CANDIDATES = (
-    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
-    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
-    "/usr/share/fonts/TTF/DejaVuSans.ttf",
-    "/usr/local/share/fonts/DejaVuSans.ttf",
-    "/Library/Fonts/DejaVuSans.ttf",
-    "/System/Library/Fonts/Supplemental/Arial.ttf",
-    "C:/Windows/Fonts/arial.ttf",
-)
-# Characters that are safe inside an unquoted filter-graph option value.
-_SAFE_FILTER_PATH = re.compile(r"^[\w/.\-]+$")
+from ..film import find_font
 
 SIZES = {"portrait": (320, 568), "landscape": (568, 320)}
 
 
 class RenderError(RuntimeError):
     """ffmpeg could not produce the media; the message carries the end of its stderr."""
-
-
-def find_font() -> str | None:
-    """A TrueType font drawtext can use, or ``None`` (then clips carry colour but no text)."""
-    for candidate in FONT_CANDIDATES:
-        if Path(candidate).is_file() and _SAFE_FILTER_PATH.match(candidate):
-            return candidate
-    return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +47,7 @@ class ClipRequest:
     # The n-th generation of the same request differs (a real model is stochastic): takes and
     # forced retries look different, while a first generation keeps its cached clip.
     variant: int = 0
+    first_frame: str | None = None  # an input image kept in the media folder (first_frame.py)
 
     def key(self, clip_seconds: float) -> str:
         blob = json.dumps([dataclasses.asdict(self), clip_seconds], ensure_ascii=False, sort_keys=True)
@@ -157,12 +139,22 @@ class Renderer:
             self.renders += 1
         return RenderedClip(video, thumbnail, cached=False)
 
-    def _run(self, arguments: list[str], cwd: Path) -> None:
+    def _run(self, arguments: list[str], cwd: Path, timeout: float = 120) -> None:
         command = [self.ffmpeg, "-hide_banner", "-loglevel", "error", "-nostdin", "-y", *arguments]
-        completed = subprocess.run(command, cwd=cwd, capture_output=True, timeout=120, check=False)
+        completed = subprocess.run(command, cwd=cwd, capture_output=True, timeout=timeout, check=False)
         if completed.returncode != 0:
             tail = completed.stderr.decode(errors="replace")[-600:]
             raise RenderError(f"ffmpeg exited with {completed.returncode}: {tail}")
+
+    def _still(self, name: str, workdir: Path, width: int, height: int) -> bool:
+        """The input image decoded once, at the clip's size, as ``still.png``; False when it
+        does not decode (a header with garbage behind it): the clip then starts as usual."""
+        try:
+            self._run(["-i", f"../{name}", "-frames:v", "1", "-vf", f"scale={width}:{height}",
+                       "-f", "image2", "-c:v", "png", "still.png"], workdir, timeout=20)  # fmt: skip
+        except (RenderError, subprocess.TimeoutExpired):
+            return False
+        return (workdir / "still.png").is_file()
 
     def _render_files(self, request: ClipRequest, video: str, thumbnail: str) -> None:
         width, height = SIZES[request.orientation]
@@ -192,11 +184,20 @@ class Renderer:
                     f"drawtext=fontfile={self.font}:textfile=small.txt:expansion=none"
                     f":fontsize=11:fontcolor=white@0.8:line_spacing=4:x=16:y={small_y}"
                 )
+            still = []
+            if request.first_frame and self._still(request.first_frame, workdir, width, height):
+                # Image-to-video: the clip opens on the given image, which then fades into the
+                # scene, so a shot continued from a frame visibly starts from that frame.
+                graph += (
+                    "[scene];[2:v]setsar=1,format=yuva420p,fade=t=out:st=0.3:d=0.6:alpha=1[still];"
+                    "[scene][still]overlay=eof_action=pass"
+                )
+                still = ["-loop", "1", "-t", seconds, "-i", "still.png"]
             graph += "[out]"
             self._run(
                 [
                     "-f", "lavfi", "-i", f"color=c={background}:s={width}x{height}:d={seconds}:r=24",
-                    "-f", "lavfi", "-i", f"color=c={accent}:s=28x28:d={seconds}:r=24",
+                    "-f", "lavfi", "-i", f"color=c={accent}:s=28x28:d={seconds}:r=24", *still,
                     "-filter_complex", graph, "-map", "[out]", "-t", seconds,
                     "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
                     "-movflags", "+faststart", "clip.mp4",

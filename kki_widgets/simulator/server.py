@@ -35,6 +35,7 @@ from . import dialects, script
 from .billing import DEFAULT_BALANCE, Billing
 from .chat_request import DEFAULT_MODELS, ApiError, ChatRequest, parse_chat_request
 from .faults import ERROR_STATUSES, FaultError, FaultPlan, faults_in_text, parse_faults
+from .first_frame import first_image, keep_frame
 from .render import Renderer
 from .tasks import Generation, Timing, run_generation
 
@@ -372,6 +373,7 @@ class Simulator:
             origin=f"{request.url.scheme}://{request.url.netloc}",
             images=chat.images,
             dialect=dialect,
+            first_frame=keep_frame(first_image(body), self.media_dir),
         )
         # Same request again (a take, a forced retry): a different generation, like a real model.
         identity = task.clip_request().key(0)

@@ -58,6 +58,7 @@ class Generation:
     origin: str  # http://127.0.0.1:PORT, the base of every link in the markdown
     images: tuple[str, ...] = ()
     variant: int = 0  # how many identical requests this simulator generated before this one
+    first_frame: str | None = None  # the input image as a file in the media folder
     status: str = "pending"  # pending | processing | completed | failed
     progress: int = 0
     video_url: str | None = None
@@ -91,7 +92,8 @@ class Generation:
 
     def clip_request(self) -> ClipRequest:
         return ClipRequest(
-            self.prompt, self.model, self.orientation, self.duration, self.chain, self.images, self.variant
+            self.prompt, self.model, self.orientation, self.duration, self.chain, self.images, self.variant,
+            first_frame=self.first_frame,
         )
 
     def to_raw_data(self) -> dict[str, object]:
