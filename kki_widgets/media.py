@@ -31,6 +31,7 @@ import httpx
 from filelock import FileLock
 
 from .addresses import AddressPolicy, AddressRefused, GuardedBackend, resolve
+from .sniff import sniff
 
 __all__ = [
     "ClipInfo",
@@ -127,42 +128,6 @@ class MediaRefusedError(MediaError):
 
 
 # ------------------------------------------------------------------------------ verification
-def _has_ftyp_box(head: bytes) -> bool:
-    # ISO BMFF: a sequence of [size:4][type:4] boxes; ``ftyp`` is normally first, but some muxers
-    # put a ``free``/``skip``/``wide`` box in front of it.
-    offset = 0
-    for _ in range(8):
-        if offset + 8 > len(head):
-            return False
-        size = int.from_bytes(head[offset : offset + 4], "big")
-        box_type = head[offset + 4 : offset + 8]
-        if box_type == b"ftyp":
-            return True
-        if size == 1 and offset + 16 <= len(head):  # 64-bit "largesize"
-            size = int.from_bytes(head[offset + 8 : offset + 16], "big")
-        if size < 8:
-            return False
-        offset += size
-    return False
-
-
-def sniff(head: bytes) -> str | None:
-    """The media type the first bytes announce ("mp4", "webp", ...), or None."""
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "webp"
-    if head[:8] == b"\x89PNG\r\n\x1a\n":
-        return "png"
-    if head[:3] == b"\xff\xd8\xff":
-        return "jpeg"
-    if head[:6] in (b"GIF87a", b"GIF89a"):
-        return "gif"
-    if head[:4] == b"\x1a\x45\xdf\xa3":
-        return "webm"
-    if _has_ftyp_box(head):
-        return "mov" if b"ftypqt  " in head[:64] else "mp4"
-    return None
-
-
 def _allowed_types(url: str, expected_type: str | None) -> tuple[str, ...]:
     """What the file may be: the asked type or family, else the URL's suffix, else any media."""
     wanted = (expected_type or "").lower().lstrip(".")
