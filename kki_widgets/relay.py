@@ -196,6 +196,10 @@ class AsyncRelayClient:
         profile: RelayProfile | str | None = None,
     ):
         self.settings: Settings = resolve_settings(base_url, api_key, model, headers, profile)
+        if self.settings.simulated:
+            from .simulator import embedded_base_url  # the relay layer starts it, on demand
+
+            self.settings = self.settings.at(embedded_base_url())
         if self.settings.api_key is None:
             raise MissingKeyError(self.settings.base_url)
         self._redactor = self.settings.api_key.redactor()
