@@ -16,7 +16,7 @@ from .transcript import Generation, parse_transcript
 log = logging.getLogger("kki_widgets.raw_data")
 
 # The words relays use for a task's state, in our statuses.
-STATUS_WORDS = {
+RELAY_STATUS_WORDS = {
     "completed": "completed",
     "complete": "completed",
     "success": "completed",
@@ -74,7 +74,7 @@ def generation_from_raw(data, previous: Generation) -> Generation:
                     return value
         return None
 
-    status = STATUS_WORDS.get(str(pick("status", "state") or "").lower())
+    status = RELAY_STATUS_WORDS.get(str(pick("status", "state") or "").lower())
     video = pick("video_url", "url", "downloadable_url", "download_url")
     if not (isinstance(video, str) and video.startswith(("http://", "https://"))):
         video = parsed.video_url if parsed else None

@@ -26,6 +26,9 @@ from dataclasses import dataclass, field, fields, replace
 
 STATUSES = ("queued", "generating", "completed", "failed", "cancelled")
 TERMINAL = frozenset(("completed", "failed", "cancelled"))
+RUNNING = frozenset(STATUSES) - TERMINAL
+# How a status reads to a person (the widget sends these to its JS with every turn).
+STATUS_WORDS = {status: status.capitalize() for status in STATUSES}
 
 # An unfinished line longer than this is read as if it had ended: bounds the cost of a hostile
 # stream that never sends a newline, and no honest line comes near it.
