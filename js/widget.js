@@ -68,13 +68,6 @@
  * @property {(content: any, callbacks?: any, buffers?: any[]) => void} send
  */
 
-const STATUS_WORDS = {
-  queued: "Queued",
-  generating: "Generating",
-  completed: "Completed",
-  failed: "Failed",
-  cancelled: "Cancelled",
-};
 const RUNNING = new Set(["queued", "generating"]);
 const ALLOWED_PROTOCOLS = new Set(["http:", "https:", "blob:"]);
 
@@ -412,7 +405,8 @@ class TurnView {
     this.branch.textContent = isBranch ? `remix of #${Number(turn.parent) + 1}` : "";
     this.branch.hidden = !isBranch;
 
-    this.status.textContent = turn.status_text || STATUS_WORDS[turn.status] || String(turn.status);
+    // The words come from Python (transcript.STATUS_WORDS, sent as status_text with every turn).
+    this.status.textContent = turn.status_text || String(turn.status);
     this.opts.textContent = [
       turn.model,
       turn.orientation,

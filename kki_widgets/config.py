@@ -8,7 +8,7 @@ user sees the whole product without paying and nobody mistakes simulated output 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
 from .errors import ConfigurationError
@@ -101,6 +101,10 @@ class Settings:
             f"headers={sorted(self.headers)!r}, simulated={self.simulated!r})"
         )
 
+    def at(self, base_url: str) -> Settings:
+        """These settings for a relay found at `base_url` (the embedded simulator, once started)."""
+        return replace(self, base_url=normalize_base_url(base_url))
+
     @property
     def chat_url(self) -> str:
         return f"{self.base_url}/chat/completions"
@@ -160,10 +164,10 @@ def resolve_settings(
             "pass the key as api_key= or KKI_API_KEY, not as an Authorization header"
         )
     if key is None and url is None:
-        from .simulator import embedded_base_url
-
+        # Pure: this only says "the embedded simulator"; the client starts it (relay.py), so
+        # configuration never imports the simulator (which reads KNOWN_MODELS from here).
         return Settings(
-            base_url=normalize_base_url(embedded_base_url()),
+            base_url=EMBEDDED_IDENTITY,
             api_key=Secret(SIMULATOR_KEY),
             model=chosen_model,
             headers=extra,

@@ -42,6 +42,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from traitlets import Bool, Dict, Enum, Float, Int, Unicode, observe
 
 from .errors import ConfigurationError
+from .transcript import TERMINAL
 from .views import LiveCard, TurnTable, UsageReport, WidgetView
 
 __all__ = ["SoraMagics", "TurnTable", "interpolate", "load_ipython_extension"]
@@ -504,7 +505,7 @@ class SoraMagics(Magics):
             def follow(turn: Any) -> None:
                 if turn.prompt == prompt:
                     view.update(turn)
-                    if turn.status in ("completed", "failed", "cancelled"):
+                    if turn.status in TERMINAL:
                         unsubscribe()
 
             unsubscribe = conversation.subscribe(follow)

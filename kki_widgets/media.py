@@ -31,6 +31,8 @@ import httpx
 from filelock import FileLock
 
 from .addresses import AddressPolicy, AddressRefused, GuardedBackend, resolve
+from .atomic import replacing
+from .sniff import sniff
 
 __all__ = [
     "ClipInfo",
@@ -127,42 +129,6 @@ class MediaRefusedError(MediaError):
 
 
 # ------------------------------------------------------------------------------ verification
-def _has_ftyp_box(head: bytes) -> bool:
-    # ISO BMFF: a sequence of [size:4][type:4] boxes; ``ftyp`` is normally first, but some muxers
-    # put a ``free``/``skip``/``wide`` box in front of it.
-    offset = 0
-    for _ in range(8):
-        if offset + 8 > len(head):
-            return False
-        size = int.from_bytes(head[offset : offset + 4], "big")
-        box_type = head[offset + 4 : offset + 8]
-        if box_type == b"ftyp":
-            return True
-        if size == 1 and offset + 16 <= len(head):  # 64-bit "largesize"
-            size = int.from_bytes(head[offset + 8 : offset + 16], "big")
-        if size < 8:
-            return False
-        offset += size
-    return False
-
-
-def sniff(head: bytes) -> str | None:
-    """The media type the first bytes announce ("mp4", "webp", ...), or None."""
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "webp"
-    if head[:8] == b"\x89PNG\r\n\x1a\n":
-        return "png"
-    if head[:3] == b"\xff\xd8\xff":
-        return "jpeg"
-    if head[:6] in (b"GIF87a", b"GIF89a"):
-        return "gif"
-    if head[:4] == b"\x1a\x45\xdf\xa3":
-        return "webm"
-    if _has_ftyp_box(head):
-        return "mov" if b"ftypqt  " in head[:64] else "mp4"
-    return None
-
-
 def _allowed_types(url: str, expected_type: str | None) -> tuple[str, ...]:
     """What the file may be: the asked type or family, else the URL's suffix, else any media."""
     wanted = (expected_type or "").lower().lstrip(".")
@@ -579,8 +545,7 @@ def stitch(paths: Sequence[str | os.PathLike], out_path: str | os.PathLike) -> P
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     # Render next to the destination and rename: a half-written film never has the final name.
-    temp_name = _new_temp_file(out_path.parent, ".stitch-", out_path.suffix or ".mp4")
-    try:
+    with replacing(out_path, prefix=".stitch-", suffix=out_path.suffix or ".mp4") as temp_name:
         first = clips[0]
         uniform = all(
             (c.video_codec, c.width, c.height, c.pix_fmt, c.fps, c.has_audio)
@@ -591,10 +556,6 @@ def stitch(paths: Sequence[str | os.PathLike], out_path: str | os.PathLike) -> P
             _concat_copy(clips, temp_name)
         else:
             _concat_reencode(clips, temp_name)
-        os.replace(temp_name, out_path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp_name)
     return out_path
 
 
@@ -665,13 +626,8 @@ def keep_copy(source: str | os.PathLike, dest_dir: str | os.PathLike) -> Path:
     target = dest_dir / source.name
     if target.exists() and _sha256(target) == _sha256(source):
         return target
-    temp_name = _new_temp_file(dest_dir, f".{target.name}.", ".part")
-    try:
+    with replacing(target, prefix=f".{target.name}.", suffix=".part") as temp_name:
         shutil.copyfile(source, temp_name)
-        os.replace(temp_name, target)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp_name)
     return target
 
 
@@ -681,20 +637,3 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _new_temp_file(directory: Path, prefix: str, suffix: str) -> str:
-    """An empty new file with the permissions any file the user creates gets (umask applies).
-
-    ``tempfile.mkstemp`` creates files readable by their owner only, and ``os.replace`` keeps
-    that: a film rendered through it could not be served or shared like the user's other files.
-    """
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-    for _ in range(100):
-        name = os.path.join(directory, f"{prefix}{os.urandom(6).hex()}{suffix}")
-        try:
-            os.close(os.open(name, flags, 0o666))
-        except FileExistsError:
-            continue
-        return name
-    raise MediaError(f"cannot create a temporary file in {directory}")

@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ConfigurationError
+from .transcript import TERMINAL
 
 log = logging.getLogger("kki_widgets.pricing")
 
@@ -343,7 +344,7 @@ def summarize(turns) -> dict:
     """Spend by model over `turns` (each paid generation counted once; replays are free)."""
     by_model: dict[str, dict] = {}
     for turn in turns:
-        if turn.status not in ("completed", "failed", "cancelled") or turn.cost_note == REPLAYED:
+        if turn.status not in TERMINAL or turn.cost_note == REPLAYED:
             continue  # still running, or a free replay of a turn counted elsewhere
         if not turn.task_id and not turn.cost:
             continue  # never reached the relay's accepting stage: nothing was charged

@@ -13,25 +13,20 @@ thread, so there is one code path and the sync client also works inside a runnin
 from __future__ import annotations
 
 import asyncio
-import base64
-import dataclasses
 import json
 import logging
-import mimetypes
 import random
 import threading
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 
-from .config import KNOWN_MODELS, Secret, Settings, resolve_settings
+from .addresses import AddressPolicy, AddressRefused, resolve
+from .config import Secret, Settings, resolve_settings
 from .errors import (
-    AuthenticationError,
-    BadRequestError,
     ConfigurationError,
     DeadlineExceeded,
     GenerationFailed,
@@ -44,14 +39,16 @@ from .errors import (
     StreamInterrupted,
     scrub,
 )
+from .http_errors import RETRYABLE_STATUS, error_from_response, retry_after
 from .loop import block_on, iterate
-from .profiles import RelayProfile, WireRequest, get_profile
+from .profiles import RelayProfile, WireRequest
+from .raw_data import completed_text, read_raw
+from .request import normalize_messages, prompt_text
 from .sse import SSEDecoder, decode_chunk
-from .transcript import Generation, Transcript, parse_transcript
+from .transcript import Generation, Transcript
 
 log = logging.getLogger("kki_widgets.relay")
 
-RETRYABLE_STATUS = frozenset((408, 409, 429, 500, 502, 503, 504, 520, 522, 524))
 MAX_RETRY_AFTER = 120.0
 # A real answer is a few KB; past this the stream is hostile or broken.
 MAX_ANSWER_CHARS = 1_000_000
@@ -64,8 +61,6 @@ MAX_RAW_BYTES = 1024 * 1024
 MAX_REDIRECTS = 5
 # One generation, queue included, from the request to the video (sora-2-pro: minutes, not hours).
 DEFAULT_DEADLINE = 3600.0
-MAX_IMAGE_BYTES = 20 * 1024 * 1024
-ROLES = ("system", "user", "assistant")
 
 # Per event loop and base URL: a batch of prompts must not trip the relay's rate limit.
 _semaphores: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -94,295 +89,6 @@ def _semaphore_for(base_url: str, limit: int) -> asyncio.Semaphore:
     return per_loop[key]
 
 
-# -- request building --------------------------------------------------------------------------
-
-
-def image_part(image) -> dict:
-    """An OpenAI `image_url` content part from a URL, a path, bytes or a PIL image."""
-    if isinstance(image, str) and image.startswith(("http://", "https://", "data:image/")):
-        return {"type": "image_url", "image_url": {"url": image}}
-    if isinstance(image, (str, Path)):
-        path = Path(image).expanduser()
-        if not path.is_file():
-            raise ConfigurationError(
-                f"image {str(image)!r} is neither an http(s) URL nor an existing file"
-            )
-        data = path.read_bytes()
-        mime = mimetypes.guess_type(path.name)[0] or _sniff_image(data)
-    elif isinstance(image, (bytes, bytearray, memoryview)):
-        data = bytes(image)
-        mime = _sniff_image(data)
-    elif hasattr(image, "save"):  # a PIL image, without importing PIL
-        import io
-
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG")
-        data, mime = buffer.getvalue(), "image/png"
-    else:
-        raise ConfigurationError(
-            f"cannot send {type(image).__name__} as an image: pass a path, URL, bytes or PIL image"
-        )
-    if len(data) > MAX_IMAGE_BYTES:
-        raise ConfigurationError(
-            f"image is {len(data) // 1024 // 1024} MB; relays accept up to 20 MB: resize it first"
-        )
-    if not mime or not mime.startswith("image/"):
-        raise ConfigurationError("the image is not a PNG, JPEG, WebP or GIF file")
-    encoded = base64.b64encode(data).decode("ascii")
-    return {"type": "image_url", "image_url": {"url": f"data:{mime};base64,{encoded}"}}
-
-
-def _sniff_image(data: bytes) -> str | None:
-    if data.startswith(b"\x89PNG"):
-        return "image/png"
-    if data.startswith(b"\xff\xd8"):
-        return "image/jpeg"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    if data.startswith((b"GIF87a", b"GIF89a")):
-        return "image/gif"
-    return None
-
-
-def prompt_text(content) -> str:
-    """The text of a message content, whether a string or a list of parts."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(
-            part.get("text", "")
-            for part in content
-            if isinstance(part, dict) and part.get("type") == "text"
-        )
-    return ""
-
-
-def normalize_messages(messages, images=None) -> list[dict]:
-    """Validate the OpenAI message list; a plain string is one user message."""
-    if isinstance(messages, str):
-        messages = [{"role": "user", "content": messages}]
-    if not isinstance(messages, list) or not messages:
-        raise ConfigurationError("messages must be a prompt string or a non-empty list of messages")
-    normalized = []
-    for number, message in enumerate(messages, 1):
-        if not isinstance(message, dict) or message.get("role") not in ROLES:
-            raise ConfigurationError(
-                f"message {number} needs a role of {', '.join(ROLES)} and a content"
-            )
-        content = message.get("content")
-        if not isinstance(content, (str, list)):
-            raise ConfigurationError(f"message {number} content must be a string or a list of parts")
-        normalized.append({"role": message["role"], "content": content})
-    last = normalized[-1]
-    if last["role"] != "user":
-        raise ConfigurationError("the last message must be the user's prompt")
-    if not prompt_text(last["content"]).strip():
-        raise ConfigurationError("the prompt is empty: describe the video you want")
-    if images:
-        text = prompt_text(last["content"])
-        parts = [{"type": "text", "text": text}] + [image_part(image) for image in images]
-        normalized[-1] = {"role": "user", "content": parts}
-    return normalized
-
-
-def build_body(
-    messages: list[dict], model: str, orientation=None, duration=None, profile=None
-) -> dict:
-    """The JSON body of one request: `profile` (default: words after the prompt) decides where
-    `orientation` and `duration` go, and refuses values the relay does not sell."""
-    return get_profile(profile).prepare(messages, model, orientation, duration).body()
-
-
-# -- HTTP errors -------------------------------------------------------------------------------
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after-ms")
-    if value:
-        try:
-            return float(value) / 1000
-        except ValueError:
-            pass
-    value = response.headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        from email.utils import parsedate_to_datetime
-
-        try:
-            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-        except (TypeError, ValueError):
-            return None
-
-
-def error_from_response(status: int, body: bytes, retry_after: float | None = None) -> RelayError:
-    """Map an HTTP error answer to a typed error with a plain-words message."""
-    message, code, kind = "", None, ""
-    try:
-        payload = json.loads(body)
-        error = payload.get("error", payload) if isinstance(payload, dict) else {}
-        if isinstance(error, dict):
-            message = str(error.get("message") or "")
-            code = error.get("code")
-            kind = str(error.get("type") or "")
-        elif isinstance(error, str):
-            message = error
-    except (ValueError, AttributeError, RecursionError):
-        # Not JSON (or nested past what the parser takes): quote its start as text.
-        message = body[:300].decode("utf-8", "replace").strip()
-    code = str(code) if code is not None else None
-    message = message or f"HTTP {status}"
-    wording = f"{message} {code or ''} {kind}".lower()
-    quota = any(word in wording for word in ("quota", "balance", "insufficient", "余额", "credit"))
-    kwargs = {"status_code": status, "code": code}
-    if status in (401, 403):
-        return AuthenticationError(message, **kwargs)
-    if status == 402 or quota:
-        return InsufficientQuotaError(message, **kwargs)
-    if status == 429:
-        return RateLimitError(message, retry_after=retry_after, **kwargs)
-    if status >= 500:
-        return RelayServerError(message, **kwargs)
-    if status in (400, 404, 422) and "model" in wording:
-        return BadRequestError(
-            f"{message} (models seen on relays: {', '.join(KNOWN_MODELS)})", **kwargs
-        )
-    if 400 <= status < 500:
-        return BadRequestError(message, **kwargs)
-    return RelayError(message, **kwargs)
-
-
-# -- raw-data recovery --------------------------------------------------------------------------
-
-_STATUS_WORDS = {
-    "completed": "completed",
-    "complete": "completed",
-    "success": "completed",
-    "succeeded": "completed",
-    "done": "completed",
-    "finished": "completed",
-    "failed": "failed",
-    "failure": "failed",
-    "error": "failed",
-    "cancelled": "failed",
-    "canceled": "failed",
-    "pending": "queued",
-    "queued": "queued",
-    "queuing": "queued",
-    "waiting": "queued",
-    "submitted": "queued",
-    "processing": "generating",
-    "running": "generating",
-    "in_progress": "generating",
-    "generating": "generating",
-    "started": "generating",
-}
-
-
-def generation_from_raw(data, previous: Generation) -> Generation:
-    """Merge a raw-data answer (whose shape differs between relays) into what we know."""
-    if isinstance(data, str):
-        parsed = parse_transcript(data)
-        return _merge(previous, parsed, text=data if parsed.task_id or parsed.video_url else None)
-    if not isinstance(data, dict):
-        return previous
-    content = data.get("content")
-    nested = content if isinstance(content, dict) else {}
-    markdown = content if isinstance(content, str) else data.get("markdown")
-    parsed = parse_transcript(markdown) if isinstance(markdown, str) and markdown else None
-
-    def pick(*names):
-        for source in (data, nested):
-            for name in names:
-                value = source.get(name)
-                if value not in (None, ""):
-                    return value
-        return None
-
-    status_word = str(pick("status", "state") or "").lower()
-    status = _STATUS_WORDS.get(status_word)
-    video = pick("video_url", "url", "downloadable_url", "download_url")
-    if not (isinstance(video, str) and video.startswith(("http://", "https://"))):
-        video = parsed.video_url if parsed else None
-    thumbnail = pick("thumbnail_url", "cover_url", "gif_url")
-    if not isinstance(thumbnail, str):
-        thumbnail = None
-    progress = pick("progress")
-    try:
-        progress_value = int(float(str(progress).rstrip("%"))) if progress is not None else 0
-    except ValueError:
-        progress_value = 0
-    error = pick("error", "fail_reason", "failure_reason", "message") if status == "failed" else None
-    if isinstance(error, dict):
-        error = error.get("message")
-    merged = _merge(previous, parsed, text=markdown if parsed and parsed.video_url else None)
-    if video and status != "failed":
-        status = "completed"
-    if status is None:
-        status = merged.status
-    return Generation(
-        task_id=merged.task_id or pick("id", "task_id"),
-        status=status,
-        progress=100 if status == "completed" else max(merged.progress, min(100, progress_value)),
-        sid=merged.sid or (pick("sid") if isinstance(pick("sid"), str) else None),
-        spec=merged.spec,
-        preview_url=merged.preview_url,
-        raw_url=merged.raw_url,
-        thumbnail_url=merged.thumbnail_url or thumbnail,
-        video_url=merged.video_url or video,
-        download_url=merged.download_url,
-        error=(str(error) if error else merged.error) if status == "failed" else None,
-        unsafe_urls=merged.unsafe_urls,
-        text_length=merged.text_length,
-        _log=merged._log,
-        _parts=merged._parts,
-    )
-
-
-def _merge(previous: Generation, parsed: Generation | None, text: str | None) -> Generation:
-    if parsed is None:
-        return previous
-    source = parsed if text is not None else previous
-    return Generation(
-        task_id=previous.task_id or parsed.task_id,
-        status=parsed.status if parsed.status != "queued" else previous.status,
-        progress=max(previous.progress, parsed.progress),
-        sid=parsed.sid or previous.sid,
-        spec=previous.spec or parsed.spec,
-        preview_url=previous.preview_url or parsed.preview_url,
-        raw_url=previous.raw_url or parsed.raw_url,
-        thumbnail_url=parsed.thumbnail_url or previous.thumbnail_url,
-        video_url=parsed.video_url or previous.video_url,
-        download_url=parsed.download_url or previous.download_url,
-        error=parsed.error or previous.error,
-        unsafe_urls=tuple(dict.fromkeys(previous.unsafe_urls + parsed.unsafe_urls)),
-        text_length=source.text_length,
-        _log=source._log,
-        _parts=source._parts,
-    )
-
-
-def completed_text(generation: Generation) -> str:
-    """The assistant message to send back for a remix when the stream itself was cut.
-
-    A remix needs the sid in the history; when the relay's raw data has no markdown we write the
-    missing tail in the relay's own format so the next turn can still continue this video.
-    """
-    text = generation.text
-    if generation.video_url and generation.video_url in text:
-        return text
-    lines = [text.rstrip(), "", "> Generation Complete ✅"]
-    if generation.sid:
-        lines.append(f"> sid: {generation.sid}")
-    lines.append("")
-    if generation.thumbnail_url:
-        lines.append(f"![{generation.thumbnail_url}]({generation.thumbnail_url})")
-    lines.append(f"[Play Online▶️]({generation.video_url})")
-    return "\n".join(lines)
-
-
 # -- where the key may go -----------------------------------------------------------------------
 
 
@@ -402,6 +108,17 @@ def same_origin(url: str, base_url: str) -> bool:
     return origin is not None and origin[1] is not None and origin == _origin(base_url)
 
 
+def _redirect_target(response: httpx.Response) -> tuple[str, str]:
+    """Where a redirect points (an absolute http(s) URL), or "" and why it cannot be followed."""
+    try:
+        url = str(response.url.join(response.headers["location"]))
+    except (httpx.InvalidURL, ValueError, KeyError):
+        return "", "a redirect to an invalid address"
+    if not url.startswith(("http://", "https://")):
+        return "", "a redirect to a non-http(s) address"
+    return url, ""
+
+
 async def _read_capped(response: httpx.Response, limit: int) -> bytes | None:
     """The body, or None when it is (or declares it is) larger than `limit` bytes."""
     declared = response.headers.get("content-length", "")
@@ -414,6 +131,47 @@ async def _read_capped(response: httpx.Response, limit: int) -> bytes | None:
             return None
         pieces.append(piece)
     return b"".join(pieces)
+
+
+class _Attempt:
+    """What one attempt has read so far: the transcript, the redacting streams in front of it
+    (a key echo may be cut between chunks: the redactor holds such a tail back until it can
+    tell) and the facts the retry and recovery decisions need."""
+
+    def __init__(self, redactor) -> None:
+        self.transcript = Transcript()
+        self.content = redactor.stream()
+        self.reasoning = redactor.stream()
+        self.received = 0  # bytes of the stream, keep-alives included
+        self.received_bytes = False  # past this, a retry could pay twice
+        self.malformed = 0
+        self.finished = False  # the relay said the answer is over ([DONE], finish_reason)
+        self.answered = False  # one whole JSON answer was read (no stream to recover)
+        self.outcome: Exception | None = None  # why the stream stopped early, if it did
+
+    def add(self, parsed) -> None:
+        self.content.add(parsed.content)
+        self.reasoning.add(parsed.reasoning)
+
+    def drain(self) -> None:
+        """What the redactors can release, into the transcript."""
+        self.transcript.append(self.content.drain())
+        self.transcript.append_reasoning(self.reasoning.drain())
+
+    def flush(self) -> None:
+        """Everything held back, into the transcript (the answer has ended)."""
+        self.transcript.append(self.content.flush())
+        self.transcript.append_reasoning(self.reasoning.flush())
+
+
+def _after_task_id(error: Exception, state: _Attempt) -> bool:
+    """An error once the task was accepted (other than the relay's verdict): the task is
+    followed, never asked again."""
+    return (
+        isinstance(error, RelayError)
+        and not isinstance(error, GenerationFailed)
+        and state.transcript.generation.task_id is not None
+    )
 
 
 # -- the client ---------------------------------------------------------------------------------
@@ -438,6 +196,10 @@ class AsyncRelayClient:
         profile: RelayProfile | str | None = None,
     ):
         self.settings: Settings = resolve_settings(base_url, api_key, model, headers, profile)
+        if self.settings.simulated:
+            from .simulator import embedded_base_url  # the relay layer starts it, on demand
+
+            self.settings = self.settings.at(embedded_base_url())
         if self.settings.api_key is None:
             raise MissingKeyError(self.settings.base_url)
         self._redactor = self.settings.api_key.redactor()
@@ -449,6 +211,7 @@ class AsyncRelayClient:
         self.follow_timeout = follow_timeout
         self._transport = transport
         self._clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._address_policy: AddressPolicy | None = None  # for raw-data hops, built on first use
         self.submissions = 0  # requests that reached the relay's accepting stage (paid)
 
     def __repr__(self) -> str:
@@ -559,159 +322,161 @@ class AsyncRelayClient:
         body = request.body()
         started = time.monotonic()
         last: Generation | None = None
-        async for generation in self._stream_body(body, started):
+        async for generation in self._send_with_retries(body, started):
             last = generation
             yield generation
         if last is None or not last.done:
             # Defensive: every path above ends in a terminal state or raises.
             raise ProtocolError("the relay's answer ended without a result")
 
-    async def _stream_body(self, body: dict, started: float) -> AsyncIterator[Generation]:
+    async def _send_with_retries(self, body: dict, started: float) -> AsyncIterator[Generation]:
+        """POST the request; retry only before the answer's first byte; once the answer has
+        begun, hand what was read to `_recover_or_raise` (never send a paid prompt twice)."""
         attempt = 0
         semaphore = _semaphore_for(self.base_url, self.max_concurrency)
         while True:
-            transcript = Transcript()
-            # Relay text is redacted before the transcript reads it (a key echo may be cut
-            # between chunks: the redactor holds such a tail back until it can tell).
-            redacted = self._redactor.stream()
-            redacted_reasoning = self._redactor.stream()
-            received = 0
-            received_bytes = False
-            malformed = 0
-            outcome: Exception | None = None
-            finished = False
+            state = _Attempt(self._redactor)
             async with semaphore:
                 try:
-                    request = self._http().build_request(
-                        "POST", self.settings.chat_url, json=body, headers=self._auth_headers()
-                    )
-                    log.debug("POST %s model=%s", self.settings.chat_url, body["model"])
-                    response = await self._http().send(request, stream=True)
-                    try:
-                        if response.is_redirect:
-                            raise self._redirect_refused(response)
-                        if response.status_code >= 400:
-                            raise error_from_response(
-                                response.status_code,
-                                await self._error_body(response),
-                                _retry_after(response),
-                            )
-                        content_type = response.headers.get("content-type", "")
-                        if "application/json" in content_type:
-                            payload = await _read_capped(response, MAX_RAW_BYTES)
-                            received_bytes = True
-                            if payload is None:
-                                raise ProtocolError(
-                                    f"the relay's answer passed {MAX_RAW_BYTES // 1024} KB"
-                                )
-                            redacted_payload = self.redact(payload.decode("utf-8", "replace"))
-                            yield self._from_whole_answer(redacted_payload.encode())
-                            return
-                        decoder = SSEDecoder()
-                        previous = transcript.generation
-                        async for chunk in response.aiter_raw():
-                            if chunk:
-                                received_bytes = True
-                            received += len(chunk)
-                            self._check_stream_bounds(received, started, transcript)
-                            events = decoder.feed(chunk)
-                            for data, extra in events:
-                                parsed = decode_chunk(data, extra)
-                                if parsed.malformed:
-                                    malformed += 1
-                                    log.debug("skipped a malformed chunk")
-                                    continue
-                                if parsed.error is not None:
-                                    transcript.append(redacted.flush())
-                                    transcript.append_reasoning(redacted_reasoning.flush())
-                                    raise self._in_stream_error(parsed.error, transcript)
-                                # One snapshot per network read, built below.
-                                redacted.add(parsed.content)
-                                redacted_reasoning.add(parsed.reasoning)
-                                if parsed.done or parsed.finish_reason:
-                                    finished = True
-                            transcript.append(redacted.drain())
-                            transcript.append_reasoning(redacted_reasoning.drain())
-                            if (
-                                transcript.generation.text_length > MAX_ANSWER_CHARS
-                                or transcript.reasoning_length > MAX_ANSWER_CHARS
-                            ):
-                                raise ProtocolError(
-                                    f"the relay's answer passed {MAX_ANSWER_CHARS} characters"
-                                )
-                            current = transcript.generation
-                            if current is not previous:
-                                if current.task_id and not previous.task_id:
-                                    self.submissions += 1
-                                previous = current
-                                yield current
-                            if finished:
-                                break
-                        for data, extra in decoder.close():
-                            parsed = decode_chunk(data, extra)
-                            redacted.add(parsed.content)
-                            redacted_reasoning.add(parsed.reasoning)
-                            finished = finished or parsed.done or bool(parsed.finish_reason)
-                    finally:
-                        await response.aclose()
-                except RelayError as error:
-                    if transcript.generation.task_id and not isinstance(error, GenerationFailed):
-                        outcome = error
-                    else:
-                        retryable = isinstance(error, (RateLimitError, RelayServerError)) or (
-                            error.status_code in RETRYABLE_STATUS
-                        )
-                        if (
-                            not received_bytes
-                            and retryable
-                            and not isinstance(error, InsufficientQuotaError)
-                            and attempt < self.max_retries
-                        ):
-                            delay = self._backoff(attempt, getattr(error, "retry_after", None))
-                            self._check_deadline(started, delay)
-                            log.debug("retrying after %s in %.1fs", type(error).__name__, delay)
-                            attempt += 1
-                            await asyncio.sleep(delay)
-                            continue
-                        raise
-                except (httpx.TransportError, httpx.StreamError) as error:
-                    if not received_bytes and attempt < self.max_retries:
-                        delay = self._backoff(attempt, None)
-                        self._check_deadline(started, delay)
-                        log.debug("retrying after %s in %.1fs", type(error).__name__, delay)
+                    async for generation in self._send(body, started, state):
+                        yield generation
+                    if state.answered:
+                        return
+                except (RelayError, httpx.TransportError, httpx.StreamError) as error:
+                    if _after_task_id(error, state):
+                        state.outcome = error
+                    elif self._should_retry(error, state, attempt):
+                        await self._sleep_before_retry(error, attempt, started)
                         attempt += 1
-                        await asyncio.sleep(delay)
                         continue
-                    outcome = error
-            transcript.append(redacted.flush())
-            transcript.append_reasoning(redacted_reasoning.flush())
-            generation = transcript.finish()
-            if generation.done:
+                    elif isinstance(error, RelayError):
+                        raise
+                    else:
+                        state.outcome = error
+            async for generation in self._recover_or_raise(state, started):
                 yield generation
-                return
-            if finished and not generation.task_id:
-                # Ended normally, with no video and nothing to follow: the relay has spoken.
-                yield _ended_without_video(generation, transcript)
-                return
-            if generation.task_id:
-                # Accepted and paid for, but the answer stopped early: follow the task instead
-                # of sending the prompt again.
-                log.debug("stream ended early (%r); following %s", outcome, generation.task_id)
-                async for followed in self._follow(generation, started):
-                    yield followed
-                return
-            if isinstance(outcome, RelayError):
-                raise outcome
-            if generation.text_length == 0 and malformed:
-                raise ProtocolError(
-                    f"the relay sent {malformed} chunk(s) that are not chat-completion JSON and no "
-                    "text: check that KKI_BASE_URL points at an OpenAI-compatible /v1 endpoint"
+            return
+
+    def _should_retry(self, error: Exception, state: _Attempt, attempt: int) -> bool:
+        """Only before the first byte, within `max_retries`, and only for errors that may pass:
+        connection failures and 408/409/429/5xx (never an empty balance)."""
+        if state.received_bytes or attempt >= self.max_retries:
+            return False
+        if not isinstance(error, RelayError):
+            return True  # a transport error before any byte: nothing was accepted
+        if isinstance(error, InsufficientQuotaError):
+            return False
+        return isinstance(error, (RateLimitError, RelayServerError)) or (
+            error.status_code in RETRYABLE_STATUS
+        )
+
+    async def _sleep_before_retry(self, error: Exception, attempt: int, started: float) -> None:
+        delay = self._backoff(attempt, getattr(error, "retry_after", None))
+        self._check_deadline(started, delay)
+        log.debug("retrying after %s in %.1fs", type(error).__name__, delay)
+        await asyncio.sleep(delay)
+
+    async def _send(self, body: dict, started: float, state: _Attempt) -> AsyncIterator[Generation]:
+        """One attempt: the POST, its status, then the answer (SSE, or one JSON completion)."""
+        request = self._http().build_request(
+            "POST", self.settings.chat_url, json=body, headers=self._auth_headers()
+        )
+        log.debug("POST %s model=%s", self.settings.chat_url, body["model"])
+        response = await self._http().send(request, stream=True)
+        try:
+            if response.is_redirect:
+                raise self._redirect_refused(response)
+            if response.status_code >= 400:
+                raise error_from_response(
+                    response.status_code, await self._error_body(response), retry_after(response)
                 )
-            reason = f" ({type(outcome).__name__})" if outcome else ""
-            raise StreamInterrupted(
-                f"the relay's answer stopped before it showed a task ID{reason}",
-                generation=generation,
+            if "application/json" in response.headers.get("content-type", ""):
+                payload = await _read_capped(response, MAX_RAW_BYTES)
+                state.received_bytes = True
+                if payload is None:
+                    raise ProtocolError(f"the relay's answer passed {MAX_RAW_BYTES // 1024} KB")
+                redacted_payload = self.redact(payload.decode("utf-8", "replace"))
+                state.answered = True
+                yield self._from_whole_answer(redacted_payload.encode())
+                return
+            async for generation in self._read_events(response, started, state):
+                yield generation
+        finally:
+            await response.aclose()
+
+    async def _read_events(
+        self, response: httpx.Response, started: float, state: _Attempt
+    ) -> AsyncIterator[Generation]:
+        """The SSE answer, one snapshot per network read that changed something."""
+        decoder = SSEDecoder()
+        transcript = state.transcript
+        previous = transcript.generation
+        async for chunk in response.aiter_raw():
+            state.received_bytes = state.received_bytes or bool(chunk)
+            state.received += len(chunk)
+            self._check_stream_bounds(state.received, started, transcript)
+            for data, extra in decoder.feed(chunk):
+                self._take_event(decode_chunk(data, extra), state)
+            state.drain()
+            if (
+                transcript.generation.text_length > MAX_ANSWER_CHARS
+                or transcript.reasoning_length > MAX_ANSWER_CHARS
+            ):
+                raise ProtocolError(f"the relay's answer passed {MAX_ANSWER_CHARS} characters")
+            current = transcript.generation
+            if current is not previous:
+                if current.task_id and not previous.task_id:
+                    self.submissions += 1
+                previous = current
+                yield current
+            if state.finished:
+                break
+        for data, extra in decoder.close():
+            parsed = decode_chunk(data, extra)
+            state.add(parsed)
+            state.finished = state.finished or parsed.done or bool(parsed.finish_reason)
+
+    def _take_event(self, parsed, state: _Attempt) -> None:
+        if parsed.malformed:
+            state.malformed += 1
+            log.debug("skipped a malformed chunk")
+            return
+        if parsed.error is not None:
+            state.flush()
+            raise self._in_stream_error(parsed.error, state.transcript)
+        state.add(parsed)  # the snapshot is built once per network read, by the caller
+        if parsed.done or parsed.finish_reason:
+            state.finished = True
+
+    async def _recover_or_raise(self, state: _Attempt, started: float) -> AsyncIterator[Generation]:
+        """The answer stopped: its verdict, the followed task, or the error that says why not."""
+        state.flush()
+        generation = state.transcript.finish()
+        if generation.done:
+            yield generation
+            return
+        if state.finished and not generation.task_id:
+            # Ended normally, with no video and nothing to follow: the relay has spoken.
+            yield _ended_without_video(generation, state.transcript)
+            return
+        if generation.task_id:
+            # Accepted and paid for, but the answer stopped early: follow the task instead
+            # of sending the prompt again.
+            log.debug("stream ended early (%r); following %s", state.outcome, generation.task_id)
+            async for followed in self._follow(generation, started):
+                yield followed
+            return
+        if isinstance(state.outcome, RelayError):
+            raise state.outcome
+        if generation.text_length == 0 and state.malformed:
+            raise ProtocolError(
+                f"the relay sent {state.malformed} chunk(s) that are not chat-completion JSON and "
+                "no text: check that KKI_BASE_URL points at an OpenAI-compatible /v1 endpoint"
             )
+        reason = f" ({type(state.outcome).__name__})" if state.outcome else ""
+        raise StreamInterrupted(
+            f"the relay's answer stopped before it showed a task ID{reason}", generation=generation
+        )
 
     def _from_whole_answer(self, payload: bytes) -> Generation:
         """A relay that ignores `stream: true` and answers with one chat.completion JSON."""
@@ -826,7 +591,7 @@ class AsyncRelayClient:
                     updated = updated.with_status("generating")
                 if updated != generation or updated.text_length != generation.text_length:
                     if updated.status == "completed":
-                        updated = _with_text(updated, completed_text(updated))
+                        updated = updated.with_text(completed_text(updated))
                     generation = updated
                     yield generation
                 if generation.done:
@@ -843,17 +608,17 @@ class AsyncRelayClient:
     async def _poll_raw(self, url: str, generation: Generation) -> tuple[Generation | None, str]:
         """One look at the raw-data URL: the updated state, or None and why not."""
         for _hop in range(MAX_REDIRECTS + 1):
+            # The URL came from relay text: each hop must pass the media address policy
+            # (addresses.py) before anything connects to it.
+            await self._check_address(url, generation)
             # By hand, hop by hop: the key and custom headers go only to the relay's own origin.
             request = self._http().build_request("GET", url, headers=self._headers_for(url))
             response = await self._http().send(request, stream=True)
             try:
                 if response.is_redirect:
-                    try:
-                        url = str(response.url.join(response.headers["location"]))
-                    except (httpx.InvalidURL, ValueError):
-                        return None, "a redirect to an invalid address"
-                    if not url.startswith(("http://", "https://")):
-                        return None, "a redirect to a non-http(s) address"
+                    url, why_not = _redirect_target(response)
+                    if why_not:
+                        return None, why_not
                     continue
                 if response.status_code != 200:
                     return None, f"HTTP {response.status_code}"
@@ -867,18 +632,35 @@ class AsyncRelayClient:
             return updated, "" if updated is not None else "an answer that could not be read"
         return None, f"more than {MAX_REDIRECTS} redirects"
 
+    async def _check_address(self, url: str, generation: Generation) -> None:
+        """Refuse (for good: polling again would not change it) a raw-data address the policy
+        of `kki_widgets.addresses` does not allow: link-local always, loopback and private ones
+        unless the relay itself lives there or the user allowed them (KKI_MEDIA_ALLOW)."""
+        parts = urlsplit(url)
+        try:
+            host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            host, port = None, 0
+        if not host:
+            raise StreamInterrupted("the raw-data address has no host", task_id=generation.task_id,
+                                    generation=generation)
+        if self._address_policy is None:
+            # Resolving names blocks: in a worker thread, once per client.
+            self._address_policy = await asyncio.to_thread(AddressPolicy.for_relay, self.base_url)
+        try:
+            addresses = await asyncio.to_thread(resolve, host, port)
+            self._address_policy.check(host, addresses)
+        except AddressRefused as error:
+            raise StreamInterrupted(
+                f"the raw-data address was refused: {error}", task_id=generation.task_id,
+                generation=generation,
+            ) from None
+        except OSError:
+            pass  # unresolvable: the GET fails as a transport error and counts as a failed poll
+
     def _read_raw(self, body: bytes, generation: Generation) -> Generation | None:
-        """A raw-data answer merged into `generation` (in a worker thread); None: unreadable."""
-        text = self.redact(body.decode("utf-8", "replace"))
-        try:
-            data = json.loads(text)
-        except (ValueError, RecursionError):
-            data = text
-        try:
-            return generation_from_raw(data, generation)
-        except Exception as error:  # hostile shapes: nesting, huge numbers, odd types
-            log.debug("unreadable raw-data answer: %s", type(error).__name__)
-            return None
+        """A raw-data answer, redacted, merged into `generation` (in a worker thread)."""
+        return read_raw(self.redact(body.decode("utf-8", "replace")), generation)
 
     # -- side endpoints (prices, balance) ---------------------------------------------------
 
@@ -942,16 +724,6 @@ def _ended_without_video(generation: Generation, transcript: Transcript) -> Gene
     own last words (there is no task to follow, and nothing was said to be still running)."""
     words = transcript.last_words or "the relay ended its answer without a video or a task ID"
     return generation.with_status("failed", error=words)
-
-
-def _with_text(generation: Generation, text: str) -> Generation:
-    """The same state carrying `text` as its markdown (what a remix sends back)."""
-    if text == generation.text:
-        return generation
-    rebuilt = parse_transcript(text)
-    return dataclasses.replace(
-        generation, text_length=rebuilt.text_length, _log=rebuilt._log, _parts=rebuilt._parts
-    )
 
 
 class RelayClient:

@@ -43,7 +43,8 @@ from .errors import (
 )
 from .loop import background_loop, block_on, submit
 from .profiles import RelayProfile, WireRequest, get_profile, spec_warnings
-from .relay import AsyncRelayClient, RelayClient, normalize_messages, prompt_text
+from .relay import AsyncRelayClient, RelayClient
+from .request import normalize_messages, prompt_text
 from .transcript import TERMINAL, Generation
 
 log = logging.getLogger("kki_widgets.session")
@@ -1309,7 +1310,5 @@ async def _done(turn: Turn) -> Turn:
 
 
 def _keep_history(previous: Generation, followed: Generation) -> Generation:
-    return followed if followed.text_length else dataclasses.replace(
-        followed, text_length=previous.text_length, _log=previous._log, _parts=previous._parts
-    )
+    return followed if followed.text_length else followed.with_text_of(previous)
 

@@ -46,7 +46,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import threading
 import warnings
 from collections.abc import Callable, Iterator
@@ -57,6 +56,7 @@ from typing import Any
 from filelock import FileLock
 
 from . import store_format
+from .atomic import replacing
 
 log = logging.getLogger("kki_widgets.store")
 
@@ -478,28 +478,12 @@ class NotebookStore:
         # made one write of a 1,000-turn store cost seconds instead of milliseconds.
         text = json.dumps(store, ensure_ascii=False, separators=(",", ":"))
         self._refuse_secret(text)
-        directory = self.path.parent
         self._remove_orphaned_temp_files()
-        fd, temp_name = tempfile.mkstemp(
-            prefix=f"{_TEMP_PREFIX}{self.path.name}.", suffix=".json", dir=directory
-        )
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temp_name, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temp_name)
-            raise
-        # The rename is only durable once the directory entry is on disk.
-        with contextlib.suppress(OSError):  # not supported on every platform/filesystem
-            dir_fd = os.open(directory, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+        with replacing(
+            self.path, prefix=f"{_TEMP_PREFIX}{self.path.name}.", suffix=".json", private=True,
+            durable=True,
+        ) as temp_name, open(temp_name, "w", encoding="utf-8") as handle:
+            handle.write(text)
 
     def _remove_orphaned_temp_files(self) -> None:
         # Every writer holds the lock while its temp file exists, so under the lock any temp file

@@ -22,10 +22,13 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 STATUSES = ("queued", "generating", "completed", "failed", "cancelled")
 TERMINAL = frozenset(("completed", "failed", "cancelled"))
+RUNNING = frozenset(STATUSES) - TERMINAL
+# How a status reads to a person (the widget sends these to its JS with every turn).
+STATUS_WORDS = {status: status.capitalize() for status in STATUSES}
 
 # An unfinished line longer than this is read as if it had ended: bounds the cost of a hostile
 # stream that never sends a newline, and no honest line comes near it.
@@ -128,50 +131,68 @@ class Generation:
         return self.status in TERMINAL
 
     def to_dict(self) -> dict:
-        return {
-            "task_id": self.task_id,
-            "status": self.status,
-            "progress": self.progress,
-            "sid": self.sid,
-            "spec": dict(self.spec),
-            "preview_url": self.preview_url,
-            "raw_url": self.raw_url,
-            "thumbnail_url": self.thumbnail_url,
-            "video_url": self.video_url,
-            "download_url": self.download_url,
-            "error": self.error,
-            "unsafe_urls": list(self.unsafe_urls),
-            "text": self.text,
-        }
+        """The JSON form: every public field (from the dataclass's own field list) and the text."""
+        data = {name: getattr(self, name) for name in _PUBLIC_FIELDS}
+        data["spec"] = dict(self.spec)
+        data["unsafe_urls"] = list(self.unsafe_urls)
+        data["text"] = self.text
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> Generation:
-        text = data.get("text") or ""
+        """The inverse of `to_dict`, forgiving: a stored value of the wrong kind reads as unknown."""
+        values = {name: data.get(name) for name in _PUBLIC_FIELDS}
+        values["status"] = values["status"] if values["status"] in STATUSES else "queued"
+        values["progress"] = _clamp(values["progress"])
+        values["spec"] = dict(values["spec"] or {})
+        values["unsafe_urls"] = tuple(values["unsafe_urls"] or ())
+        return cls(**values).with_text(data.get("text") or "")
+
+    def with_text(self, text: str) -> Generation:
+        """The same state carrying `text` as its markdown (what a remix sends back)."""
+        if text == self.text:
+            return self
         log = _TextLog(text)
-        status = data.get("status") if data.get("status") in STATUSES else "queued"
-        return cls(
-            task_id=data.get("task_id"),
-            status=status,
-            progress=_clamp(data.get("progress")),
-            sid=data.get("sid"),
-            spec=dict(data.get("spec") or {}),
-            preview_url=data.get("preview_url"),
-            raw_url=data.get("raw_url"),
-            thumbnail_url=data.get("thumbnail_url"),
-            video_url=data.get("video_url"),
-            download_url=data.get("download_url"),
-            error=data.get("error"),
-            unsafe_urls=tuple(data.get("unsafe_urls") or ()),
-            text_length=len(text),
-            _log=log,
-            _parts=len(log.parts),
+        return replace(self, text_length=len(text), _log=log, _parts=len(log.parts))
+
+    def with_text_of(self, other: Generation) -> Generation:
+        """The same state carrying `other`'s markdown (shared, not copied)."""
+        return replace(self, text_length=other.text_length, _log=other._log, _parts=other._parts)
+
+    def merge(self, parsed: Generation | None, take_text: bool = False) -> Generation:
+        """This state updated by `parsed`, the same task read from another source (a raw-data
+        answer): IDs and addresses first seen win, newer status/progress/media win; the markdown is
+        `parsed`'s when `take_text`, else this one's."""
+        if parsed is None:
+            return self
+        merged = replace(
+            self,
+            task_id=self.task_id or parsed.task_id,
+            status=parsed.status if parsed.status != "queued" else self.status,
+            progress=max(self.progress, parsed.progress),
+            sid=parsed.sid or self.sid,
+            spec=self.spec or parsed.spec,
+            preview_url=self.preview_url or parsed.preview_url,
+            raw_url=self.raw_url or parsed.raw_url,
+            thumbnail_url=parsed.thumbnail_url or self.thumbnail_url,
+            video_url=parsed.video_url or self.video_url,
+            download_url=parsed.download_url or self.download_url,
+            error=parsed.error or self.error,
+            unsafe_urls=tuple(dict.fromkeys(self.unsafe_urls + parsed.unsafe_urls)),
         )
+        return merged.with_text_of(parsed) if take_text else merged
 
     def with_status(self, status: str, error: str | None = None) -> Generation:
         """A copy in another status (the session uses it for "cancelled")."""
         if status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
         return replace(self, status=status, error=error if error is not None else self.error)
+
+
+# The fields a snapshot is stored and sent as (the text travels whole, as "text").
+_PUBLIC_FIELDS = tuple(
+    f.name for f in fields(Generation) if not f.name.startswith("_") and f.name != "text_length"
+)
 
 
 def _clamp(value) -> int:

@@ -30,6 +30,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
+from .transcript import TERMINAL
+
 __all__ = [
     "Gallery",
     "TurnTable",
@@ -42,7 +44,6 @@ __all__ = [
     "turn_text",
 ]
 
-FINISHED = frozenset({"completed", "failed", "cancelled"})
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1", "0.0.0.0"})
 _CARD_STYLE = (
     "border:1px solid rgba(128,128,128,.35);border-radius:6px;padding:8px 10px;margin:4px 0;"
@@ -72,7 +73,7 @@ def durable_url(url: Any, *, finished: bool = True) -> str | None:
 
 
 def _finished(turn: Any) -> bool:
-    return getattr(turn, "status", None) in FINISHED
+    return getattr(turn, "status", None) in TERMINAL
 
 
 def _kept_or_remote(turn: Any, path_attr: str, url_attr: str) -> str | None:

@@ -29,6 +29,8 @@ import traitlets as t
 
 from .config import DEFAULT_MODEL, KNOWN_MODELS
 from .media import relative_media_url
+from .profiles import ORIENTATIONS
+from .transcript import RUNNING, STATUS_WORDS, TERMINAL
 from .views import chat_html, durable_url
 
 __all__ = ["FLUSH_INTERVAL", "VideoChat", "VideoChatHandle", "safe_url", "turn_to_dict"]
@@ -36,16 +38,6 @@ __all__ = ["FLUSH_INTERVAL", "VideoChat", "VideoChatHandle", "safe_url", "turn_t
 # At most ~10 state messages per second per widget, whatever the chunk rate.
 FLUSH_INTERVAL = 0.1
 
-TERMINAL = frozenset({"completed", "failed", "cancelled"})
-RUNNING = frozenset({"queued", "generating"})
-STATUS_WORDS = {
-    "queued": "Queued",
-    "generating": "Generating",
-    "completed": "Completed",
-    "failed": "Failed",
-    "cancelled": "Cancelled",
-}
-ORIENTATIONS = ("portrait", "landscape")
 DURATIONS = (10, 15, 25)
 # The largest local copy sent over the comm when a view can reach no URL for it.
 MAX_MEDIA_BYTES = 64 * 1024 * 1024

@@ -101,6 +101,28 @@ def test_raw_data_redirects_keep_the_key_and_custom_headers_at_home():
     assert "authorization" not in away["headers"] and "x-team-token" not in away["headers"]
 
 
+@pytest.mark.parametrize("where", ["link-local", "redirect to link-local"])
+def test_raw_data_addresses_pass_the_media_address_policy_on_every_hop(where):
+    # The raw-data URL (and where it redirects) comes from relay text: cloud metadata is never
+    # polled, the turn stops with a clear error and keeps its task ID for a later resume.
+    metadata = f"http://169.254.169.254/source/{TASK}"
+
+    def answer(request):
+        if request["method"] == "POST":
+            raw = metadata if where == "link-local" else f"{relay.origin}/source/{TASK}"
+            return 200, SSE, cut_answer(raw)
+        return 302, {"Location": metadata}, b""
+
+    with HostileRelay(answer) as relay:
+        client = RelayClient(base_url=relay.base_url, api_key=TEST_KEY, max_retries=0,
+                             poll_interval=0.01)
+        with pytest.raises(StreamInterrupted, match=r"refused.*169\.254\.169\.254") as caught:
+            list(client.stream("a fox"))
+    assert caught.value.task_id == TASK
+    polls = [r for r in relay.requests if r["method"] == "GET"]
+    assert len(polls) == (0 if where == "link-local" else 1)
+
+
 # -- what configuration refuses -------------------------------------------------------------------
 
 

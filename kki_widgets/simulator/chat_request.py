@@ -17,7 +17,6 @@ from . import catalog, script
 # The same list the client offers: the simulator accepts what real relays are known to serve.
 DEFAULT_MODELS = KNOWN_MODELS
 ROLES = ("system", "user", "assistant")
-ORIENTATIONS = ("portrait", "landscape")
 MAX_DURATION = 60
 
 
@@ -65,7 +64,7 @@ def default_duration(model: str) -> int:
 def _json_options(body: dict) -> tuple[str | None, int | None]:
     """The top-level ``orientation``/``duration`` fields, validated (opt-in only)."""
     orientation = body.get("orientation")
-    if orientation is not None and orientation not in ORIENTATIONS:
+    if orientation is not None and orientation not in catalog.ORIENTATIONS:
         raise _invalid(f"'orientation' must be 'portrait' or 'landscape', got {orientation!r}", "orientation")
     duration = body.get("duration")
     if duration is not None and (

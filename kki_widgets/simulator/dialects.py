@@ -16,6 +16,7 @@ import hashlib
 import json
 import re
 
+from .. import relay_text
 from . import script
 
 #: ``[[dialect:name]]`` inside a user message.
@@ -142,7 +143,7 @@ _PROGRESS = {
 }
 
 _COMPLETE = {
-    "seed": lambda sid, thumb, video: [Line(script.completion_text(sid, thumb, video))],
+    "seed": lambda sid, thumb, video: [Line(relay_text.completion_text(sid, thumb, video))],
     "chinese": lambda sid, thumb, video: [
         Line(f"\n\n> 生成完成 ✅\n> sid: {sid}\n\n![封面]({thumb})\n"
              f"[▶️ 在线观看]({video}) | [⏬ 下载视频]({video}?download=1)")
@@ -165,7 +166,7 @@ _COMPLETE = {
 }
 
 _FAILURE = {
-    "seed": lambda reason: [Line(script.failure_text(reason))],
+    "seed": lambda reason: [Line(relay_text.failure_text(reason))],
     "chinese": lambda reason: [Line(f"\n\n> ❌ 生成失败: {reason}")],
     "html_fence": lambda reason: [
         Line(f"**Content Policy Violation**\n\n{reason}\n", "reasoning"),

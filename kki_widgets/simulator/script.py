@@ -2,7 +2,8 @@
 
 Everything here is pure and deterministic given a ``random.Random``, so the exact text a real
 relay sends (see the relay's API page) is written down in one place and the server only
-decides *when* each piece goes out.
+decides *when* each piece goes out. The answer's ending is written by ``kki_widgets.relay_text``,
+the same writer the client's recovery uses.
 """
 
 from __future__ import annotations
@@ -82,19 +83,6 @@ def progress_values(rng: random.Random, count: int) -> list[int]:
     """``count`` strictly increasing percentages below 100, like ``36..44..61..69..81..``."""
     count = max(1, min(count, 90))
     return sorted(rng.sample(range(5, 96), count))
-
-
-def completion_text(sid: str, thumbnail_url: str, video_url: str) -> str:
-    return (
-        "\n\n> Generation Complete ✅\n"
-        f"> sid: {sid}\n\n"
-        f"![{thumbnail_url}]({thumbnail_url})\n"
-        f"[Play Online▶️]({video_url})"
-    )
-
-
-def failure_text(reason: str) -> str:
-    return f"\n\n> Generation failed ❌\n> Failure reason: {reason}"
 
 
 def chunk(
