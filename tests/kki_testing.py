@@ -184,3 +184,13 @@ class HostileRelay:
 
 SSE = {"Content-Type": "text/event-stream"}
 JSON = {"Content-Type": "application/json"}
+
+
+def run_cell(ip, source: str):
+    """Run a cell in an IPython shell like the notebook does; re-raise its error, return its value."""
+    result = ip.run_cell(source)
+    if result.error_before_exec is not None:
+        raise result.error_before_exec
+    if result.error_in_exec is not None:
+        raise result.error_in_exec
+    return result.result

@@ -9,6 +9,7 @@ import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from kki_testing import TEST_KEY, abandon_after_task_id
+from kki_testing import run_cell as run
 
 from kki_widgets.magics import SoraMagics, TurnTable, interpolate
 from kki_widgets.simulator import Simulator
@@ -37,16 +38,6 @@ def new_shell(tmp_path):
 
     yield make
     InteractiveShell.clear_instance()
-
-
-def run(ip: InteractiveShell, source: str):
-    """Run a cell like the notebook does; re-raise its error, return its value."""
-    result = ip.run_cell(source)
-    if result.error_before_exec is not None:
-        raise result.error_before_exec
-    if result.error_in_exec is not None:
-        raise result.error_in_exec
-    return result.result
 
 
 def test_two_cells_continue_the_video_and_a_fresh_kernel_replays_them(sim, new_shell, tmp_path):

@@ -10,6 +10,7 @@ import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from kki_testing import TEST_KEY
+from kki_testing import run_cell as run
 from PIL import Image
 
 from kki_widgets.media import probe
@@ -48,15 +49,6 @@ def new_shell(tmp_path):
 
     yield make
     InteractiveShell.clear_instance()
-
-
-def run(ip: InteractiveShell, source: str):
-    result = ip.run_cell(source)
-    if result.error_before_exec is not None:
-        raise result.error_before_exec
-    if result.error_in_exec is not None:
-        raise result.error_in_exec
-    return result.result
 
 
 def test_parse_shots_lists_lines_and_continuations():
