@@ -366,8 +366,10 @@ def test_size_cap_from_the_environment(host, mp4_bytes, tmp_path, monkeypatch):
 
 
 def test_a_slow_host_hits_the_overall_deadline(host, mp4_bytes, tmp_path):
-    host.files["/slow.mp4"] = mp4_bytes
-    host.slow["/slow.mp4"] = 0.05  # 1 KiB every 50 ms: never idle long enough for a read timeout
+    # 200 KiB at 1 KiB every 50 ms takes 10 s whatever size this machine's encoder makes the clip:
+    # never idle long enough for a read timeout, far longer than the deadline.
+    host.files["/slow.mp4"] = mp4_bytes + bytes(200 * 1024)
+    host.slow["/slow.mp4"] = 0.05
     started = time.monotonic()
     with pytest.raises(MediaError, match="did not finish within 1 s"):
         download(f"{host.url}/slow.mp4", tmp_path, deadline=1)

@@ -490,18 +490,21 @@ def test_real_cancel_from_the_ui(sim):
 def test_several_turns_run_at_once(sim):
     async def main():
         chat = real_chat(sim)
-        attach(chat)
-        started = time.monotonic()
+        comm = attach(chat)
         first = chat.send("a red kite", parent=None)
         second = chat.send("a blue kite", parent=None)
         assert chat.busy and len(chat.turn_data) == 2
         turns = await asyncio.gather(first, second)
-        return chat, turns, time.monotonic() - started
+        return chat, turns, comm
 
-    chat, turns, elapsed = asyncio.run(main())
+    chat, turns, comm = asyncio.run(main())
     assert [t.status for t in turns] == ["completed", "completed"]
-    # Concurrent, not one after the other (each takes ~0.6 s in this simulator).
-    assert elapsed < 1.15, elapsed
+    # Concurrent, not one after the other: some state the browser saw has both turns generating
+    # with progress at once (judged on state, not wall time, so a loaded machine cannot fail it).
+    assert any(
+        len(data) == 2 and all(d["status"] == "generating" and d["progress"] > 0 for d in data)
+        for data in comm.turn_updates()
+    ), [[(d["status"], d["progress"]) for d in data] for data in comm.turn_updates()]
     assert [d["status"] for d in chat.turn_data] == ["completed", "completed"]
 
 
