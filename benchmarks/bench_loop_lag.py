@@ -3,7 +3,8 @@
 One asyncio loop (as in a Jupyter kernel) runs N concurrent `AsyncRelayClient.generate` calls
 against the simulator (its own process, short timings) and a ticker task that asks to wake up
 every 5 ms; the lag is how late it woke. Baseline: the same ticker with nothing else running.
-Target: p99 lag < 20 ms under load.
+Target: p99 lag < 20 ms under load, the median of 5 runs (one run's p99 is a handful of ticks:
+a neighbour process on a 2-core machine moves it by tens of ms; each run's figure is printed).
 """
 
 from __future__ import annotations
@@ -67,19 +68,26 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="20 generations")
     parser.add_argument("--streams", type=int, default=None)
+    parser.add_argument("--runs", type=int, default=None, help="runs to take the median of (5)")
     args = parser.parse_args(argv)
     streams = args.streams or (20 if args.quick else 100)
+    runs = args.runs or (1 if args.quick else 5)
     timing = {"queue_seconds": 0.2, "generate_seconds": 1.0, "step_seconds": 0.05}
+    results = []
     with SimulatorProcess(**timing) as base_url:
         # Warm up: render the 10 distinct clips once, so the measured run is the streaming.
         asyncio.run(under_load(base_url, min(streams, 10), 0.05))
-        result = asyncio.run(under_load(base_url, streams, 1.0))
+        for _ in range(runs):
+            results.append(asyncio.run(under_load(base_url, streams, 1.0)))
+    p99s = [percentile(r["busy"], 0.99) * 1e3 for r in results]
+    result = sorted(results, key=lambda r: percentile(r["busy"], 0.99))[len(results) // 2]
     idle, busy = result["idle"], result["busy"]
     emit("loop_lag.idle.p50", median(idle) * 1e3, "ms", ticks=len(idle))
     emit("loop_lag.idle.p99", percentile(idle, 0.99) * 1e3, "ms")
     emit("loop_lag.under_load.p50", median(busy) * 1e3, "ms", ticks=len(busy), streams=streams)
-    p99 = percentile(busy, 0.99) * 1e3
-    emit("loop_lag.under_load.p99", p99, "ms", target="< 20 ms", met=p99 < 20)
+    p99 = median(p99s)
+    emit("loop_lag.under_load.p99", p99, "ms", target="< 20 ms", met=p99 < 20, runs=len(p99s),
+         each=[round(v, 1) for v in p99s])
     emit("loop_lag.under_load.max", max(busy) * 1e3, "ms")
     emit("loop_lag.generations_ok", result["ok"], f"of {streams}", errors=result["errors"])
     emit("loop_lag.snapshots_per_s", result["updates"] / result["wall"], "Generation/s",

@@ -70,11 +70,19 @@ class ModelFamily:
     # Whether a video continues by remix (the previous answer sent back). Veo relays have no
     # remix: they continue from a frame (image-to-video), which `session` then does itself.
     remix: bool = True
+    # Stems that read no image -> their image-to-video twin. A request that carries an image is
+    # sent under the twin's name: the text-only model would drop the image and still charge.
+    # A family with twins refuses an image for a stem that has none (nothing reads it).
+    frame_stems: dict = field(default_factory=dict)
+    # Wire names that break the template, (stem, orientation) -> name, as the relay spells them.
+    wire_overrides: dict = field(default_factory=dict)
 
     def duration_token(self, seconds: int) -> str:
         return self.duration_tokens.get(seconds, f"-{seconds}s")
 
     def wire_name(self, stem: str, orientation: str, seconds: int) -> str:
+        if (stem, orientation) in self.wire_overrides:
+            return self.wire_overrides[stem, orientation]
         # A stem the family does not list gets the plain "{stem}{orientation}{duration}" form.
         known = stem in self.variants
         template = self.template if known else "{stem}{orientation}{duration}"
@@ -131,8 +139,14 @@ class RelayProfile:
         return self.family.remix if self.family is not None else True
 
     def models(self) -> list[str]:
-        """The model names to offer in pickers (a family's stems, else nothing special)."""
-        return list(self.family.variants) if self.family else []
+        """The model names to offer in pickers (a family's stems, else nothing special).
+
+        Image-to-video twins are not offered: they are picked for the user when a frame is sent.
+        """
+        if self.family is None:
+            return []
+        twins = set(self.family.frame_stems.values())
+        return [stem for stem in self.family.variants if stem not in twins]
 
     # -- building a request -----------------------------------------------------------------
 
@@ -149,7 +163,8 @@ class RelayProfile:
             return WireRequest(model, messages, {k: v for k, v in extra.items() if v is not None})
         if self.carrier == "words":
             return WireRequest(model, self._with_words(messages, orientation, seconds))
-        return WireRequest(self._model_name(model, orientation, seconds), messages)
+        name = self._model_name(model, orientation, seconds, carries_image(messages))
+        return WireRequest(name, messages)
 
     def words(self, orientation: str | None, seconds: int | None) -> str:
         """The suffix for these options, e.g. ``"(landscape 16:9, horizontal, duration: 15 seconds)"``."""
@@ -176,12 +191,13 @@ class RelayProfile:
                 content.insert(0, {"type": "text", "text": suffix})
         return [*messages[:-1], last]
 
-    def _model_name(self, model: str, orientation, seconds) -> str:
+    def _model_name(self, model: str, orientation, seconds, image: bool) -> str:
         family = self.family
         sold = family.combinations()
         if model in sold:
             # Already a full name (sora2-landscape-15s): options may only repeat what it says.
-            _stem, named_orientation, named_seconds = sold[model]
+            stem, named_orientation, named_seconds = sold[model]
+            self._check_image(stem, model, image)
             for asked, named, what in ((orientation, named_orientation, "orientation"),
                                        (seconds, named_seconds, "duration")):  # fmt: skip
                 if asked is not None and asked != named:
@@ -206,7 +222,46 @@ class RelayProfile:
                 f"relay profile {self.name!r} sells {stem!r} in {allowed} seconds, not {seconds}: "
                 f"pick duration={lengths[0]} (allowed: {allowed}) or another profile/model"
             )
+        if image and stem in family.frame_stems:
+            stem = family.frame_stems[stem]
+        self._check_image(stem, model, image)
         return family.wire_name(stem, orientation or family.default_orientation, seconds)
+
+    def _check_image(self, stem: str, model: str, image: bool) -> None:
+        """Refuse, before paying, a request whose image the named model would not read (or an
+        image-to-video model without an image, which the relay fails)."""
+        family = self.family
+        if not family.frame_stems:
+            return  # the family does not tell text-only models apart: the relay decides
+        twins = family.frame_stems
+        if image and stem in twins:
+            raise ConfigurationError(
+                f"model {model!r} is text-to-video on {self.name!r}: the relay would drop the image "
+                f"and still charge. Use the base name {stem!r}, which sends images to "
+                f"{twins[stem]!r}, or name the image-to-video model yourself"
+            )
+        if image and stem not in twins.values():
+            readers = ", ".join(repr(s) for s in twins)
+            raise ConfigurationError(
+                f"model {model!r} reads no image on {self.name!r}: pick one of {readers} "
+                "(sent as their image-to-video twins) or send the prompt without an image"
+            )
+        if not image and stem in twins.values():
+            raise ConfigurationError(
+                f"model {model!r} makes a video from an image, and this request has none: "
+                "continue from a frame (--from-frame, continue_from='last_frame') or pick "
+                f"a text-to-video model such as {next(iter(twins))!r}"
+            )
+
+
+def carries_image(messages: list) -> bool:
+    """Whether the last message (the one being sent) has an image part."""
+    if not messages or not isinstance(messages[-1], dict):
+        return False
+    content = messages[-1].get("content")
+    return isinstance(content, list) and any(
+        isinstance(part, dict) and part.get("type") == "image_url" for part in content
+    )
 
 
 def check_orientation(value) -> str | None:
@@ -257,17 +312,33 @@ SORA_VIDEO2 = ModelFamily(
     aliases={"sora-2": "sora_video2", "sora-2-pro": "sora_video2-pro"},
 )
 
-# flow2api (github.com/TheSmallHanCat/flow2api, README "文生视频"): veo_3_1_t2v_fast_portrait,
-# veo_3_1_t2v_fast_landscape, veo_3_1_t2v_{portrait,landscape}, veo_2_0_t2v_…, served on
-# /v1/chat/completions. No length in the name: Veo clips on Flow are 8 s. No remix either: relays
-# built on it continue a clip through image-to-video ("i2v", first/last frame) models.
+# flow2api (github.com/TheSmallHanCat/flow2api, README "文生视频" / "首尾帧模型" and MODEL_CONFIG
+# in src/services/generation_handler.py): veo_3_1_t2v_fast_portrait, veo_3_1_t2v_fast_landscape,
+# veo_3_1_t2v_{portrait,landscape}, veo_2_0_t2v_…, served on /v1/chat/completions. No length in the
+# name: Veo clips on Flow are 8 s. No remix either: a clip continues through an image-to-video
+# ("i2v", first/last frame) model. The t2v models "不支持上传图片": flow2api drops the image with a
+# "⚠️ … 将忽略图片" line and bills a clip that does not continue, so images go to the i2v twin,
+# whose Veo 3.1 fast names break the pattern (…_fast_portrait_fl / …_fast_fl for landscape).
 FLOW2API = ModelFamily(
-    variants={"veo_3_1_t2v_fast": (8,), "veo_3_1_t2v": (8,), "veo_2_0_t2v": (8,)},
+    variants={
+        "veo_3_1_t2v_fast": (8,), "veo_3_1_t2v": (8,), "veo_2_1_fast_d_15_t2v": (8,), "veo_2_0_t2v": (8,),
+        "veo_3_1_i2v_s_fast": (8,), "veo_3_1_i2v_s": (8,), "veo_2_1_fast_d_15_i2v": (8,), "veo_2_0_i2v": (8,),
+    },
     orientation_tokens={"portrait": "_portrait", "landscape": "_landscape"},
     duration_tokens={8: ""},
     default_duration=8,
     aliases={"veo3-fast": "veo_3_1_t2v_fast", "veo3": "veo_3_1_t2v"},
     remix=False,
+    frame_stems={
+        "veo_3_1_t2v_fast": "veo_3_1_i2v_s_fast",
+        "veo_3_1_t2v": "veo_3_1_i2v_s",
+        "veo_2_1_fast_d_15_t2v": "veo_2_1_fast_d_15_i2v",
+        "veo_2_0_t2v": "veo_2_0_i2v",
+    },
+    wire_overrides={
+        ("veo_3_1_i2v_s_fast", "portrait"): "veo_3_1_i2v_s_fast_portrait_fl",
+        ("veo_3_1_i2v_s_fast", "landscape"): "veo_3_1_i2v_s_fast_fl",
+    },
 )
 
 # veo_3_1 (FakeOAI/tokens docs/llm/flow.md, "模型参数"): veo_3_1 joined with portrait | landscape |
@@ -281,6 +352,7 @@ VEO_3_1 = ModelFamily(
     default_duration=8,
     aliases={"veo3-fast": "veo_3_1-fast", "veo3": "veo_3_1"},
     remix=False,
+    frame_stems={"veo_3_1": "veo_3_1-fl", "veo_3_1-fast": "veo_3_1-fast-fl"},  # frames go to "fl"
 )
 
 BUILTIN: dict[str, RelayProfile] = {
@@ -347,6 +419,11 @@ def echoed_duration(spec: dict) -> int | None:
         if match:
             return int(match.group(1))
     return None
+
+
+def turn_warnings(asked: dict, spec: dict | None, notices=()) -> list[str]:
+    """What a turn shows as warnings: the spec's contradictions and the relay's own warnings."""
+    return spec_warnings(asked, spec) + [f"the relay warned: {notice}" for notice in notices]
 
 
 def spec_warnings(asked: dict, spec: dict | None) -> list[str]:

@@ -42,7 +42,7 @@ from .errors import (
     scrub,
 )
 from .loop import background_loop, block_on, submit
-from .profiles import RelayProfile, WireRequest, get_profile, spec_warnings
+from .profiles import RelayProfile, WireRequest, get_profile, turn_warnings
 from .relay import AsyncRelayClient, RelayClient
 from .request import normalize_messages, prompt_text
 from .transcript import TERMINAL, Generation
@@ -795,7 +795,7 @@ class Conversation:
             return None
         turn.generation = Generation.from_dict(entry["generation"])
         turn.status = turn.generation.status
-        turn.warnings = spec_warnings(turn.options, turn.generation.spec)
+        turn.warnings = turn_warnings(turn.options, turn.generation.spec, turn.generation.notices)
         turn.cached = True
         paths = entry.get("paths") or {}
         # A cache entry is data from the notebook's folder: only our own media files are used.
@@ -820,7 +820,7 @@ class Conversation:
                 # A followed task may answer without the markdown: keep what we already had.
                 turn.generation = _keep_history(turn.generation, generation)
                 turn.status = generation.status
-                turn.warnings = spec_warnings(turn.options, turn.generation.spec)
+                turn.warnings = turn_warnings(turn.options, turn.generation.spec, turn.generation.notices)
                 if generation.status == "completed" and turn.take is None:
                     # Move on at once, before the local copy is downloaded: a remix sent the
                     # moment the video shows must continue this turn.

@@ -69,6 +69,12 @@ _REASON = re.compile(
     r"(?:failure reason|reason|原因|失败原因|failed|failure|失败|error|错误)\W{0,3}?[:：]\W{0,3}?\s*(\S.*)",
     re.I,
 )
+# A relay's warning: "⚠️ …" or "Warning: …" at the start of a line (after quote marks/emphasis).
+_NOTICE = re.compile(r"^[\s>*_]*(?:⚠|warning\s*[:：]|警告\s*[:：])", re.I)
+# "❌ …" is a failure whatever its words ("❌ 首尾帧模型需要 1-2 张图片": no "failed" in it).
+_CROSS = re.compile(r"^[\s>*_]*❌")
+MAX_NOTICES = 8
+MAX_NOTICE = 300
 # Link words that name the video when its URL does not (an extension-less signed URL).
 # Whole words: "Data Preview" is not "view".
 _VIDEO_LABEL = re.compile(r"\b(?:click here|play|watch|view|video|download)\b|点击|观看|播放|下载", re.I)
@@ -117,6 +123,9 @@ class Generation:
     download_url: str | None = None
     error: str | None = None
     unsafe_urls: tuple = ()
+    # The relay's own warnings ("⚠️ 缓存失败: …, 正在返回源链接", "⚠️ … 将忽略图片"): things it did
+    # differently from what was asked, that do not stop the video. Shown with the turn.
+    notices: tuple = ()
     text_length: int = 0
     _log: _TextLog = field(default=_EMPTY_LOG, repr=False, compare=False)
     _parts: int = field(default=0, repr=False, compare=False)
@@ -135,6 +144,7 @@ class Generation:
         data = {name: getattr(self, name) for name in _PUBLIC_FIELDS}
         data["spec"] = dict(self.spec)
         data["unsafe_urls"] = list(self.unsafe_urls)
+        data["notices"] = list(self.notices)
         data["text"] = self.text
         return data
 
@@ -146,6 +156,8 @@ class Generation:
         values["progress"] = _clamp(values["progress"])
         values["spec"] = dict(values["spec"] or {})
         values["unsafe_urls"] = tuple(values["unsafe_urls"] or ())
+        notices = values["notices"] if isinstance(values["notices"], (list, tuple)) else ()
+        values["notices"] = tuple(str(n)[:MAX_NOTICE] for n in notices[:MAX_NOTICES])
         return cls(**values).with_text(data.get("text") or "")
 
     def with_text(self, text: str) -> Generation:
@@ -179,6 +191,7 @@ class Generation:
             download_url=parsed.download_url or self.download_url,
             error=parsed.error or self.error,
             unsafe_urls=tuple(dict.fromkeys(self.unsafe_urls + parsed.unsafe_urls)),
+            notices=tuple(dict.fromkeys(self.notices + parsed.notices))[:MAX_NOTICES],
         )
         return merged.with_text_of(parsed) if take_text else merged
 
@@ -245,6 +258,7 @@ class Transcript:
         self._reasoning = ""  # the unfinished line of the reasoning channel
         self._reasoning_length = 0
         self._last_words = ""  # the last non-empty line read, on either channel
+        self._notices: list[str] = []
         self._generation = Generation()
         self._dirty = False
 
@@ -427,9 +441,14 @@ class Transcript:
         plain = _plain(line)
         if plain:
             self._last_words = plain[:500]
-        if _COMPLETE.search(text):
+        if _NOTICE.match(line):
+            # A warning is not the verdict, even with "失败" in it ("⚠️ 缓存失败: …, 正在返回源
+            # 链接"): the video follows. Without one, the stream's end says "failed" in these words.
+            if plain and plain[:MAX_NOTICE] not in self._notices and len(self._notices) < MAX_NOTICES:
+                self._notices.append(plain[:MAX_NOTICE])
+        elif _COMPLETE.search(text):
             self._seen_complete = True
-        elif _FAILURE.search(plain) and not self._is_link_only(line):
+        elif (_FAILURE.search(plain) or _CROSS.match(line)) and not self._is_link_only(line):
             self._failure_lines.append(plain)
             reason = _REASON.search(plain)
             if reason:
@@ -575,6 +594,7 @@ class Transcript:
             download_url=self._download,
             error=error,
             unsafe_urls=tuple(self._unsafe),
+            notices=tuple(self._notices),
             text_length=self._length,
             _log=self._log,
             _parts=len(self._log.parts),

@@ -127,10 +127,54 @@ def test_a_model_that_cannot_remix_continues_from_the_last_frame(fast_simulator,
     assert child.parent == first.index and child.options.get("continue_from") == "last_frame"
     assert "cannot remix" in child.note and "last frame of turn 0" in child.note
     body = fast_simulator.requests[-1]
-    assert body["model"] == "veo_3_1_t2v_portrait"
+    # flow2api's text-to-video models drop images: the frame goes to the image-to-video twin.
+    assert fast_simulator.requests[-2]["model"] == "veo_3_1_t2v_portrait"
+    assert body["model"] == "veo_3_1_i2v_s_portrait"
     assert [m["role"] for m in body["messages"]] == ["user"]
     assert mean_difference(sent_image(body), decoded_last_frame(first.path)) < 0.5
+    assert mean_difference(first_frame(child.path), sent_image(body)) < 6  # it did continue
+    assert child.warnings == []
     assert "cannot remix" in child._repr_html_()
+
+
+def test_flow2api_fast_veo_frames_go_to_its_oddly_named_twin(fast_simulator, tmp_path):
+    conv = conversation(fast_simulator, tmp_path, profile="flow2api")
+    conv.send("a lighthouse", model="veo3-fast", orientation="landscape")
+    child = conv.send("waves crash", model="veo3-fast", orientation="landscape")
+    assert [r["model"] for r in fast_simulator.requests[-2:]] == [
+        "veo_3_1_t2v_fast_landscape", "veo_3_1_i2v_s_fast_fl"]  # fmt: skip
+    info = probe(child.path)  # the relay read "landscape" from the i2v name that carries none
+    assert child.status == "completed" and info.width > info.height
+
+
+def test_a_text_only_model_named_in_full_refuses_a_frame_before_paying(fast_simulator, tmp_path):
+    conv = conversation(fast_simulator, tmp_path, profile="flow2api")
+    conv.send("a lighthouse", model="veo_3_1_t2v_fast_landscape")
+    sent = len(fast_simulator.requests)
+    with pytest.raises(ConfigurationError, match=r"drop the image.*'veo_3_1_i2v_s_fast'"):
+        conv.send("waves crash", model="veo_3_1_t2v_fast_landscape", continue_from="last_frame")
+    with pytest.raises(ConfigurationError, match=r"has none.*--from-frame"):
+        conv.send("waves crash", model="veo_3_1_i2v_s_fast_fl", parent=None)
+    assert len(fast_simulator.requests) == sent
+
+
+def test_a_relay_that_drops_the_frame_says_so_on_the_turn(fast_simulator, tmp_path):
+    # Without the flow2api profile the user's full t2v name is sent as is; the relay (and the
+    # simulator, as strict) drops the image, bills the clip and warns on its status channel.
+    conv = conversation(fast_simulator, tmp_path)
+    first = conv.send("a lighthouse", model="veo_3_1_t2v_fast_landscape")
+    child = conv.send("waves crash", model="veo_3_1_t2v_fast_landscape", continue_from="last_frame")
+    assert child.status == "completed"
+    assert any("将忽略图片" in warning for warning in child.warnings), child.warnings
+    assert "将忽略图片" in child._repr_html_()
+    # It really did not continue: the clip does not open on the frame that was sent.
+    assert mean_difference(first_frame(child.path), decoded_last_frame(first.path)) > 6
+
+
+def test_a_frame_model_without_a_frame_fails_in_the_relay_s_words(fast_simulator, tmp_path):
+    conv = conversation(fast_simulator, tmp_path)  # words profile: the name is sent as typed
+    turn = conv.send("waves crash", model="veo_3_1_i2v_s_fast_fl")
+    assert turn.status == "failed" and "首尾帧模型需要 1-2 张图片" in turn.error
 
 
 def test_a_profile_that_remixes_keeps_remixing(fast_simulator, tmp_path):

@@ -210,3 +210,42 @@ def test_videochat_and_magics_pick_up_the_profile(fast_simulator, tmp_path):
         assert chat.turn_data[-1]["warnings"] == []
     finally:
         chat.close()
+
+
+# ---- images: text-to-video names drop them, so frames go to the image-to-video twin ----------
+
+PNG = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+WITH_FRAME = [{"role": "user", "content": [{"type": "text", "text": "a fox"},
+                                           {"type": "image_url", "image_url": {"url": PNG}}]}]  # fmt: skip
+
+FRAME_NAMES = [
+    ("flow2api", "veo3-fast", "portrait", "veo_3_1_t2v_fast_portrait", "veo_3_1_i2v_s_fast_portrait_fl"),
+    ("flow2api", "veo3-fast", "landscape", "veo_3_1_t2v_fast_landscape", "veo_3_1_i2v_s_fast_fl"),
+    ("flow2api", "veo3", "landscape", "veo_3_1_t2v_landscape", "veo_3_1_i2v_s_landscape"),
+    ("flow2api", "veo_2_1_fast_d_15_t2v", "portrait", "veo_2_1_fast_d_15_t2v_portrait",
+     "veo_2_1_fast_d_15_i2v_portrait"),
+    ("flow2api", "veo_2_0_t2v", "landscape", "veo_2_0_t2v_landscape", "veo_2_0_i2v_landscape"),
+    ("veo_3_1", "veo3-fast", "landscape", "veo_3_1-landscape-fast", "veo_3_1-landscape-fast-fl"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("profile", "model", "orientation", "text_only", "with_image"), FRAME_NAMES)
+def test_a_request_with_an_image_is_sent_to_a_model_that_reads_it(profile, model, orientation, text_only,
+                                                                  with_image):
+    chosen = get_profile(profile)
+    assert chosen.prepare(FOX, model, orientation).model == text_only
+    assert chosen.prepare(WITH_FRAME, model, orientation).model == with_image
+    assert with_image not in chosen.models()  # the twins are picked for the user, not offered
+
+
+def test_the_simulator_serves_every_name_the_client_can_send_and_drops_images_like_flow2api():
+    # The simulator's catalog is written from the relays' pages independently of profiles.py:
+    # a wrong client spelling would be a 404 there, as it would be at the relay.
+    from kki_widgets.simulator import catalog
+
+    for name in ("flow2api", "veo_3_1"):
+        for wire in BUILTIN[name].family.combinations():
+            assert catalog.serves(wire, (), families=True), wire
+    assert catalog.image_verdict("veo_3_1_t2v_fast_landscape", 1)[0].startswith("⚠️")
+    assert catalog.image_verdict("veo_3_1_i2v_s_fast_fl", 1) == (None, None)
+    assert "当前提供了 3 张" in catalog.image_verdict("veo_3_1_i2v_s_fast_fl", 3)[1]

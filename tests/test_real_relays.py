@@ -43,12 +43,17 @@ def replay(meta: dict, piece: int) -> ReplayServer:
 def check_outcome(meta: dict, generate) -> None:
     expect = meta["expect"]
     if expect["status"] == "completed":
-        final = generate()
+        seen = []
+        final = generate(seen.append)
         assert final.status == "completed"
+        # Never "failed" on the way, even when a warning says 失败 before the video comes.
+        assert "failed" not in {snapshot.status for snapshot in seen}
         assert final.video_url == expect["video_url"]
         assert final.task_id == expect["task_id"]
         if "download_url" in expect:
             assert final.download_url == expect["download_url"]
+        if "notice_contains" in expect:
+            assert any(expect["notice_contains"] in notice for notice in final.notices), final.notices
     else:
         with pytest.raises(GenerationFailed) as caught:
             generate()
@@ -63,7 +68,7 @@ def test_real_answer_through_relay_client(name, piece):
     server = replay(meta, piece)
     try:
         with RelayClient(base_url=server.base_url, api_key=TEST_KEY, max_retries=0) as client:
-            check_outcome(meta, lambda: client.generate("a fox in the snow"))
+            check_outcome(meta, lambda seen=None: client.generate("a fox in the snow", on_update=seen))
         assert len(server.requests) == 1  # one paid request, never sent again
     finally:
         server.close()

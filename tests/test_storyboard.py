@@ -184,5 +184,6 @@ def test_a_board_on_a_relay_without_remix_chains_by_frame(sim, new_shell):
     first, second = board.turns
     assert second.parent == first.index and second.options["continue_from"] == "last_frame"
     assert "cannot remix" in second.note and "cannot remix" in board._repr_html_()
-    assert sim.requests[-1]["model"] == "veo_3_1_t2v_portrait"
+    # The frame goes to the image-to-video twin: flow2api's text-to-video models drop images.
+    assert sim.requests[-1]["model"] == "veo_3_1_i2v_s_portrait"
     assert sim.requests[-1]["messages"][0]["content"][1]["type"] == "image_url"

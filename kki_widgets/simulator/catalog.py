@@ -21,12 +21,28 @@ SORA2API_MODELS = frozenset(
     for orientation in ORIENTATIONS
     for seconds in lengths
 )
-# flow2api README "文生视频" (github.com/TheSmallHanCat/flow2api): exact names, 8 s clips.
-FLOW2API_MODELS = frozenset(
-    f"{stem}_{orientation}"
-    for stem in ("veo_3_1_t2v_fast", "veo_3_1_t2v", "veo_2_0_t2v")
+# flow2api (github.com/TheSmallHanCat/flow2api, README "文生视频" / "首尾帧模型", MODEL_CONFIG in
+# src/services/generation_handler.py): exact names, 8 s clips. Text-to-video names read no image
+# (the relay drops it with IMAGE_DROPPED and bills the clip); image-to-video ("首尾帧") names need
+# one or two (first/last frame). Two landscape i2v names carry no orientation word.
+FLOW2API_TEXT_MODELS = {
+    f"{stem}_{orientation}": orientation
+    for stem in ("veo_3_1_t2v_fast", "veo_3_1_t2v", "veo_2_1_fast_d_15_t2v", "veo_2_0_t2v")
     for orientation in ORIENTATIONS
-)
+}
+FLOW2API_FRAME_MODELS = {
+    "veo_3_1_i2v_s_fast_portrait_fl": "portrait",
+    "veo_3_1_i2v_s_fast_fl": "landscape",
+    **{
+        f"{stem}_{orientation}": orientation
+        for stem in ("veo_3_1_i2v_s", "veo_2_1_fast_d_15_i2v", "veo_2_0_i2v")
+        for orientation in ORIENTATIONS
+    },
+}
+FLOW2API_MODELS = frozenset(FLOW2API_TEXT_MODELS) | frozenset(FLOW2API_FRAME_MODELS)
+# flow2api's own words (generation_handler._handle_video_generation), on its status channel.
+IMAGE_DROPPED = "⚠️ 文生视频模型不支持上传图片,将忽略图片仅使用文本提示词生成\n"
+FRAMES_NEEDED = "首尾帧模型需要 1-2 张图片,当前提供了 {count} 张"
 # Relays that read "-"-joined options after a base name, in any order, each at most once
 # (FakeOAI/tokens docs/llm/sora.md and docs/llm/flow.md, "模型参数").
 TOKEN_FAMILIES = {
@@ -68,7 +84,19 @@ def serves(model: str, models: tuple[str, ...], families: bool) -> bool:
     return model in SORA2API_MODELS or model in FLOW2API_MODELS or family_tokens(model) is not None
 
 
+def image_verdict(model: str, images: int) -> tuple[str | None, str | None]:
+    """What a relay does with a request's images for `model`: (a notice it sends before dropping
+    them, or a reason it refuses the request). Both None: it reads them as given."""
+    if images and model in FLOW2API_TEXT_MODELS:
+        return IMAGE_DROPPED, None
+    if model in FLOW2API_FRAME_MODELS and not 1 <= images <= 2:
+        return None, FRAMES_NEEDED.format(count=images)
+    return None, None
+
+
 def orientation_from_name(model: str) -> str | None:
+    if model in FLOW2API_FRAME_MODELS:
+        return FLOW2API_FRAME_MODELS[model]
     parts = set(re.split(r"[-_]", model))
     if "landscape" in parts:
         return "landscape"

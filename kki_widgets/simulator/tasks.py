@@ -13,7 +13,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Callable
 
-from . import script
+from . import catalog, script
 from .dialects import DIALECTS, Dialect, Line
 from .render import ClipRequest, RenderedClip
 
@@ -163,6 +163,14 @@ async def run_generation(
     """Write the whole answer of ``task`` in its dialect; ``failure`` is ``fail``/``policy``/``capacity``."""
     dialect = task.dialect
     try:
+        notice, refusal = catalog.image_verdict(task.model, len(task.images))
+        if refusal:
+            await task.fail(refusal)  # before a task exists: nothing was submitted
+            return
+        if notice:
+            # The relay drops the image and still makes (and bills) a text-only clip.
+            await task.emit(notice, "notice", "reasoning")
+            task.images, task.first_frame = (), None
         if dialect.echoes_spec:
             for piece in script.spec_pieces(task.spec):
                 await task.emit(piece.text, piece.kind)
