@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from .errors import ConfigurationError
 
 ORIENTATIONS = ("portrait", "landscape")
+# A Sora share ID (sora.chatgpt.com/p/s_…), the handle sora2api remixes by.
+SHARE_ID = re.compile(r"s_[0-9a-f]{32}")
 MAX_DURATION = 60
 CARRIERS = ("words", "model", "fields")
 
@@ -67,9 +69,13 @@ class ModelFamily:
     default_orientation: str = "portrait"
     default_duration: int = 10
     aliases: dict = field(default_factory=dict)  # common names (sora-2) -> a stem of this family
-    # Whether a video continues by remix (the previous answer sent back). Veo relays have no
-    # remix: they continue from a frame (image-to-video), which `session` then does itself.
+    # Whether a video continues by remix. Veo relays have no remix: they continue from a frame
+    # (image-to-video), which `session` then does itself.
     remix: bool = True
+    # How a remix names its parent: "history" (the earlier turns sent back, the seed's relays) or
+    # "share_id" (the parent's Sora share ID s_<32 hex> inside the prompt; the relay reads only the
+    # last message, so history would be ignored and an unrelated video billed).
+    remix_by: str = "history"
     # Stems that read no image -> their image-to-video twin. A request that carries an image is
     # sent under the twin's name: the text-only model would drop the image and still charge.
     # A family with twins refuses an image for a stem that has none (nothing reads it).
@@ -137,6 +143,28 @@ class RelayProfile:
     def can_remix(self, model: str) -> bool:
         """Whether `model` continues a video by remix here (else: from the last frame)."""
         return self.family.remix if self.family is not None else True
+
+    def can_remix_parent(self, model: str, parent_sid: str | None) -> bool:
+        """Whether a parent whose answer showed `parent_sid` can be remixed: a relay that remixes
+        by share ID only continues a parent with one."""
+        if not self.can_remix(model):
+            return False
+        if self.family is not None and self.family.remix_by == "share_id":
+            return bool(parent_sid) and SHARE_ID.fullmatch(parent_sid) is not None
+        return True
+
+    def remix_messages(self, history: list, prompt: str, parent_sid: str | None) -> list:
+        """The messages of a remix of the turn whose conversation is `history`."""
+        if self.family is not None and self.family.remix_by == "share_id":
+            if not (parent_sid and SHARE_ID.fullmatch(parent_sid)):
+                raise ConfigurationError(
+                    f"relay profile {self.name!r} remixes by the parent's share ID (s_ and 32 hex "
+                    "digits), and the parent's answer showed none: continue from its last frame "
+                    "(--from-frame, continue_from='last_frame')"
+                )
+            # sora2api: "提示词内包含remix分享链接或id即可"; it strips the ID from the prompt.
+            return [{"role": "user", "content": f"{parent_sid} {prompt}"}]
+        return [*history, {"role": "user", "content": prompt}]
 
     def models(self) -> list[str]:
         """The model names to offer in pickers (a family's stems, else nothing special).
@@ -293,9 +321,13 @@ def check_duration(value) -> int | None:
 # sora2api (github.com/TheSmallHanCat/sora2api, README "支持的模型"): sora2-{landscape,portrait}-
 # {10,15,25}s, sora2pro-… the same, sora2pro-hd-… in 10 and 15 s only. Also served through
 # /v1/chat/completions (README "兼容性说明"); the go-sora2api clone lists the same names.
+# It reads only the last message (routes.create_chat_completion: `request.messages[-1]`) and remixes
+# when that text holds a share ID ("提示词内包含remix分享链接或id即可"); its answers show one only in
+# watermark-free mode ("Post ID: s_…"), so other parents continue from their last frame.
 SORA2API = ModelFamily(
     variants={"sora2": (10, 15, 25), "sora2pro": (10, 15, 25), "sora2pro-hd": (10, 15)},
     aliases={"sora-2": "sora2", "sora-2-pro": "sora2pro"},
+    remix_by="share_id",
 )
 
 # sora_video2 (FakeOAI/tokens docs/llm/sora.md, "模型参数"): sora_video2 joined with any of

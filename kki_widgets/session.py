@@ -421,10 +421,14 @@ class Conversation:
         with self._lock:
             # From a frame, no history: the frame carries the continuity, and a relay without
             # remix may refuse a conversation it cannot continue.
-            history = [] if how == "last_frame" else self._history(parent_index)
-            messages = normalize_messages(
-                [*history, {"role": "user", "content": prompt}], images
-            )
+            if how == "remix":
+                # The profile says how the relay names the parent: history sent back, or the
+                # parent's share ID in the prompt (a relay that reads only the last message).
+                sid = self._turns[parent_index].generation.sid
+                base = self.profile.remix_messages(self._history(parent_index), prompt, sid)
+            else:
+                base = [{"role": "user", "content": prompt}]
+            messages = normalize_messages(base, images)
             # The profile says the options the relay's way (words, model name or fields) and
             # refuses what it cannot say, before anything is registered or sent.
             request = self.profile.prepare(
@@ -462,16 +466,15 @@ class Conversation:
 
     # -- continuity: remix or last frame ----------------------------------------------------------
 
-    def can_remix(self, model: str | None = None) -> bool:
-        """Whether `model` continues a video by remix on this relay (default: yes).
+    def can_remix(self, model: str | None = None, parent: int | None = None) -> bool:
+        """Whether `model` continues a video (turn `parent`, if given) by remix on this relay.
 
-        The relay profile decides (`profile.can_remix(model)`, or a plain `can_remix` flag);
-        a profile that does not say is taken to remix, as every chat relay's sora models do.
+        The relay profile decides (`profile.can_remix(model, parent_sid)`): Veo relays never
+        remix; a relay that remixes by share ID only a parent whose answer showed one.
         """
-        verdict = getattr(self.profile, "can_remix", None)
-        if callable(verdict):
-            return bool(verdict(model or self.model))
-        return True if verdict is None else bool(verdict)
+        if parent is None:
+            return self.profile.can_remix(model or self.model)
+        return self.profile.can_remix_parent(model or self.model, self._turns[parent].generation.sid)
 
     def _continuity(self, parent: int | None, model: str, asked: str | None):
         """How a turn continues its parent: "remix", "last_frame", or None for a new video."""
@@ -482,9 +485,10 @@ class Conversation:
             )
         if parent is None:
             return None, None
-        if asked is None and not self.can_remix(model):
+        if asked is None and not self.can_remix(model, parent):
+            why = "without a share ID" if self.can_remix(model) else "on this relay"
             return "last_frame", (
-                f"{model} cannot remix on this relay: continued from the last frame of turn {parent}"
+                f"{model} cannot remix {why}: continued from the last frame of turn {parent}"
             )
         if asked == "last_frame":
             return asked, f"continued from the last frame of turn {parent}"

@@ -327,7 +327,7 @@ class Transcript:
             lines.append(self._reasoning)
             self._reasoning = ""
         for line in lines:
-            self._status_line(line.rstrip())
+            self._reasoning_line(line.rstrip())
 
     @property
     def reasoning_length(self) -> int:
@@ -348,7 +348,7 @@ class Transcript:
                 self._line = ""
                 self._scan = 0
             if self._reasoning:
-                self._status_line(self._reasoning.rstrip())
+                self._reasoning_line(self._reasoning.rstrip())
                 self._reasoning = ""
             if self._in_fence and self._fence_lines is not None:
                 # An unclosed fence: the spec was cut; read what can be read.
@@ -426,6 +426,15 @@ class Transcript:
         if len(self._failure_lines) > failures:
             # "❌ 生成失败: see https://help…" or a help link after a failure: not a video.
             self._content_failed = True
+
+    def _reasoning_line(self, line: str) -> None:
+        # The only place some relays show the video's share ID ("Post ID: s_…", sora2api in
+        # watermark-free mode): it is what their remix needs.
+        if self._sid is None and "s_" in line:
+            sid = _SID.search(_LINK.sub(" ", line))
+            if sid:
+                self._sid = sid.group(1)
+        self._status_line(line)
 
     def _status_line(self, line: str) -> None:
         """Progress, status words and failure wording of one line (content or reasoning)."""

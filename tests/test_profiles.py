@@ -249,3 +249,58 @@ def test_the_simulator_serves_every_name_the_client_can_send_and_drops_images_li
     assert catalog.image_verdict("veo_3_1_t2v_fast_landscape", 1)[0].startswith("⚠️")
     assert catalog.image_verdict("veo_3_1_i2v_s_fast_fl", 1) == (None, None)
     assert "当前提供了 3 张" in catalog.image_verdict("veo_3_1_i2v_s_fast_fl", 3)[1]
+
+
+# ---- sora2api reads only the last message: remix by share ID, else from the last frame -------
+
+def sora2api_conversation(sim, tmp_path, dialect):
+    from kki_widgets.store import NotebookStore
+
+    store = NotebookStore(tmp_path / ".kki" / "nb.json", secret=TEST_KEY)
+    return Conversation(base_url=sim.base_url, api_key=TEST_KEY, store=store, profile="sora2api",
+                        headers={"X-Sim-Dialect": dialect}, poll_interval=0.05)
+
+
+def latest_task(sim):
+    return max(sim.tasks.values(), key=lambda task: task.created_at)
+
+
+def test_history_is_not_a_remix_on_sora2api_so_the_parent_continues_from_its_last_frame(
+        fast_simulator, tmp_path):
+    conv = sora2api_conversation(fast_simulator, tmp_path, "html_fence")
+    first = conv.send("a paper boat on a pond")
+    assert first.status == "completed" and first.generation.sid is None  # its answers show none
+    assert conv.can_remix("sora-2") and not conv.can_remix("sora-2", first.index)
+    child = conv.send("rain starts to fall")
+    body = fast_simulator.requests[-1]
+    assert body["model"] == "sora2-portrait-10s"
+    assert [m["role"] for m in body["messages"]] == ["user"]
+    assert body["messages"][0]["content"][1]["type"] == "image_url"  # the parent's last frame
+    assert child.options["continue_from"] == "last_frame" and "without a share ID" in child.note
+    with pytest.raises(ConfigurationError, match=r"share ID.*--from-frame"):
+        conv.send("snow instead", parent=first.index, continue_from="remix")
+
+
+def test_a_parent_with_a_share_id_is_remixed_by_that_id_in_the_prompt(fast_simulator, tmp_path):
+    conv = sora2api_conversation(fast_simulator, tmp_path, "watermark_free")
+    first = conv.send("a paper boat on a pond")
+    sid = first.generation.sid
+    assert sid == latest_task(fast_simulator).sid  # read from "Post ID: s_…" on the status channel
+    child = conv.send("rain starts to fall")
+    assert fast_simulator.requests[-1]["messages"] == [{"role": "user", "content": f"{sid} rain starts to fall"}]
+    task = latest_task(fast_simulator)
+    assert task.parent_sid == sid and task.prompt == "rain starts to fall"  # what the relay read
+    assert child.status == "completed" and child.note is None and "continue_from" not in child.options
+
+
+def test_the_simulator_ignores_history_for_sora2api_names(fast_simulator):
+    # The kind simulator used to remix the history for any name; sora2api never reads it.
+    parent = "s_" + "0123456789abcdef" * 2
+    history = [{"role": "user", "content": "a boat"},
+               {"role": "assistant", "content": f"Generation Complete ✅ sid: {parent}"},
+               {"role": "user", "content": "now rain"}]  # fmt: skip
+    with RelayClient(base_url=fast_simulator.base_url, api_key=TEST_KEY) as client:
+        client.generate(history, "sora2-portrait-10s")
+        assert latest_task(fast_simulator).parent_sid is None
+        client.generate(history, "sora-2")
+        assert latest_task(fast_simulator).parent_sid == parent  # the seed's relays do read it

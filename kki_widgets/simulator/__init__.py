@@ -83,6 +83,8 @@ its signature, as a storage host does.
                   ``delta.reasoning_content``; the answer is ```` ```html <video src='…/raw?…&sig=…'
                   controls></video>``` ```` on a chunk with ``finish_reason: "STOP"`` and no
                   ``[DONE]``; failure: the reason in reasoning, then ``❌ 生成失败: …``, ``[DONE]``
+``watermark_free`` (sora2api, watermark-free mode) ``html_fence``, and on completion the Sora share ID
+                  as ``Post ID: s_…`` in reasoning: the only handle sora2api remixes by
 ``video_tag``     (flow2api, Veo) no task ID; ``生成进度: 23%`` in reasoning; the answer is a bare
                   ``<video src='…/cdn/video/STEM?…&Signature=…' controls style='max-width:100%'>``;
                   failure ``❌ 视频生成失败: …，请重试`` in reasoning, then the error JSON written raw
@@ -95,6 +97,11 @@ its signature, as a storage host does.
 ``run_together``  (Sora2mb) no task ID; ``🎬 开始生成视频...✅ 视频生成完成📤 …🔗 …`` with no newlines,
                   ending in a bare extension-less signed URL; failure ``❌ 生成失败: …``
 ================  ==============================================================================
+
+Model names decide how a request is read, as at the relays that sell them: sora2api's names
+(``sora2-landscape-15s``…) read only the last message and remix the share ID written in it (never
+the history); flow2api's text-to-video names drop an image with the relay's ``⚠️ … 将忽略图片``
+line; its image-to-video names fail without one.
 
 Stream faults (cuts, stall, framing) only apply to ``stream: true`` requests; a non-streaming
 request gets the whole markdown (including a ``fail``/``policy``/``capacity`` failure) at once.

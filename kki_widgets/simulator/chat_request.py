@@ -185,6 +185,8 @@ def parse_chat_request(
         raise _invalid(f"'stream' must be true or false, got {stream!r}", "stream")
     orientation, duration = _options(body, model, prompt, honour_json_options)
 
+    if model in catalog.SORA2API_MODELS:
+        return _last_message_only(model, prompt, stream, orientation, duration, images)
     parent_sid = None
     chain: list[str] = []
     for message, (text, _images) in zip(messages[:-1], parsed[:-1], strict=True):
@@ -203,5 +205,21 @@ def parse_chat_request(
         duration=duration,
         parent_sid=parent_sid,
         chain=tuple(chain) if parent_sid else (),
+        images=tuple(images),
+    )
+
+
+def _last_message_only(model, prompt: str, stream: bool, orientation, duration, images) -> ChatRequest:
+    """sora2api's reading: only the last message counts (`request.messages[-1]`); a share ID in
+    its text names the video to remix and is taken out of the prompt; the history is ignored."""
+    share = script.SID_PATTERN.search(prompt)
+    return ChatRequest(
+        model=model,
+        prompt=" ".join(script.SID_PATTERN.sub(" ", prompt).split()),
+        stream=stream,
+        orientation=orientation,
+        duration=duration,
+        parent_sid=share.group(0) if share else None,
+        chain=(),
         images=tuple(images),
     )

@@ -118,6 +118,7 @@ def _chinese_header(task_id: str, origin: str) -> str:
 # The first delta of dialects that show no task ID (sent where the seed shows it).
 _FIRST_WORDS = {
     "html_fence": Line("**Generation Process Begins**\n\nInitializing generation request...\n", "reasoning"),
+    "watermark_free": Line("**Generation Process Begins**\n\nInitializing generation request...\n", "reasoning"),
     "video_tag": Line("视频生成中...\n", "reasoning"),
     "click_here": Line("⌛️ 任务正在队列中,请耐心等待...\n"),
     "bare_url": Line("🎬 开始生成视频...\n"),
@@ -138,6 +139,9 @@ _PROGRESS = {
     "seed": _numbered(script.PROGRESS_HEADER, "{}.."),
     "chinese": _numbered("\n\n>🏃 进度 ", "{}.."),
     "html_fence": lambda value, first: [Line(f"\n**Video Generation Progress**: {value}% (running)\n", "reasoning")],
+    "watermark_free": lambda value, first: [
+        Line(f"\n**Video Generation Progress**: {value}% (running)\n", "reasoning")
+    ],
     "video_tag": lambda value, first: [Line(f"生成进度: {value}%\n", "reasoning")],
     "click_here": lambda value, first: [Line(f"🏃 进度:{value}.0%\n")],
 }
@@ -150,6 +154,13 @@ _COMPLETE = {
     ],
     "html_fence": lambda sid, thumb, video: [
         Line("**Video Generation Completed**\n\nCache is disabled. Using original URL directly...\n", "reasoning"),
+        Line(f"```html\n<video src='{video}' controls></video>\n```"),
+    ],
+    "watermark_free": lambda sid, thumb, video: [
+        Line("**Video Generation Completed**\n\nWatermark-free mode enabled. Publishing video to get "
+             "watermark-free version...\n", "reasoning"),
+        Line(f"Video published successfully. Post ID: {sid}\nNow preparing watermark-free video...\n",
+             "reasoning"),
         Line(f"```html\n<video src='{video}' controls></video>\n```"),
     ],
     "video_tag": lambda sid, thumb, video: [
@@ -172,6 +183,10 @@ _FAILURE = {
         Line(f"**Content Policy Violation**\n\n{reason}\n", "reasoning"),
         Line(f"❌ 生成失败: {reason}"),
     ],
+    "watermark_free": lambda reason: [
+        Line(f"**Content Policy Violation**\n\n{reason}\n", "reasoning"),
+        Line(f"❌ 生成失败: {reason}"),
+    ],
     "video_tag": lambda reason: [Line(f"❌ 视频生成失败: {reason}，请重试\n", "reasoning")],
     "click_here": lambda reason: [Line(f"❌ Generation failed: {reason}\n")],
     "bare_url": lambda reason: [Line(f"❌ 生成失败: {reason}\n")],
@@ -190,6 +205,10 @@ DIALECTS: dict[str, Dialect] = {
                 "finish_reason STOP, no [DONE]",
                 "TheSmallHanCat/sora2api generation_handler.py", finish_reason="STOP",
                 finish_with_last=True, done_on_success=False, url_style="raw"),
+        Dialect("watermark_free", "sora2api in watermark-free mode: html_fence, and the Sora share ID shown as "
+                "'Post ID: s_…' on the status channel (the handle sora2api remixes by)",
+                "TheSmallHanCat/sora2api generation_handler.py (watermark_free_enabled)", finish_reason="STOP",
+                finish_with_last=True, done_on_success=False),
         Dialect("video_tag", "Chinese status in reasoning_content; bare <video … style='max-width:100%'> with an "
                 "extension-less signed URL; failure JSON written raw before [DONE]",
                 "TheSmallHanCat/flow2api generation_handler.py", finish_with_last=True, url_style="signed"),
