@@ -1,8 +1,9 @@
-"""Real-browser fixtures: a private JupyterLab server and Debian's chromium through Playwright.
+"""Real-browser fixtures: a private Jupyter server and Debian's chromium through Playwright.
 
 Each test module provides a `relay_url` fixture (the relay its kernels talk to); `lab` starts one
-JupyterLab per module with `KKI_BASE_URL`/`KKI_API_KEY` pointing at it, so the kernel never uses
-the embedded simulator and the test process can inspect what the relay received.
+JupyterLab per module (`notebook7` one Notebook 7) with `KKI_BASE_URL`/`KKI_API_KEY` pointing at
+it, so the kernel never uses the embedded simulator and the test process can inspect what the
+relay received.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class Lab:
     root: Path
     log: Path
     process: subprocess.Popen = field(repr=False)
+    app: str = "lab"  # or "notebook": Notebook 7, which opens documents at /notebooks/<path>
 
     def write_notebook(self, name: str, cells: list[str]) -> str:
         nb = {
@@ -73,7 +75,7 @@ class Lab:
 
     def open(self, page, name: str) -> None:
         """Open a notebook and wait until its kernel is idle."""
-        page.goto(f"{self.url}/lab/tree/{name}")
+        page.goto(f"{self.url}/{'notebooks' if self.app == 'notebook' else 'lab/tree'}/{name}")
         page.wait_for_function("() => window.jupyterapp !== undefined", timeout=60_000)
         page.wait_for_selector(".jp-Notebook", timeout=60_000)
         deadline = time.monotonic() + 90
@@ -115,7 +117,16 @@ class Lab:
 
 @pytest.fixture(scope="module")
 def lab(relay_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    base = tmp_path_factory.mktemp("lab")
+    yield from _jupyter("lab", relay_url, tmp_path_factory.mktemp("lab"))
+
+
+@pytest.fixture(scope="module")
+def notebook7(relay_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    yield from _jupyter("notebook", relay_url, tmp_path_factory.mktemp("notebook7"))
+
+
+def _jupyter(app: str, relay_url: str, base: Path) -> Iterator[Lab]:
+    """A private server (JupyterLab or Notebook 7) with its own config, settings and root."""
     root, config, runtime, settings, workspaces = (
         base / name for name in ("root", "config", "runtime", "settings", "workspaces")
     )
@@ -143,7 +154,7 @@ def lab(relay_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[La
     jupyter = VENV_BIN / "jupyter"
     command = [
         str(jupyter) if jupyter.exists() else "jupyter",
-        "lab",
+        app,
         "--allow-root",
         "--no-browser",
         f"--port={port}",
@@ -151,19 +162,20 @@ def lab(relay_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[La
         "--ServerApp.token=",
         "--ServerApp.password=",
         "--ServerApp.ip=127.0.0.1",
-        "--LabApp.expose_app_in_browser=True",
+        # window.jupyterapp, which the tests drive (the notebook app's class is another one).
+        "--LabApp.expose_app_in_browser=True" if app == "lab" else "--JupyterNotebookApp.expose_app_in_browser=True",
         f"--ServerApp.root_dir={root}",
     ]
     with log.open("wb") as out:
         process = subprocess.Popen(
             command, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
-    server = Lab(url=f"http://127.0.0.1:{port}", root=root, log=log, process=process)
+    server = Lab(url=f"http://127.0.0.1:{port}", root=root, log=log, process=process, app=app)
     try:
         deadline = time.monotonic() + 60
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"jupyter lab exited early:\n{server.log_tail()}")
+                raise RuntimeError(f"jupyter {app} exited early:\n{server.log_tail()}")
             try:
                 with urllib.request.urlopen(f"{server.url}/api/status", timeout=2) as response:
                     if response.status == 200:
@@ -171,7 +183,7 @@ def lab(relay_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[La
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"jupyter lab did not answer /api/status:\n{server.log_tail()}")
+                raise RuntimeError(f"jupyter {app} did not answer /api/status:\n{server.log_tail()}")
             time.sleep(0.25)
         yield server
     finally:

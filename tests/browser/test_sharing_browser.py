@@ -189,6 +189,24 @@ def test_reopened_widget_notebook_plays_from_kki_media(executed, lab, page, trus
         assert (widgets >= 1) != (fallbacks >= 1), (widgets, fallbacks)
 
 
+def test_a_widget_notebook_in_a_subfolder_plays_from_its_kki_media_in_notebook_7(executed, notebook7, page):
+    # Notebook 7 serves documents at /notebooks/<path>: the widget finds the notebook's folder
+    # there and plays /files/<folder>/kki_media/… (a folder with a space: the URL is escaped).
+    folder = notebook7.root / "shots" / "day one"
+    folder.mkdir(parents=True)
+    shutil.copytree(executed / "kki_media", folder / "kki_media")
+    notebook = nbformat.read(executed / "widget.ipynb", as_version=4)
+    from nbformat.sign import NotebookNotary
+
+    NotebookNotary().sign(notebook)
+    nbformat.write(notebook, folder / "widget.ipynb")
+    results = _visible_videos_play(notebook7, page, "shots/day%20one/widget.ipynb")
+    _shoot(page, "notebook7-widget-in-a-subfolder")
+    _assert_all_play(results, "notebook 7", at_least=2)
+    assert all("/files/shots/day%20one/kki_media/" in r["src"] for r in results), results
+    assert page.locator(".kki-chat video:visible").count() >= 2  # the restored widget's own players
+
+
 def test_sora_cells_show_one_card_with_its_poster_in_jupyterlab(executed, lab, page):
     notebook = nbformat.read(executed / "quickstart.ipynb", as_version=4)
     sora_cells = [c for c in notebook.cells if c.cell_type == "code" and c.source.startswith("%%sora")]
