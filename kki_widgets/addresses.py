@@ -13,6 +13,14 @@ rebinding changes nothing) — is classified:
 
 The user can widen it for a trusted setup with ``KKI_MEDIA_ALLOW=loopback,private`` or
 ``download(..., allow=("private",))``; link-local cannot be allowed.
+
+Through a proxy the environment names (``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY``, minus
+``NO_PROXY``, as the relay client uses it) the proxy makes the connection, often on a network
+where only it resolves outside names (or where local DNS answers Clash-style "fake-ip"
+198.18.0.0/15 placeholders). There the host is judged before the request: an address literal as
+above; a name by what it resolves to here, unless that is nothing or placeholders, in which case
+names that only mean something inside a network (no dot, ``.local``, ``.internal``, …) are
+refused. The proxy's own address is the user's configuration and is not checked.
 """
 
 from __future__ import annotations
@@ -21,17 +29,59 @@ import contextlib
 import ipaddress
 import os
 import socket
+import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import httpcore
 
-__all__ = ["ALLOW_ENV", "AddressPolicy", "AddressRefused", "GuardedBackend"]
+__all__ = [
+    "ALLOW_ENV",
+    "AddressPolicy",
+    "AddressRefused",
+    "GuardedBackend",
+    "environment_proxy",
+    "is_loopback_host",
+]
 
 ALLOW_ENV = "KKI_MEDIA_ALLOW"
 _WIDENINGS = ("loopback", "private")
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+# What "fake-ip" DNS (Clash, Surge: common wherever a local proxy is the way out) answers: a
+# placeholder the proxy maps back to the name. It says nothing about where the name leads.
+_FAKE_IP = ipaddress.ip_network("198.18.0.0/15")
+# Names that only resolve inside a network (RFC 6761/6762/8375 and the usual private zones).
+_INSIDE_SUFFIXES = (".local", ".localhost", ".localdomain", ".internal", ".intranet", ".lan",
+                    ".home", ".home.arpa", ".corp", ".private")
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """"localhost" or a loopback address literal (no DNS)."""
+    if not host:
+        return False
+    bare = host.strip("[]").rstrip(".").lower()
+    if bare == "localhost" or bare.endswith(".localhost"):
+        return True
+    try:
+        return classify(ipaddress.ip_address(bare)) == "loopback"
+    except ValueError:
+        return False
+
+
+def environment_proxy(url: str) -> str | None:
+    """The http(s) proxy the environment names for `url`, or None (NO_PROXY, none set, socks).
+
+    Never for this machine itself (the embedded simulator): a proxy elsewhere cannot reach it.
+    """
+    parts = urlsplit(url)
+    proxies = urllib.request.getproxies_environment()
+    if not parts.hostname or is_loopback_host(parts.hostname):
+        return None
+    if urllib.request.proxy_bypass_environment(parts.hostname, proxies):
+        return None
+    proxy = proxies.get(parts.scheme) or proxies.get("all")
+    return proxy if proxy and urlsplit(proxy).scheme in ("http", "https") else None
 
 
 class AddressRefused(RuntimeError):
@@ -102,6 +152,29 @@ class AddressPolicy:
             if kind == "public" or kind in self.allowed:
                 continue
             raise AddressRefused(self._explain(host, address, kind))
+
+    def check_through_proxy(self, host: str) -> None:
+        """The check for a host a proxy will resolve and connect to (see the module docstring)."""
+        bare = host.strip("[]")
+        try:
+            self.check(host, [ipaddress.ip_address(bare)])
+            return
+        except ValueError:
+            pass  # a name
+        try:
+            addresses = [a for a in resolve(bare, 443) if a not in _FAKE_IP]
+        except OSError:
+            addresses = []  # only the proxy resolves outside names here
+        if addresses:
+            self.check(host, addresses)
+            return
+        name = bare.rstrip(".").lower()
+        if ("." not in name or name.endswith(_INSIDE_SUFFIXES)) and "private" not in self.allowed:
+            raise AddressRefused(
+                f"refused to download from {host} through the proxy: a name that only means something "
+                f"inside a network, and a relay answer must not make this kernel reach it. If you "
+                f"trust this media host, set {ALLOW_ENV}=private (or pass allow=('private',))."
+            )
 
     def _explain(self, host: str, address: IPAddress, kind: str) -> str:
         where = f"{host} ({address})" if host.strip("[]") != str(address) else str(address)

@@ -30,7 +30,7 @@ import httpcore
 import httpx
 from filelock import FileLock
 
-from .addresses import AddressPolicy, AddressRefused, GuardedBackend, resolve
+from .addresses import AddressPolicy, AddressRefused, GuardedBackend, environment_proxy, resolve
 from .atomic import replacing
 from .sniff import sniff
 
@@ -332,7 +332,7 @@ class _KeepPart(Exception):
 
 def _fetch_with_retries(url, part, client, policy, limits, progress, *, retries, timeout):
     own_client = client is None
-    http = client or _guarded_client(policy, timeout)
+    http = client or _Routes(policy, timeout)
     try:
         attempt = 0
         while True:
@@ -355,10 +355,36 @@ def _fetch_with_retries(url, part, client, policy, limits, progress, *, retries,
             http.close()
 
 
+class _Routes:
+    """The package's own media client: direct connections are checked at connect time (see
+    `GuardedBackend`); a URL the environment sends through a proxy (as the relay client does)
+    goes through it, its host judged by `AddressPolicy.check_through_proxy` before the request.
+    Users behind a proxy (a company's, a local Clash) would otherwise keep no copy at all."""
+
+    def __init__(self, policy: AddressPolicy, timeout: float):
+        self.direct = _guarded_client(policy, timeout)
+        self.timeout = timeout
+        self._proxied: dict[str, httpx.Client] = {}
+
+    def send(self, request: httpx.Request, **options) -> httpx.Response:
+        proxy = environment_proxy(str(request.url))
+        if proxy is None:
+            return self.direct.send(request, **options)
+        if proxy not in self._proxied:
+            self._proxied[proxy] = httpx.Client(
+                proxy=proxy, timeout=self.timeout, trust_env=False, follow_redirects=False
+            )
+        return self._proxied[proxy].send(request, **options)
+
+    def close(self) -> None:
+        for client in (self.direct, *self._proxied.values()):
+            client.close()
+
+
 def _guarded_client(policy: AddressPolicy, timeout: float) -> httpx.Client:
     """A client that checks the address of every connection it opens (see `GuardedBackend`).
 
-    Proxies from the environment are not used: the policy must see the media host itself.
+    Its transport ignores the environment's proxies: `_Routes` sends proxied URLs elsewhere.
     """
     transport = httpx.HTTPTransport(retries=0)
     # httpx has no public hook for the socket layer; its transport wraps an httpcore pool,
@@ -375,11 +401,7 @@ def _open_response(http, url, headers, policy, limits, timeout) -> httpx.Respons
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise MediaRefusedError(f"refused to follow a redirect to {url!r}: only http(s) links.")
-        try:
-            addresses = resolve(parts.hostname, parts.port or 80)
-        except OSError as error:  # DNS hiccup: retried like any connection failure
-            raise httpx.ConnectError(str(error)) from None
-        policy.check(parts.hostname, addresses)
+        _check_host(http, url, parts, policy)
         # A bare request: no client default headers (the relay's key) reach a media host.
         request = httpx.Request("GET", url, headers=headers)
         remaining = max(0.1, limits.ends_at - time.monotonic())
@@ -391,6 +413,18 @@ def _open_response(http, url, headers, policy, limits, timeout) -> httpx.Respons
         response.close()
         url = str(httpx.URL(url).join(location))
     raise MediaError(f"{url} redirected more than {MAX_REDIRECTS} times; giving up.")
+
+
+def _check_host(http, url: str, parts, policy: AddressPolicy) -> None:
+    """The address policy for one hop, before anything is sent to it."""
+    if isinstance(http, _Routes) and environment_proxy(url) is not None:
+        policy.check_through_proxy(parts.hostname)
+        return
+    try:
+        addresses = resolve(parts.hostname, parts.port or 80)
+    except OSError as error:  # DNS hiccup: retried like any connection failure
+        raise httpx.ConnectError(str(error)) from None
+    policy.check(parts.hostname, addresses)
 
 
 def _fetch_into(http, url, part: Path, progress, policy, limits, timeout) -> int | None:

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from .addresses import AddressPolicy, AddressRefused, resolve
+from .addresses import AddressPolicy, AddressRefused, is_loopback_host, resolve
 from .config import Secret, Settings, resolve_settings
 from .errors import (
     ConfigurationError,
@@ -257,6 +257,9 @@ class AsyncRelayClient:
                 # the relay points. POSTs refuse them; raw-data GETs follow them by hand.
                 follow_redirects=False,
                 limits=httpx.Limits(max_connections=max(10, self.max_concurrency * 2)),
+                # The environment's proxy for a relay elsewhere (as any HTTP tool), never for
+                # one on this machine: a proxy cannot reach the embedded simulator.
+                trust_env=not is_loopback_host(urlsplit(self.base_url).hostname),
             )
             self._clients[loop] = client
         return client

@@ -443,3 +443,103 @@ def test_keep_copy_refuses_links(tmp_path):
     with pytest.raises(MediaError, match="not a plain file"):
         keep_copy(link, tmp_path / "saved")
     assert not (tmp_path / "saved" / "clip.mp4").exists()
+
+
+# ---- through the environment's proxy (as the relay client goes) ------------------------------
+
+class ForwardProxy:
+    """A plain HTTP forward proxy (absolute-URI GETs): records what it was asked to fetch. Names
+    in `names` resolve here only (like a proxy that reaches what this machine cannot)."""
+
+    def __init__(self):
+        proxy = self
+        self.requested: list[str] = []
+        self.names: dict[str, str] = {}
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                proxy.requested.append(self.path)
+                headers = {k: v for k, v in self.headers.items() if k.lower() in ("range", "accept-encoding")}
+                target = httpx.URL(self.path)
+                if target.host in proxy.names:
+                    target = httpx.URL(proxy.names[target.host]).join(target.raw_path.decode())
+                with httpx.Client(trust_env=False) as upstream:
+                    answer = upstream.get(target, headers=headers)
+                self.send_response(answer.status_code)
+                for name in ("Content-Type", "Content-Range", "Location"):
+                    if name in answer.headers:
+                        self.send_header(name, answer.headers[name])
+                self.send_header("Content-Length", str(len(answer.content)))
+                self.end_headers()
+                self.wfile.write(answer.content)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def proxy(monkeypatch):
+    forward = ForwardProxy()
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy",
+                 "all_proxy", "no_proxy"):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", forward.url)
+    yield forward
+    forward.close()
+
+
+def test_media_go_through_the_proxy_the_environment_names(host, proxy, mp4_bytes, tmp_path):
+    # cdn.kki.invalid resolves nowhere but at the proxy: behind it, the only way to the CDN.
+    proxy.names["cdn.kki.invalid"] = host.url
+    host.files["/cdn/clip.mp4"] = mp4_bytes
+    url = "http://cdn.kki.invalid/cdn/clip.mp4?sig=1"
+    kept = media.download(url, tmp_path, relay_url=PUBLIC_RELAY)
+    assert kept.read_bytes() == mp4_bytes
+    assert proxy.requested == [url]  # the proxy fetched it, not this process
+    # This machine itself never goes through a proxy (the embedded simulator lives there).
+    other = tmp_path / "direct"
+    media.download(f"{host.url}/cdn/clip.mp4", other, relay_url="http://127.0.0.1:9/v1")
+    assert proxy.requested == [url]
+
+
+def test_through_a_proxy_inside_names_and_metadata_are_refused_before_asking_it(proxy, tmp_path):
+    for url in ("http://169.254.169.254/latest/meta-data/", "http://metadata.google.internal/x.mp4",
+                "http://printer/x.mp4", "http://10.0.0.7/x.mp4", "http://nas.local/x.mp4"):  # fmt: skip
+        with pytest.raises(MediaRefusedError, match="refused to download"):
+            media.download(url, tmp_path, relay_url=PUBLIC_RELAY, retries=0)
+    assert proxy.requested == []
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_no_proxy_hosts_connect_directly(proxy, tmp_path, monkeypatch):
+    monkeypatch.setenv("NO_PROXY", "kki.invalid")
+    url = "http://cdn.kki.invalid/cdn/clip.mp4"
+    with pytest.raises(MediaError, match=r"cdn\.kki\.invalid"):  # direct: this machine cannot resolve it
+        media.download(url, tmp_path, relay_url=PUBLIC_RELAY, retries=0)
+    assert proxy.requested == []
+
+
+def test_fake_ip_answers_are_no_verdict_but_real_private_answers_are(monkeypatch):
+    from kki_widgets import addresses
+
+    answers = {"cdn.example.com": ["198.18.0.5"], "files.corp.example": ["10.1.2.3"]}
+
+    def fake_resolve(host, port):
+        if host not in answers:
+            raise OSError(f"cannot resolve {host}")
+        return [addresses.ipaddress.ip_address(a) for a in answers[host]]
+
+    monkeypatch.setattr(addresses, "resolve", fake_resolve)
+    policy = addresses.AddressPolicy.for_relay(PUBLIC_RELAY)
+    policy.check_through_proxy("cdn.example.com")  # Clash's placeholder: the proxy decides
+    policy.check_through_proxy("videos.openai.com")  # unresolvable here: a public-looking name
+    with pytest.raises(addresses.AddressRefused, match=r"10\.1\.2\.3"):
+        policy.check_through_proxy("files.corp.example")
