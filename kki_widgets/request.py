@@ -78,6 +78,11 @@ def normalize_messages(messages, images=None) -> list[dict]:
         content = message.get("content")
         if not isinstance(content, (str, list)):
             raise ConfigurationError(f"message {number} content must be a string or a list of parts")
+        for part in content if isinstance(content, list) else ():
+            # A stored image whose file is gone (see store_frames): said only when it is sent.
+            missing = (part.get("image_url") or {}).get("missing") if isinstance(part, dict) else None
+            if isinstance(missing, str):
+                raise ConfigurationError(missing)
         normalized.append({"role": message["role"], "content": content})
     last = normalized[-1]
     if last["role"] != "user":

@@ -48,6 +48,7 @@ import logging
 import os
 import threading
 import warnings
+from collections import ChainMap
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -55,8 +56,9 @@ from typing import Any
 
 from filelock import FileLock
 
-from . import store_format
+from . import store_format, store_journal
 from .atomic import replacing
+from .store_frames import FrameFiles
 
 log = logging.getLogger("kki_widgets.store")
 
@@ -76,6 +78,7 @@ NOTEBOOK_ENV = "KKI_NOTEBOOK"
 LOCK_TIMEOUT_SECONDS = 60.0
 _TEMP_PREFIX = ".tmp-"
 _KEEP = object()
+_SEQ_KEY = "journal_seq"  # in the snapshot: the last journal line it holds
 
 
 class StoreError(RuntimeError):
@@ -88,6 +91,21 @@ class SecretInStoreError(StoreError):
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _identity(path: Path) -> tuple[int, int, int, int] | None:
+    """What tells a rewritten snapshot from the one read: (inode, size, mtime, device)."""
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (stat.st_ino, stat.st_dev, stat.st_size, stat.st_mtime_ns)
+
+
+def _answers_op(answers: ChainMap) -> list[dict]:
+    """The op for the answers a change added (written into the ChainMap's first mapping)."""
+    added = {k: v for k, v in answers.maps[0].items() if k not in answers.maps[1]}
+    return [{"op": "answers", "answers": added}] if added else []
 
 
 def _reveal(secret: Any) -> str | None:
@@ -167,6 +185,9 @@ def _warn_unidentified(path: Path) -> None:
 class NotebookStore:
     """The JSON store of one notebook. Every public method is safe across threads and processes."""
 
+    #: The journal is folded into the snapshot once it is bigger than the snapshot and this.
+    compact_min_bytes = 256 * 1024
+
     def __init__(self, path: str | os.PathLike, *, secret: Any = None, private_conversations: bool = False):
         """``private_conversations``: conversations live in this object only (an unidentified
         notebook must not share them); the cache, pending tasks and counters still go to ``path``.
@@ -176,7 +197,14 @@ class NotebookStore:
         self._private = {"conversations": {}, "answers": {}} if private_conversations else None
         self._private_lock = threading.RLock()
         self._lock = FileLock(str(self.path) + ".lock", timeout=LOCK_TIMEOUT_SECONDS)
-        self._batch = threading.local()  # the state of an open batch(), per thread
+        self._batch = threading.local()  # the ops of an open batch(), per thread
+        self._journal = store_journal.Journal(self.path.with_name(self.path.stem + ".journal"))
+        self._frames = FrameFiles(self.root)
+        # The store as last read (snapshot + journal), and what it was read from.
+        self._cache: dict[str, Any] | None = None
+        self._snapshot_id: tuple | None = None
+        self._seq = 0  # the last journal line applied
+        self._needs_snapshot = False  # a version-1 file: the next change rewrites it
 
     def __repr__(self) -> str:  # never shows the secret
         private = ", conversations kept in memory" if self._private is not None else ""
@@ -238,7 +266,11 @@ class NotebookStore:
             conversation = store["conversations"].get(name)
             if conversation is None:
                 return None
-            return store_format.inflate_conversation(conversation, store["answers"], self.root)
+            whole = store_format.inflate_conversation(conversation, store["answers"], self.root)
+        loaded: dict = {}  # each frame file read once, however many turns' histories send it
+        for turn in whole["turns"]:
+            turn["messages"] = self._frames.inflate(turn["messages"], loaded)
+        return whole
 
     def cache_get(self, key: str) -> dict | None:
         if self._absent():
@@ -259,22 +291,36 @@ class NotebookStore:
     # ----------------------------------------------------------------------------- writing
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
-        """Group the changes made inside into one locked read-modify-write and one atomic write.
+        """Group the changes made inside into one locked read-modify-write and one journal line.
 
         Reentrant; other threads and processes wait for the lock, so they see all of it or none.
         """
-        if getattr(self._batch, "state", None) is not None:
+        if self._in_batch():
             yield
             return
         with self._locked():
-            self._batch.state, self._batch.dirty = self._read(), False
+            self._read()
+            self._batch.ops = []
             try:
                 yield
             finally:
-                state, dirty = self._batch.state, self._batch.dirty
-                self._batch.state = None
-                if dirty:
-                    self._write(state)
+                encoded, self._batch.ops = self._batch.ops, None
+                if encoded:
+                    self._commit(encoded)
+
+    def compact(self) -> None:
+        """Fold the journal into the snapshot now: one atomic rewrite of ``.kki/<name>.json``.
+
+        The store does this by itself when the journal outgrows the snapshot; call it to leave a
+        snapshot that holds everything on its own (before committing the folder, say).
+        """
+        if self._in_batch():
+            raise StoreError("compact() inside batch(): call it after the batch")
+        if self._absent():
+            return
+        with self._locked():
+            self._read()
+            self._compact()
 
     def save_turns(self, name: str, turns: list[dict], *, head: Any = _KEEP, **fields: Any) -> None:
         """Merge ``turns`` (dicts with an ``id``) into conversation ``name``; others stay as they are.
@@ -285,17 +331,24 @@ class NotebookStore:
         for turn in turns:
             if not turn.get("id"):
                 raise ValueError("every turn saved needs an 'id'")
+        frames = None if self._private is not None else self._frames
 
-        def change(store: dict) -> None:
-            conversation = store["conversations"].setdefault(
-                name, {"turns": {}, "head": None, "created_at": _now()}
-            )
+        def change(store: dict) -> list[dict]:
+            stored = (store["conversations"].get(name) or {}).get("turns")
+            # Written into the first mapping only: the new records and answers, as data.
+            records = ChainMap({}, stored if isinstance(stored, dict) else {})
+            answers = ChainMap({}, store["answers"])
             for turn in turns:
-                store_format.put_turn(conversation["turns"], turn, store["answers"], self.root)
+                store_format.put_turn(records, turn, answers, self.root, frames)
+            settings = copy.deepcopy(fields)
             if head is not _KEEP:
-                conversation["head"] = head
-            conversation.update(copy.deepcopy(fields))
-            conversation["updated_at"] = _now()
+                settings["head"] = head
+            settings["updated_at"] = _now()
+            return [
+                *_answers_op(answers),
+                {"op": "turns", "conversation": name, "turns": records.maps[0],
+                 "set": settings, "created_at": _now()},
+            ]
 
         self._mutate_conversations(change)
 
@@ -303,8 +356,9 @@ class NotebookStore:
         """Forget conversation ``name``; returns whether it existed."""
         existed = []
 
-        def change(store: dict) -> None:
-            existed.append(store["conversations"].pop(name, None) is not None)
+        def change(store: dict) -> list[dict]:
+            existed.append(name in store["conversations"])
+            return [{"op": "delete", "conversation": name}] if existed[0] else []
 
         self._mutate_conversations(change)
         return existed[0]
@@ -331,10 +385,11 @@ class NotebookStore:
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
     def cache_put(self, key: str, entry: dict) -> None:
-        def change(store: dict) -> None:
-            record = store_format.compact_entry(entry, store["answers"], self.root)
+        def change(store: dict) -> list[dict]:
+            answers = ChainMap({}, store["answers"])
+            record = store_format.compact_entry(entry, answers, self.root)
             record.setdefault("created_at", _now())
-            store["cache"][key] = record
+            return [*_answers_op(answers), {"op": "cache", "key": key, "entry": record}]
 
         self._mutate(change)
 
@@ -344,16 +399,12 @@ class NotebookStore:
             raise ValueError("a pending task needs a 'task_id'")
         record = copy.deepcopy(dict(task))
         record.setdefault("created_at", _now())
-
-        def change(store: dict) -> None:
-            store["pending"] = [t for t in store["pending"] if t.get("task_id") != task["task_id"]]
-            store["pending"].append(record)
-
-        self._mutate(change)
+        self._mutate(lambda store: [{"op": "pending", "task": record}])
 
     def remove_pending(self, task_id: str) -> None:
-        def change(store: dict) -> None:
-            store["pending"] = [t for t in store["pending"] if t.get("task_id") != task_id]
+        def change(store: dict) -> list[dict]:
+            known = any(t.get("task_id") == task_id for t in store["pending"])
+            return [{"op": "unpending", "task_id": task_id}] if known else []
 
         self._mutate(change)
 
@@ -361,9 +412,10 @@ class NotebookStore:
         """Add ``n`` to a usage counter (``paid_requests``, ``cache_hits``, ...); returns the total."""
         total = []
 
-        def change(store: dict) -> None:
-            store["usage"][counter] = int(store["usage"].get(counter, 0)) + n
-            total.append(store["usage"][counter])
+        def change(store: dict) -> list[dict]:
+            # The total, not the step: replaying the line a second time changes nothing.
+            total.append(int(store["usage"].get(counter, 0)) + n)
+            return [{"op": "usage", "counter": counter, "value": total[0]}]
 
         self._mutate(change)
         return total[0]
@@ -378,6 +430,8 @@ class NotebookStore:
         try:
             with self._lock:
                 yield
+        except store_journal.JournalLinkError as exc:
+            raise StoreError(exc.strerror) from None
         except TimeoutError as exc:  # filelock.Timeout subclasses TimeoutError
             raise StoreError(
                 f"could not lock {self.path} within {LOCK_TIMEOUT_SECONDS:.0f} s: another kernel "
@@ -405,60 +459,116 @@ class NotebookStore:
         with self._locked():
             yield self._state()
 
-    def _mutate_conversations(self, change: Callable[[dict], None]) -> None:
+    def _mutate_conversations(self, change: Callable[[dict], list[dict]]) -> None:
         if self._private is None:
             self._mutate(change)
             return
         with self._private_lock:
-            change(self._private)
+            store_journal.apply(self._private, change(self._private))
+
+    def _in_batch(self) -> bool:
+        return getattr(self._batch, "ops", None) is not None
 
     def _absent(self) -> bool:
         """No file yet and no open batch: a read answers "empty" without creating `.kki/` and a
         lock file (a VideoChat() that is never used leaves the folder as it was)."""
-        return getattr(self._batch, "state", None) is None and not self.path.exists()
+        return not self._in_batch() and not self.path.exists() and not self._journal.exists()
 
     def _state(self) -> dict[str, Any]:
-        """The store as it is now (caller holds the lock); inside a batch, the batch's copy."""
-        state = getattr(self._batch, "state", None)
-        return state if state is not None else self._read()
+        """The store as it is now (caller holds the lock); inside a batch, with the batch's changes."""
+        return self._cache if self._in_batch() else self._read()
 
     def _state_copy(self) -> dict[str, Any]:
-        state = getattr(self._batch, "state", None)
-        return copy.deepcopy(state) if state is not None else self._read()
+        return copy.deepcopy(self._state())
 
-    def _mutate(self, change: Callable[[dict], None]) -> None:
-        if getattr(self._batch, "state", None) is not None:
-            change(self._batch.state)
-            self._batch.dirty = True
+    def _mutate(self, change: Callable[[dict], list[dict]]) -> None:
+        """Make the change's ops from the current store, apply them, and write them (one line)."""
+        if self._in_batch():
+            self._change(self._cache, change, self._batch.ops)
             return
         with self._locked():
-            store = self._read()
-            change(store)
-            self._write(store)
+            encoded: list[str] = []
+            self._change(self._read(), change, encoded)
+            if encoded:
+                self._commit(encoded)
+
+    def _change(self, store: dict, change: Callable[[dict], list[dict]], into: list[str]) -> None:
+        ops = change(store)
+        # Encoded before they are applied: nothing that is not JSON reaches the kept state.
+        encoded = [json.dumps(op, ensure_ascii=False, separators=(",", ":")) for op in ops]
+        try:
+            store_journal.apply(store, ops)
+        except BaseException:
+            self._forget()
+            raise
+        into.extend(encoded)
+
+    def _commit(self, encoded: list[str]) -> None:
+        try:
+            self._write(encoded)
+        except BaseException:  # the kept state has changes the files do not: read them again
+            self._forget()
+            raise
+
+    def _forget(self) -> None:
+        self._cache = None
+        self._journal.forget()
 
     def _read(self) -> dict[str, Any]:
-        """Read the file (caller holds the lock). Missing → empty; unparseable → moved aside."""
+        """The store as the files say now (caller holds the lock): the snapshot plus the journal.
+
+        Kept between calls and brought up to date cheaply: a snapshot with the same identity
+        (inode, size, mtime) needs only the journal lines appended since the last read, so a
+        write costs the same at 10 turns as at 1,000. Another kernel's compaction replaces the
+        snapshot: then both are read again.
+        """
+        if self._cache is not None and _identity(self.path) == self._snapshot_id:
+            records = self._journal.read()
+            if records is not None:
+                self._replay(records)
+                return self._cache
+        self._journal.forget()
+        self._remove_orphaned_temp_files()
+        self._cache, self._seq = self._read_snapshot()
+        self._snapshot_id = _identity(self.path)
+        self._replay(self._journal.read() or [])
+        return self._cache
+
+    def _replay(self, records: list[dict]) -> None:
+        for record in records:
+            if record["seq"] > self._seq:  # older lines are in the snapshot already
+                store_journal.apply(self._cache, record["ops"])
+                self._seq = record["seq"]
+        if self._journal.moved_aside:  # keep what was readable without the damaged file
+            self._compact()
+
+    def _read_snapshot(self) -> tuple[dict[str, Any], int]:
+        """The snapshot file and the last journal line it holds. Missing → empty; unparseable →
+        moved aside; version 1 → migrated (and written as version 2 by the next change)."""
+        self._needs_snapshot = False
         try:
             raw = self.path.read_bytes()
         except FileNotFoundError:
-            return store_format.empty_store()
+            return store_format.empty_store(), 0
         try:
             data = json.loads(raw.decode("utf-8"))
             if not isinstance(data, dict) or not isinstance(data.get("version"), int):
                 raise ValueError("not a kki_widgets store (no integer 'version')")
         except (ValueError, UnicodeDecodeError) as exc:
             self._move_aside(exc)
-            return store_format.empty_store()
+            return store_format.empty_store(), 0
         if data["version"] > STORE_VERSION:
             raise StoreError(
                 f"{self.path} was written by a newer kki_widgets (store version {data['version']}, "
                 f"this one reads {STORE_VERSION}); upgrade kki_widgets to use it."
             )
         if data["version"] < 2:
-            return store_format.migrate_v1(data, self.root)
+            self._needs_snapshot = True
+            return store_format.migrate_v1(data, self.root), 0
+        seq = data.pop(_SEQ_KEY, 0)
         store = store_format.empty_store()
         store.update(data)
-        return store
+        return store, seq if type(seq) is int else 0
 
     def _move_aside(self, reason: Exception) -> None:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
@@ -471,12 +581,30 @@ class NotebookStore:
             stacklevel=4,
         )
 
-    def _write(self, store: dict) -> None:
-        """Atomically replace the file (caller holds the lock)."""
+    def _write(self, encoded: list[str]) -> None:
+        """Commit one state change (caller holds the lock; the kept state has it already): one
+        journal line, or a new snapshot when there is none yet or the journal outgrew it."""
+        if self._snapshot_id is None or self._needs_snapshot:
+            self._compact()
+            return
+        text = store_journal.line(self._seq + 1, encoded)
+        self._refuse_secret(text)
+        self._journal.append(text)
+        self._seq += 1
+        # Compacting when the journal is as big as the snapshot keeps the cost per change flat:
+        # a rewrite of n turns comes after about n turns' worth of lines.
+        if self._journal.size > max(self._snapshot_id[2], self.compact_min_bytes):
+            self._compact()
+
+    def _compact(self) -> None:
+        """Atomically replace the snapshot with the kept state, then remove the journal. A crash
+        in between leaves both: the journal's lines are then older than the snapshot's
+        ``journal_seq`` and are skipped."""
+        store = self._cache
         store_format.drop_unused_answers(store)
         # Compact, so json uses its C encoder: with indent it falls back to pure Python, which
         # made one write of a 1,000-turn store cost seconds instead of milliseconds.
-        text = json.dumps(store, ensure_ascii=False, separators=(",", ":"))
+        text = json.dumps({**store, _SEQ_KEY: self._seq}, ensure_ascii=False, separators=(",", ":"))
         self._refuse_secret(text)
         self._remove_orphaned_temp_files()
         with replacing(
@@ -484,6 +612,9 @@ class NotebookStore:
             durable=True,
         ) as temp_name, open(temp_name, "w", encoding="utf-8") as handle:
             handle.write(text)
+        self._journal.remove()
+        self._snapshot_id = _identity(self.path)
+        self._needs_snapshot = False
 
     def _remove_orphaned_temp_files(self) -> None:
         # Every writer holds the lock while its temp file exists, so under the lock any temp file

@@ -102,7 +102,10 @@ def _assistant(record: dict, answers: dict) -> dict:
     return {"role": "assistant", "content": answers.get(digest, "") if digest else ""}
 
 
-def put_turn(turns: dict, turn: dict, answers: dict, root: Path) -> None:
+def put_turn(turns: dict, turn: dict, answers: dict, root: Path, stored_message=None) -> None:
+    """Put ``turn`` into ``turns`` in its stored form. ``stored_message`` (message → message)
+    gives a message's stored form (images kept as files, see `store_frames`); the history is
+    compared in that form, so a turn continuing a stored parent is stored as a continuation."""
     # The history is only compared, rarely kept: do not copy it up front.
     record = {key: copy.deepcopy(value) for key, value in turn.items() if key != "messages"}
     turn_id = record["id"]
@@ -110,18 +113,20 @@ def put_turn(turns: dict, turn: dict, answers: dict, root: Path) -> None:
     for key in _PATH_KEYS:
         record[key] = _stored_path(record.get(key), root)
     messages = turn.get("messages")
+    stored = stored_message or (lambda message: message)
     if isinstance(messages, list) and messages:
         previous = turns.get(turn_id) or {}
+        last = stored(messages[-1])
         same_as_stored = (
             "message" in previous
             and previous.get("parent") == record.get("parent")
-            and previous["message"] == messages[-1]
+            and previous["message"] == last
             and previous.get("history") == len(messages) - 1
         )
         if same_as_stored:  # a turn's messages never change: no need to compare the history
             record["history"], record["message"] = previous["history"], previous["message"]
         else:
-            _compact_messages(record, messages, turns, answers)
+            _compact_messages(record, [*map(stored, messages[:-1]), last], turns, answers)
     elif messages is not None:
         record["messages"] = copy.deepcopy(messages)
     turns[turn_id] = record

@@ -13,6 +13,7 @@ from kki_testing import run_cell as run
 
 from kki_widgets.magics import SoraMagics, TurnTable, interpolate
 from kki_widgets.simulator import Simulator
+from kki_widgets.store import NotebookStore
 
 
 @pytest.fixture
@@ -256,6 +257,9 @@ def test_the_key_never_reaches_the_store(sim, new_shell, tmp_path):
     ip = new_shell()
     run(ip, "%%sora\na cat")
     ip.run_line_magic("sora", "history")
+    journal = tmp_path / ".kki" / "notebook.journal"
+    assert journal.is_file() and TEST_KEY not in journal.read_text()
+    NotebookStore(tmp_path / ".kki" / "notebook.json").compact()  # the journal into the snapshot
     text = (tmp_path / ".kki" / "notebook.json").read_text()
     assert TEST_KEY not in text
     [turn] = json.loads(text)["conversations"]["default"]["turns"].values()  # turns by ID

@@ -83,6 +83,7 @@ def test_a_tampered_store_is_neither_played_linked_nor_copied(fast_simulator, tm
     link = tmp_path / "kki_media" / "looks-fine.mp4"
     link.symlink_to(tmp_path / "notes" / ".env")
 
+    conv.store.compact()  # the whole store in the snapshot, the file a user would edit
     path = conv.store.path
     data = json.loads(path.read_text())
     [record] = data["conversations"]["default"]["turns"].values()
@@ -140,6 +141,7 @@ def test_a_tampered_store_cannot_feed_save_a_foreign_file(tmp_path, monkeypatch)
         monkeypatch.setenv("KKI_API_KEY", TEST_KEY)
         try:
             cell("%%sora\na comet")
+            NotebookStore(store).compact()  # the whole store in the file edited below
             data = json.loads(store.read_text())
             for record in data["conversations"]["default"]["turns"].values():
                 record["path"] = "/etc/passwd"
@@ -160,6 +162,7 @@ def test_parent_cycles_are_broken_on_load_so_stitch_ends(fast_simulator, tmp_pat
     conv = conversation(fast_simulator, tmp_path)
     conv.send("a tower")
     conv.send("it sways")
+    conv.store.compact()  # the whole store in the snapshot, the file edited below
     path = conv.store.path
     data = json.loads(path.read_text())
     turns = data["conversations"]["default"]["turns"]
@@ -241,6 +244,7 @@ def test_a_version_1_store_migrates_on_load(fast_simulator, tmp_path):
                            "paths": {"video": t.path, "thumbnail": t.thumbnail_path}} for t in (a, b)}
     old = {"version": 1, "conversations": {"default": {"turns": v1_turns, "head": 1}},
            "cache": cache, "pending": [], "usage": {"paid_requests": 2}}
+    conv.store.compact()  # main wrote no journal: only the file below
     conv.store.path.write_text(json.dumps(old, indent=1))
     before = len(fast_simulator.requests)
 
