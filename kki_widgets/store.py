@@ -94,7 +94,7 @@ def _now() -> str:
 
 
 def _identity(path: Path) -> tuple[int, int, int, int] | None:
-    """What tells a rewritten snapshot from the one read: (inode, size, mtime, device)."""
+    """What tells a rewritten snapshot from the one read: (inode, device, size, mtime)."""
     try:
         stat = os.stat(path)
     except FileNotFoundError:
@@ -300,13 +300,17 @@ class NotebookStore:
             return
         with self._locked():
             self._read()
-            self._batch.ops = []
+            self._batch.ops, self._batch.broken = [], False
             try:
                 yield
             finally:
                 encoded, self._batch.ops = self._batch.ops, None
-                if encoded:
-                    self._commit(encoded)
+                try:
+                    if encoded:
+                        self._commit(encoded)
+                finally:
+                    if self._batch.broken:  # a change failed half-applied: read the files again
+                        self._forget()
 
     def compact(self) -> None:
         """Fold the journal into the snapshot now: one atomic rewrite of ``.kki/<name>.json``.
@@ -476,7 +480,9 @@ class NotebookStore:
 
     def _state(self) -> dict[str, Any]:
         """The store as it is now (caller holds the lock); inside a batch, with the batch's changes."""
-        return self._cache if self._in_batch() else self._read()
+        if self._in_batch() and self._cache is not None:
+            return self._cache
+        return self._read()
 
     def _state_copy(self) -> dict[str, Any]:
         return copy.deepcopy(self._state())
@@ -484,7 +490,7 @@ class NotebookStore:
     def _mutate(self, change: Callable[[dict], list[dict]]) -> None:
         """Make the change's ops from the current store, apply them, and write them (one line)."""
         if self._in_batch():
-            self._change(self._cache, change, self._batch.ops)
+            self._change(self._state(), change, self._batch.ops)
             return
         with self._locked():
             encoded: list[str] = []
@@ -511,8 +517,11 @@ class NotebookStore:
             raise
 
     def _forget(self) -> None:
+        """Drop the kept state: the next read starts from the files again."""
         self._cache = None
         self._journal.forget()
+        if self._in_batch():
+            self._batch.broken = True
 
     def _read(self) -> dict[str, Any]:
         """The store as the files say now (caller holds the lock): the snapshot plus the journal.

@@ -141,7 +141,9 @@ class Journal:
     def read(self) -> list[dict] | None:
         """The records appended since the last read, or None when the file was replaced,
         truncated or removed since (another kernel folded it into the snapshot: read again
-        from the snapshot). A damaged journal is moved aside here (see the module docstring)."""
+        from the snapshot). A damaged journal is moved aside here (see the module docstring):
+        then ``moved_aside`` is true and the caller must write its state to the snapshot."""
+        self.moved_aside = False
         try:
             fd = os.open(self.path, os.O_RDONLY | _NOFOLLOW)
         except FileNotFoundError:
@@ -182,8 +184,7 @@ class Journal:
             position += len(piece) + 1
             if ended and damaged_at is None and not torn:
                 good_end = position
-        self.moved_aside = damaged_at is not None
-        if self.moved_aside:
+        if damaged_at is not None:
             self._move_aside(damaged_at)
         else:
             self.offset = good_end
@@ -227,6 +228,7 @@ class Journal:
         aside = self.path.with_name(f"{self.path.stem}.corrupt-{stamp}.journal")
         os.replace(self.path, aside)
         self.forget()
+        self.moved_aside = True
         warnings.warn(
             f"kki_widgets: the journal {self.path} is damaged at byte {damaged_at} (a line "
             f"that is not a store change, followed by good ones); it was moved to {aside}, its "
