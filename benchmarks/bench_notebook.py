@@ -79,7 +79,8 @@ def weigh(kind: str, turns: int, base_url: str) -> int:
         nbformat.write(notebook, path)
         size = path.stat().st_size
         widget_state = len(json.dumps(notebook.metadata.get("widgets", {})))
-        stores = list((Path(folder) / ".kki").glob("*.json"))
+        kki = Path(folder) / ".kki"
+        stores = [*kki.glob("*.json"), *kki.glob("*.journal")]  # the snapshot and its journal
         store_size = sum(store.stat().st_size for store in stores)
     if turns == 20:
         emit(f"notebook.{kind}.ipynb_size", size / 1024, "KB", target="< 200 KB",

@@ -119,7 +119,7 @@ HEADLINE = [
     ("cold_start.VideoChat", "from kki_widgets import VideoChat (first use)"),
     ("notebook.sora.ipynb_size", "notebook, 20 %%sora cells"),
     ("notebook.videochat.ipynb_size", "notebook, one VideoChat with 20 turns"),
-    ("notebook.sora.store_size", "store file (.kki/*.json), 20 turns"),
+    ("notebook.sora.store_size", "store files (.kki/*.json + *.journal), 20 turns"),
     ("simulator.chunks_per_s", "simulator, 100 concurrent streams"),
     ("hostile.junk_stream.data_never_ends.peak_rss", "client peak RSS, 150 MB junk stream"),
     ("hostile.long_line.65536B_reads", "SSE decode of one 200 MB line"),

@@ -205,6 +205,7 @@ class NotebookStore:
         self._snapshot_id: tuple | None = None
         self._seq = 0  # the last journal line applied
         self._needs_snapshot = False  # a version-1 file: the next change rewrites it
+        self._sent = store_format.SentMemo()  # what recent turns sent: checks remixes in O(1)
 
     def __repr__(self) -> str:  # never shows the secret
         private = ", conversations kept in memory" if self._private is not None else ""
@@ -343,7 +344,7 @@ class NotebookStore:
             records = ChainMap({}, stored if isinstance(stored, dict) else {})
             answers = ChainMap({}, store["answers"])
             for turn in turns:
-                store_format.put_turn(records, turn, answers, self.root, frames)
+                store_format.put_turn(records, turn, answers, self.root, frames, self._sent)
             settings = copy.deepcopy(fields)
             if head is not _KEEP:
                 settings["head"] = head
@@ -537,6 +538,7 @@ class NotebookStore:
                 self._replay(records)
                 return self._cache
         self._journal.forget()
+        self._sent.clear()
         self._remove_orphaned_temp_files()
         self._cache, self._seq = self._read_snapshot()
         self._snapshot_id = _identity(self.path)
@@ -544,6 +546,8 @@ class NotebookStore:
         return self._cache
 
     def _replay(self, records: list[dict]) -> None:
+        if records:  # another writer changed the stored turns: what was remembered may not hold
+            self._sent.clear()
         for record in records:
             if record["seq"] > self._seq:  # older lines are in the snapshot already
                 store_journal.apply(self._cache, record["ops"])

@@ -295,3 +295,41 @@ def test_kill_9_never_loses_a_committed_turn(tmp_path):
     # A later writer cleans the temp files the killed processes left behind.
     NotebookStore(path).bump("cache_hits")
     assert not list(path.parent.glob(".tmp-*"))
+
+
+def _chain_turn(n: int, history: list, answer: str) -> dict:
+    messages = [*history, {"role": "user", "content": f"shot {n}"}]
+    return {"id": f"t{n}", "parent": f"t{n - 1}" if n else None, "messages": messages,
+            "generation": {"status": "completed", "text": answer}}
+
+
+def test_every_turn_loads_back_exactly_what_it_sent_even_when_answers_change(tmp_path):
+    """A remix is recognised from what its parent sent a moment ago (no walk up the chain); an
+    answer changed after a child sent the old one, or a history edited by the caller, must still
+    load back exactly as sent."""
+    store = NotebookStore(tmp_path / "nb.json")
+    history: list = []
+    sent = {}
+    for n in range(4):
+        turn = _chain_turn(n, history, f"answer {n}")
+        store.save_turns("film", [turn], head=turn["id"])
+        sent[turn["id"]] = turn["messages"]
+        history = [*turn["messages"], {"role": "assistant", "content": f"answer {n}"}]
+    # Turn 2's answer is recovered later (a longer text): turn 3 sent the old one.
+    store.save_turns("film", [{**_chain_turn(2, sent["t2"][:-1], "answer 2, recovered"),
+                               "messages": sent["t2"]}])
+    child = _chain_turn(4, history, "answer 4")
+    store.save_turns("film", [child])
+    sent["t4"] = child["messages"]
+    # A caller that edits the history it sends: not a continuation of what is stored.
+    edited = [{**m, "content": "edited"} if m["role"] == "assistant" else m for m in history]
+    odd = {**_chain_turn(5, edited, "answer 5"), "parent": "t3"}
+    store.save_turns("film", [odd])
+    sent["t5"] = odd["messages"]
+    for reopened in (store, NotebookStore(store.path)):
+        loaded = {t["id"]: t["messages"] for t in reopened.load_conversation("film")["turns"]}
+        # Turn 3 was stored as a continuation before turn 2's answer changed, so it is rebuilt
+        # with the new answer (format 2 keeps answers once; sessions only change an answer
+        # before any turn continues it). Turn 4 came after the change: it is exact.
+        loaded.pop("t3"), sent.pop("t3", None)
+        assert loaded == sent
