@@ -1,6 +1,7 @@
 """Per-notebook persistence: conversations, the request cache, pending tasks, usage counters.
 
-One JSON file per notebook, ``<notebook dir>/.kki/<notebook stem>.json`` (format version 2)::
+Two files per notebook in ``<notebook dir>/.kki/``: the snapshot ``<notebook stem>.json``
+(format version 2) and its journal ``<notebook stem>.journal``::
 
     {"version": 2,
      "conversations": {name: {"turns": {turn_id: turn}, "head": turn_id|None, "model",
@@ -9,32 +10,43 @@ One JSON file per notebook, ``<notebook dir>/.kki/<notebook stem>.json`` (format
      "cache":         {key: {"generation": {..., "answer": sha256}, "paths": {...},
                              "created_at"}},
      "pending":       [{"task_id": ..., ...}],       # accepted by the relay, not finished yet
-     "usage":         {"paid_requests": n, "cache_hits": n, ...}}
+     "usage":         {"paid_requests": n, "cache_hits": n, ...},
+     "journal_seq":   n}                             # the last journal line it holds
 
 A turn refers to its parent by ID and stores only its own prompt message plus how many of the
 parent's messages it sent (``history``), so the store grows linearly with the turns instead of
-copying the whole history into every turn; its answer lives once in ``answers``. Paths inside the
-notebook's folder are stored relative to it, so the folder can be moved or cloned (the codec is
-`kki_widgets.store_format`). Version-1
-files (full history per turn, absolute paths) are migrated when read.
+copying the whole history into every turn; its answer lives once in ``answers``, and an image it
+sent (a parent's last frame) once as a file in ``kki_media/frames/`` (`kki_widgets.store_frames`).
+Paths inside the notebook's folder are stored relative to it, so the folder can be moved or cloned
+(the codec is `kki_widgets.store_format`). Version-1 files (full history per turn, absolute
+paths) are migrated when read.
 
 Why it is built this way:
 
+- One turn's write must cost the same at 10 turns as at 1,000, and rewriting the whole file per
+  change did not (5 / 32 / 206 ms). So each state change appends one JSON line of ops to the
+  journal (`kki_widgets.store_journal`: the ops are data, each one sets a value), and the
+  snapshot is rewritten only when the journal outgrows it: the cost of a rewrite is spread over
+  as many turns as the store holds. Reading is the snapshot plus the journal's lines; this
+  object keeps what it read and, each time, reads only what another writer appended since.
 - Two kernels can run on one notebook (a second tab, nbclient next to a live kernel), so every
-  mutation is a read-modify-write under a cross-process ``filelock`` — no lost updates — and a
+  change is a read-modify-write under a cross-process ``filelock`` — no lost updates — and a
   conversation is merged turn by turn (`save_turns`), never replaced wholesale. ``batch()``
   groups the changes of one state change (a finished turn: its record, the cache entry, the
-  pending list) into one atomic write.
+  pending list) into one journal line.
 - The folder is shared state that anyone may have edited: what is read back is data to check
   (parents must come first, so a parent cycle cannot exist after loading; paths are checked
-  against the media folder by the caller, see `media.kept_file`).
-- A kernel can be killed at any instant (kill -9, OOM, laptop lid), so the file is replaced
-  atomically: temp file in the same directory, flush, fsync, ``os.replace``, fsync of the
-  directory. A reader sees the old file or the new one, never half of one.
-- A paid generation must never be forgotten: a file that cannot be parsed is moved aside (with a
-  warning naming both paths) instead of being overwritten with an empty store.
+  against the media folder by the caller, see `media.kept_file`; journal lines must be ops of
+  the right shape; a journal or lock file that is a symbolic link is refused).
+- A kernel can be killed at any instant (kill -9, OOM, laptop lid): a journal line is one
+  fsynced append (a cut-off last line is ignored and cut before the next one), and the snapshot
+  is replaced atomically (temp file, fsync, ``os.replace``, fsync of the directory) before the
+  journal is removed; lines it already holds are skipped by their sequence number.
+- A paid generation must never be forgotten: a snapshot that cannot be parsed, or a journal
+  damaged before its end, is moved aside (with a warning naming both paths), never overwritten.
 - The store sits next to the notebook and may be committed to git: it must never contain the API
-  key, so every write is checked against the configured secret and refused if the key appears.
+  key, so every line and every snapshot is checked against the configured secret and refused if
+  the key appears.
 """
 
 from __future__ import annotations
