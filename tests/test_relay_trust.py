@@ -207,6 +207,8 @@ def test_an_echoed_key_reaches_no_artifact_and_the_store_keeps_working(name, tmp
                      json.dumps(turn_to_dict(failed), ensure_ascii=False)):
         assert leaked(artifact) == []
     assert later.status == "completed"
+    assert leaked((tmp_path / ".kki" / "echo.journal").read_text()) == []
+    store.compact()  # the journal folded into the snapshot
     saved = (tmp_path / ".kki" / "echo.json").read_text()
     assert leaked(saved) == [] and "a paid turn after that" in saved
     reloaded = Conversation(base_url=relay.base_url, api_key=TEST_KEY, store=store, media_dir=None)
