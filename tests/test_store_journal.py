@@ -302,3 +302,42 @@ def test_kill_9_while_appending_or_compacting_never_loses_a_committed_turn(tmp_p
     print(f"{kills} kills, {len(committed)} committed turns, {stale} killed between snapshot and journal removal")
     assert kills >= 25, "the machine is too slow for a meaningful kill test"
     assert not list(path.parent.glob("*.corrupt-*"))
+
+
+PING_PONG = textwrap.dedent(
+    """
+    import sys, time
+    from kki_widgets.store import NotebookStore
+
+    path, me, rounds, compact = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1"
+    store = NotebookStore(path)
+    if compact:
+        store.compact_min_bytes = 0  # this kernel folds the journal in whenever it outgrows the snapshot
+    deadline = time.monotonic() + 60
+    for i in range(rounds):
+        while store.usage()["paid_requests"] != 2 * i + me:  # wait for the other kernel's turn
+            assert time.monotonic() < deadline, "the other kernel's change never arrived"
+            time.sleep(0.002)
+        turns = store.load_conversation("film")["turns"] if i or me else []
+        assert len(turns) == 2 * i + me, (me, i, len(turns))  # every turn of the other kernel
+        with store.batch():
+            store.save_turns("film", [{"id": "k%d-%d" % (me, i), "prompt": "x" * 300}])
+            store.bump("paid_requests")
+    print("done", flush=True)
+    """
+)
+
+
+def test_two_kernels_taking_turns_each_read_what_the_other_appended(tmp_path):
+    path = tmp_path / ".kki" / "nb.json"
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+    kernels = [subprocess.Popen([sys.executable, "-c", PING_PONG, str(path), str(me), "30", str(me)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+               for me in (0, 1)]
+    for kernel in kernels:
+        out, err = kernel.communicate(timeout=120)
+        assert kernel.returncode == 0 and out.strip() == "done", err
+    store = NotebookStore(path)
+    assert store.usage()["paid_requests"] == 60
+    ids = [t["id"] for t in store.load_conversation("film")["turns"]]
+    assert ids == [f"k{i % 2}-{i // 2}" for i in range(60)]  # in the order they were written
