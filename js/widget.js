@@ -937,7 +937,7 @@ class Composer {
     /** @type {number | null} the turn "Remix from here" chose; null: the conversation's head */
     this.remixFrom = null;
     this.root = h("div", "kki-composer");
-    this.root.append(this.buildRemixChip(), this.buildInput(), this.buildControls());
+    this.root.append(this.buildRemixChip(), this.buildInput(), ...this.buildControls());
   }
 
   buildRemixChip() {
@@ -975,12 +975,13 @@ class Composer {
     this.orientSel = this.trait(picker("kki-orientation", "Orientation"), "orientation", (v) => v);
     this.durSel = this.trait(picker("kki-duration", "Duration"), "duration", (v) => (v ? Number(v) : null));
     this.takesSel = this.trait(picker("kki-takes-select", "Takes"), "takes", (v) => Number(v) || 1);
-    this.price = h("span", "kki-price");
-    this.price.setAttribute("aria-live", "polite");
     this.sendBtn = button("kki-primary kki-send", "Send");
     this.sendBtn.addEventListener("click", () => this.submit());
-    controls.append(this.modelSel, this.orientSel, this.durSel, this.takesSel, this.price, this.sendBtn);
-    return controls;
+    controls.append(this.modelSel, this.orientSel, this.durSel, this.takesSel, this.sendBtn);
+    // Its own line under Send: a row of four pickers, the price and Send does not fit a cell.
+    this.price = h("div", "kki-price");
+    this.price.setAttribute("aria-live", "polite");
+    return [controls, this.price];
   }
 
   /**
