@@ -145,6 +145,10 @@ def _arrow_name(toks: list, arrow: int) -> str:
     return "arrow"
 
 
+def _shown(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def js_functions(path: Path) -> list[Function]:
     src = path.read_text(encoding="utf-8")
     toks = list(_tokens(src))
@@ -163,7 +167,7 @@ def js_functions(path: Path) -> list[Function]:
         elif text == "}" and stack:
             name, start, _cls = stack.pop()
             if name is not None:
-                found.append(Function(str(path.relative_to(ROOT)), name, line_of(start), line_of(offset)))
+                found.append(Function(_shown(path), name, line_of(start), line_of(offset)))
     return found
 
 
@@ -178,7 +182,7 @@ def _class_name(toks: list, k: int) -> str | None:
 def py_functions(path: Path) -> list[Function]:
     tree = ast.parse(path.read_text(encoding="utf-8"))
     return [
-        Function(str(path.relative_to(ROOT)), node.name, node.lineno, node.end_lineno or node.lineno)
+        Function(_shown(path), node.name, node.lineno, node.end_lineno or node.lineno)
         for node in ast.walk(tree)
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
     ]
