@@ -1,9 +1,20 @@
 // VideoChat front end: plain ESM, no bundler (pyproject copies this file into the wheel).
 //
-// Everything shown here comes from the `turn_data` trait, which Python builds from relay output.
+// Everything shown here comes from the model's traits, which Python builds from relay output.
 // Relay text is untrusted, so the DOM is built with createElement/textContent only (never
 // innerHTML), and every URL goes through `safeUrl` before it reaches `src`/`href`, even though
 // Python already checked it (defence in depth: a saved notebook's widget state can be edited).
+// Words (status words, prices) come from Python; this file shows them, it never re-types them.
+//
+// One file on purpose: anywidget sends `_esm`'s text in the model state and imports it from a
+// blob: URL (the same text is what a saved notebook or an HTML export carries), and a module
+// loaded from a blob: URL cannot import its neighbours by relative path. The sections follow the
+// template's layout instead:
+//   1. types              4. one turn: MediaSources, TurnView     7. the composer: Composer
+//   2. URL checks         5. takes side by side: TakesRow         8. the kernel: Channel
+//   3. DOM helpers        6. the header and list: Header, TurnList 9. the widget: initialize/render
+
+// ---------------------------------------------------------------------------- 1. types
 
 /**
  * One turn as Python serialises it (kki_widgets.widget.turn_to_dict).
@@ -17,7 +28,8 @@
  * @property {number | null} duration
  * @property {number | null} parent
  * @property {"queued" | "generating" | "completed" | "failed" | "cancelled"} status
- * @property {string} status_text
+ * @property {string} status_text    the status in words (transcript.STATUS_WORDS)
+ * @property {boolean} [running]     queued or generating (transcript.RUNNING)
  * @property {number} progress
  * @property {string | null} task_id
  * @property {string | null} preview_url
@@ -27,7 +39,6 @@
  * @property {string | null} download_url
  * @property {string | null} local_url   copy next to the notebook, relative to it ("./kki_media/…")
  * @property {string | null} local_thumbnail_url
- * @property {string[]} [warnings]
  * @property {string | null} error
  * @property {boolean} cached
  * @property {number | null} created_at
@@ -50,6 +61,8 @@
  * @property {string[]} orientations
  * @property {number | null} duration
  * @property {number[]} durations
+ * @property {number} takes          the takes picker (Python prices the next send with it)
+ * @property {string} price_text     what the next send would cost, and the budget left (words)
  * @property {boolean} simulated
  * @property {boolean} busy
  * @property {string} error
@@ -68,7 +81,17 @@
  * @property {(content: any, callbacks?: any, buffers?: any[]) => void} send
  */
 
-const RUNNING = new Set(["queued", "generating"]);
+/**
+ * The kernel's answer to one request (VideoChat._on_custom answers each request once).
+ * @typedef Reply
+ * @property {{ type: "ok" | "error" | "media", id: string, error?: string, kind?: string, mime?: string }} msg
+ * @property {(ArrayBuffer | DataView)[]} buffers
+ */
+
+/** @typedef {(msg: Record<string, unknown>) => Promise<Reply>} Request */
+
+// ---------------------------------------------------------------------------- 2. URL checks
+
 const ALLOWED_PROTOCOLS = new Set(["http:", "https:", "blob:"]);
 
 /**
@@ -167,6 +190,8 @@ export function resolveLocal(local, el) {
   return `${pageBaseUrl()}files/${[...folder, safe.slice(2)].join("/")}`;
 }
 
+// ---------------------------------------------------------------------------- 3. DOM helpers
+
 /**
  * createElement with a class list and text; attributes are set one by one so nothing is parsed.
  * @param {string} tag
@@ -226,6 +251,79 @@ function setMediaAttr(node, attr, value) {
   }
 }
 
+/**
+ * A button that never submits a surrounding form.
+ * @param {string} className
+ * @param {string} text
+ * @returns {HTMLButtonElement}
+ */
+function button(className, text) {
+  const b = /** @type {HTMLButtonElement} */ (h("button", `kki-btn ${className}`, text));
+  b.type = "button";
+  return b;
+}
+
+/**
+ * A labelled picker (its options are filled by `fillSelect`).
+ * @param {string} className
+ * @param {string} label
+ * @returns {HTMLSelectElement}
+ */
+function picker(className, label) {
+  const sel = /** @type {HTMLSelectElement} */ (h("select", `kki-select ${className}`));
+  sel.setAttribute("aria-label", label);
+  return sel;
+}
+
+/**
+ * Show `values` in a picker and select `current` (kept as the first option when it is not one of
+ * them: a model the list does not know is still the one in use). Options are rebuilt only when
+ * they changed, so an open dropdown is not reset by unrelated updates.
+ * @param {HTMLSelectElement} sel
+ * @param {string[]} values
+ * @param {string} current
+ * @param {(v: string) => string} [label]
+ */
+function fillSelect(sel, values, current, label = (v) => v) {
+  const all = values.includes(current) || !current ? values : [current, ...values];
+  const same = sel.options.length === all.length && all.every((v, i) => sel.options[i].value === v);
+  if (!same) {
+    sel.replaceChildren(
+      ...all.map((v) => {
+        const o = /** @type {HTMLOptionElement} */ (h("option", undefined, label(v)));
+        o.value = v;
+        return o;
+      }),
+    );
+  }
+  sel.value = current;
+}
+
+/**
+ * Replace a list's children only when they differ: replaceChildren moves nodes, and a moved
+ * <video> that did not need to move would still be reset by some browsers.
+ * @param {HTMLElement} parent
+ * @param {HTMLElement[]} nodes
+ */
+function setChildren(parent, nodes) {
+  const same = nodes.length === parent.children.length && nodes.every((n, i) => parent.children[i] === n);
+  if (!same) parent.replaceChildren(...nodes);
+}
+
+/**
+ * Call `fn` whenever one of the traits changes; returns the function that stops it.
+ * @param {Model} model
+ * @param {string[]} names
+ * @param {() => void} fn
+ * @returns {() => void}
+ */
+function listen(model, names, fn) {
+  for (const name of names) model.on(`change:${name}`, fn);
+  return () => {
+    for (const name of names) model.off(`change:${name}`, fn);
+  };
+}
+
 /** @param {number} seconds */
 function formatElapsed(seconds) {
   const s = Math.max(0, Math.floor(seconds));
@@ -237,6 +335,16 @@ function formatElapsed(seconds) {
 function turnKey(turn) {
   return `${turn.index}:${turn.created_at ?? ""}`;
 }
+
+/**
+ * Python says whether a turn still runs (transcript.RUNNING): the statuses are its to classify.
+ * @param {TurnState | null} turn
+ */
+function isRunning(turn) {
+  return Boolean(turn && turn.running);
+}
+
+// ---------------------------------------------------------------------------- 4. one turn
 
 /** Candidate URLs for one medium: the current one, and a blob: URL once bytes arrived. */
 class MediaSources {
@@ -276,34 +384,54 @@ class MediaSources {
   }
 }
 
+
+const MEDIA_TYPES = new Set(["video/mp4", "video/webm", "video/quicktime", "image/webp", "image/png", "image/jpeg", "image/gif"]);
+
 /**
  * The DOM of one turn, updated in place so a playing video is not reset by progress updates of
- * other turns.
+ * other turns. Built in parts (head, meta, progress, links, media, messages, actions), each
+ * updated by its own method.
  */
 class TurnView {
   /**
-   * @param {(msg: Record<string, unknown>) => void} send
+   * @param {Request} request
    * @param {(turn: TurnState) => void} onRemix
    * @param {(local: string) => string | null} resolve  a notebook-relative path to a URL here
    */
-  constructor(send, onRemix, resolve) {
-    this.send = send;
+  constructor(request, onRemix, resolve) {
+    this.request = request;
     this.resolve = resolve;
     /** Candidate URLs per medium, tried in order; `error` moves to the next one. */
     this.sources = { video: new MediaSources(), thumbnail: new MediaSources() };
     this.maxProgress = 0;
+    this.disposed = false;
     /** @type {TurnState | null} */
     this.turn = null;
-
+    // The words a relay profile appended (e.g. "(landscape 16:9, …)") are part of what was paid for.
+    this.sent = h("div", "kki-sent");
     this.root = h("li", "kki-turn");
+    this.root.append(
+      this.buildHead(),
+      this.sent,
+      this.buildMeta(),
+      this.buildProgress(),
+      this.buildLinks(),
+      this.buildMedia(),
+      ...this.buildMessages(),
+      this.buildActions(onRemix),
+    );
+  }
+
+  buildHead() {
     const head = h("div", "kki-turn-head");
     this.num = h("span", "kki-turn-num");
     this.prompt = h("div", "kki-prompt");
     this.branch = h("span", "kki-branch");
     head.append(this.num, this.prompt, this.branch);
-    // The words a relay profile appended (e.g. "(landscape 16:9, …)") are part of what was paid for.
-    this.sent = h("div", "kki-sent");
+    return head;
+  }
 
+  buildMeta() {
     const meta = h("div", "kki-turn-meta");
     this.status = h("span", "kki-status");
     this.status.setAttribute("role", "status");
@@ -313,22 +441,30 @@ class TurnView {
     this.cost = h("span", "kki-cost");
     this.takeTag = h("span", "kki-tag kki-take");
     meta.append(this.status, this.opts, this.elapsed, this.cached, this.cost, this.takeTag);
+    return meta;
+  }
 
+  buildProgress() {
     this.bar = h("div", "kki-progress");
     this.bar.setAttribute("role", "progressbar");
     this.bar.setAttribute("aria-valuemin", "0");
     this.bar.setAttribute("aria-valuemax", "100");
     this.fill = h("div", "kki-progress-fill");
     this.bar.append(this.fill);
+    return this.bar;
+  }
 
-    const links = h("div", "kki-links");
+  buildLinks() {
+    this.links = h("div", "kki-links");
     this.taskLabel = h("span", "kki-task-label", "Task");
     this.taskId = h("code", "kki-task-id");
     this.preview = makeLink("kki-link kki-preview", "Preview");
     this.raw = makeLink("kki-link kki-raw", "Raw data");
-    links.append(this.taskLabel, this.taskId, this.preview, this.raw);
-    this.links = links;
+    this.links.append(this.taskLabel, this.taskId, this.preview, this.raw);
+    return this.links;
+  }
 
+  buildMedia() {
     this.media = h("div", "kki-media");
     this.thumb = /** @type {HTMLImageElement} */ (h("img", "kki-thumb"));
     this.thumb.alt = "thumbnail";
@@ -338,52 +474,56 @@ class TurnView {
     this.video.playsInline = true;
     this.video.preload = "metadata";
     this.media.append(this.thumb, this.video);
+    // A source that does not load (the kernel's relay is gone, the folder is not served) gives
+    // way to the next candidate; the last resort asks the kernel for the bytes.
+    this.video.addEventListener("error", () => this.nextSource("video"));
+    this.thumb.addEventListener("error", () => this.nextSource("thumbnail"));
+    return this.media;
+  }
 
+  buildMessages() {
     this.notices = h("ul", "kki-notices");
     // The relay made something else than asked (its spec says so): visible, never innerHTML.
     this.warnings = h("ul", "kki-warnings");
     this.warnings.setAttribute("role", "status");
     this.error = h("div", "kki-turn-error");
     this.error.setAttribute("role", "alert");
+    return [this.warnings, this.notices, this.error];
+  }
 
+  /** @param {(turn: TurnState) => void} onRemix */
+  buildActions(onRemix) {
     const actions = h("div", "kki-actions");
-    this.cancelBtn = /** @type {HTMLButtonElement} */ (h("button", "kki-btn kki-cancel", "Cancel"));
-    this.retryBtn = /** @type {HTMLButtonElement} */ (h("button", "kki-btn kki-retry", "Retry"));
-    this.remixBtn = /** @type {HTMLButtonElement} */ (
-      h("button", "kki-btn kki-remix", "Remix from here")
-    );
-    this.download = makeLink("kki-link kki-download", "Download");
-    this.download.setAttribute("download", "");
-    this.pickBtn = /** @type {HTMLButtonElement} */ (h("button", "kki-btn kki-pick", "Pick this take"));
-    for (const b of [this.cancelBtn, this.retryBtn, this.remixBtn, this.pickBtn]) b.type = "button";
-    actions.append(this.pickBtn, this.cancelBtn, this.retryBtn, this.remixBtn, this.download);
-    this.pickBtn.addEventListener("click", () => {
-      if (!this.turn) return;
-      this.pickBtn.disabled = true;
-      this.send({ type: "pick", index: this.turn.index });
-    });
-
-    this.cancelBtn.addEventListener("click", () => {
-      if (!this.turn) return;
-      this.cancelBtn.disabled = true; // re-enabled by the next state if the cancel failed
-      this.send({ type: "cancel", index: this.turn.index });
-    });
-    this.retryBtn.addEventListener("click", () => {
-      if (!this.turn) return;
-      this.retryBtn.disabled = true;
-      this.send({ type: "retry", index: this.turn.index });
-    });
+    this.pickBtn = this.requestButton("kki-pick", "Pick this take", "pick");
+    this.cancelBtn = this.requestButton("kki-cancel", "Cancel", "cancel");
+    this.retryBtn = this.requestButton("kki-retry", "Retry", "retry");
+    this.remixBtn = button("kki-remix", "Remix from here");
     this.remixBtn.addEventListener("click", () => {
       if (this.turn) onRemix(this.turn);
     });
-    // A source that does not load (the kernel's relay is gone, the folder is not served) gives
-    // way to the next candidate; the last resort asks the kernel for the bytes.
-    this.video.addEventListener("error", () => this.nextSource("video"));
-    this.thumb.addEventListener("error", () => this.nextSource("thumbnail"));
+    this.download = makeLink("kki-link kki-download", "Download");
+    this.download.setAttribute("download", "");
+    actions.append(this.pickBtn, this.cancelBtn, this.retryBtn, this.remixBtn, this.download);
+    return actions;
+  }
 
-    this.root.append(
-      head, this.sent, meta, this.bar, links, this.media, this.warnings, this.notices, this.error, actions
-    );
+  /**
+   * A button that asks the kernel to do `type` to this turn; disabled until the kernel answers
+   * (an error re-enables it; success is shown by the next state).
+   * @param {string} className
+   * @param {string} text
+   * @param {"pick" | "cancel" | "retry"} type
+   */
+  requestButton(className, text, type) {
+    const b = button(className, text);
+    b.addEventListener("click", () => {
+      if (!this.turn) return;
+      b.disabled = true;
+      this.request({ type, index: this.turn.index }).then((reply) => {
+        if (reply.msg.type === "error") b.disabled = false;
+      });
+    });
+    return b;
   }
 
   /**
@@ -392,10 +532,21 @@ class TurnView {
    */
   update(turn, head = null) {
     this.turn = turn;
-    const running = RUNNING.has(turn.status);
     this.root.dataset.index = String(turn.index);
     this.root.dataset.status = turn.status;
+    /** @type {string[]} */
+    const notices = Array.isArray(turn.notices) ? turn.notices.map(String) : [];
+    this.updateText(turn);
+    this.updateProgress(turn);
+    this.updateLinks(turn, notices);
+    this.updateMedia(turn, notices);
+    this.updateMessages(turn, notices);
+    this.updateActions(turn);
+    this.updateTake(turn, head);
+  }
 
+  /** @param {TurnState} turn */
+  updateText(turn) {
     this.num.textContent = `#${turn.index + 1}`;
     this.prompt.textContent = turn.prompt ?? "";
     const sent = typeof turn.sent_prompt === "string" ? turn.sent_prompt : "";
@@ -404,20 +555,16 @@ class TurnView {
     const isBranch = turn.parent !== null && turn.parent !== undefined && turn.parent !== turn.index - 1;
     this.branch.textContent = isBranch ? `remix of #${Number(turn.parent) + 1}` : "";
     this.branch.hidden = !isBranch;
-
     // The words come from Python (transcript.STATUS_WORDS, sent as status_text with every turn).
     this.status.textContent = turn.status_text || String(turn.status);
-    this.opts.textContent = [
-      turn.model,
-      turn.orientation,
-      turn.duration ? `${turn.duration} s` : null,
-    ]
-      .filter(Boolean)
-      .join(" · ");
+    const length = turn.duration ? `${turn.duration} s` : null;
+    this.opts.textContent = [turn.model, turn.orientation, length].filter(Boolean).join(" · ");
     this.cached.hidden = !turn.cached;
     this.updateElapsed();
+  }
 
-    // The bar only moves forward, even if a late or replayed state says otherwise.
+  /** @param {TurnState} turn  the bar only moves forward, even if a late or replayed state says otherwise */
+  updateProgress(turn) {
     const reported = turn.status === "completed" ? 100 : Number(turn.progress) || 0;
     this.maxProgress = Math.min(100, Math.max(this.maxProgress, reported));
     const p = Math.round(this.maxProgress);
@@ -426,48 +573,63 @@ class TurnView {
     this.bar.setAttribute("aria-valuetext", `${p}%`);
     this.fill.style.width = `${p}%`;
     this.bar.hidden = turn.status === "failed" && p === 0;
+  }
 
-    /** @type {string[]} */
-    const notices = Array.isArray(turn.notices) ? turn.notices.map(String) : [];
+  /**
+   * @param {TurnState} turn
+   * @param {string[]} notices  gets a line for every unsafe link dropped
+   */
+  updateLinks(turn, notices) {
     this.taskId.textContent = turn.task_id ?? "";
     this.links.hidden = !turn.task_id && !turn.preview_url && !turn.raw_url;
     this.taskLabel.hidden = !turn.task_id;
     if (setHref(this.preview, turn.preview_url)) notices.push("Unsafe link removed (preview).");
     if (setHref(this.raw, turn.raw_url)) notices.push("Unsafe link removed (raw data).");
+  }
 
+  /**
+   * @param {TurnState} turn
+   * @param {string[]} notices
+   */
+  updateMedia(turn, notices) {
     if (turn.thumbnail_url && !safeUrl(turn.thumbnail_url)) notices.push("Unsafe link removed (thumbnail).");
     if (turn.video_url && !safeUrl(turn.video_url)) notices.push("Unsafe link removed (video).");
     const completed = turn.status === "completed";
     this.sources.video.set(completed ? this.candidates(turn.local_url, turn.video_url) : []);
     this.sources.thumbnail.set(this.candidates(turn.local_thumbnail_url, turn.thumbnail_url));
     this.showMedia();
-
     const local = completed ? this.candidates(turn.local_url, null)[0] : null;
     const download = local ?? turn.download_url ?? turn.video_url;
-    const dropped = setHref(this.download, turn.status === "completed" ? download : null);
+    const dropped = setHref(this.download, completed ? download : null);
     if (dropped && download !== turn.video_url) notices.push("Unsafe link removed (download).");
+  }
 
+  /**
+   * @param {TurnState} turn
+   * @param {string[]} notices
+   */
+  updateMessages(turn, notices) {
     // Python words its notices the same way; show each once.
     const unique = [...new Set(notices)];
     this.notices.replaceChildren(...unique.map((text) => h("li", "kki-notice", text)));
     this.notices.hidden = unique.length === 0;
-
     const warnings = Array.isArray(turn.warnings) ? turn.warnings.map(String) : [];
     this.warnings.replaceChildren(...warnings.map((text) => h("li", "kki-warning", `⚠ ${text}`)));
     this.warnings.hidden = warnings.length === 0;
-
     this.error.textContent = turn.error ?? "";
     this.error.hidden = !turn.error;
+  }
 
+  /** @param {TurnState} turn */
+  updateActions(turn) {
+    const running = isRunning(turn);
     this.cancelBtn.hidden = !running;
     if (running) this.cancelBtn.disabled = false;
     const retryable = turn.status === "failed" || turn.status === "cancelled";
     this.retryBtn.hidden = !retryable;
     if (retryable) this.retryBtn.disabled = false;
     this.remixBtn.hidden = turn.status !== "completed";
-    this.updateTake(turn, head);
   }
-
   /**
    * Price words and, for one of several takes, which take it is and whether it is the one the
    * next prompt continues.
@@ -512,19 +674,21 @@ class TurnView {
       this.showMedia();
     } else if (this.turn && !sources.asked && (kind === "thumbnail" || this.turn.status === "completed")) {
       sources.asked = true;
-      this.send({ type: "media", index: this.turn.index, kind });
+      this.request({ type: "media", index: this.turn.index, kind }).then((reply) => this.setBytes(kind, reply));
     }
   }
 
   /**
-   * The kernel sent the file itself (no URL worked here).
+   * The kernel sent the file itself (no URL worked here); an answer without bytes ("no local
+   * copy to send") leaves the last candidate in place.
    * @param {"video" | "thumbnail"} kind
-   * @param {ArrayBuffer | DataView} bytes
-   * @param {string} mime
+   * @param {Reply} reply
    */
-  setBytes(kind, bytes, mime) {
-    const sources = this.sources[kind];
-    sources.setBlob(URL.createObjectURL(new Blob([bytes], { type: mime })));
+  setBytes(kind, reply) {
+    if (this.disposed || reply.msg.type !== "media" || !reply.buffers.length) return;
+    const fallback = kind === "video" ? "video/mp4" : "image/webp";
+    const mime = MEDIA_TYPES.has(String(reply.msg.mime)) ? String(reply.msg.mime) : fallback;
+    this.sources[kind].setBlob(URL.createObjectURL(new Blob([reply.buffers[0]], { type: mime })));
     this.showMedia();
   }
 
@@ -541,6 +705,7 @@ class TurnView {
   }
 
   dispose() {
+    this.disposed = true;
     this.video.pause();
     this.sources.video.setBlob(null);
     this.sources.thumbnail.setBlob(null);
@@ -552,10 +717,12 @@ class TurnView {
       this.elapsed.textContent = "";
       return;
     }
-    const end = turn.finished_at ?? (RUNNING.has(turn.status) ? Date.now() / 1000 : null);
+    const end = turn.finished_at ?? (isRunning(turn) ? Date.now() / 1000 : null);
     this.elapsed.textContent = end ? formatElapsed(end - turn.created_at) : "";
   }
 }
+
+// ---------------------------------------------------------------------------- 5. takes side by side
 
 /**
  * The takes of one request side by side. Playing, pausing or seeking one video does the same to
@@ -599,325 +766,413 @@ class TakesRow {
 }
 TakesRow.EVENTS = ["play", "pause", "seeked"];
 
-/**
- * @param {string[]} values
- * @param {(v: string) => string} label
- * @returns {HTMLOptionElement[]}
- */
-function options(values, label = (v) => v) {
-  return values.map((v) => {
-    const o = /** @type {HTMLOptionElement} */ (h("option", undefined, label(v)));
-    o.value = v;
-    return o;
-  });
+// ---------------------------------------------------------------------------- 6. header, turn list
+
+/** The title bar (title, simulated badge, "working…") and the error box under it. */
+class Header {
+  /** @param {Model} model */
+  constructor(model) {
+    this.model = model;
+    this.bar = h("div", "kki-header");
+    this.title = h("span", "kki-title");
+    this.badge = h("span", "kki-badge kki-badge-sim", "Simulated relay");
+    this.badge.title = "No API key is set: answers come from the embedded simulator, not a real model.";
+    this.busy = h("span", "kki-busy", "working…");
+    this.bar.append(this.title, this.badge, this.busy);
+
+    this.errorBox = h("div", "kki-error");
+    this.errorBox.setAttribute("role", "alert");
+    this.errorText = h("span", "kki-error-text");
+    const close = button("kki-error-close", "Dismiss");
+    close.addEventListener("click", () => {
+      model.set("error", "");
+      model.save_changes();
+    });
+    this.errorBox.append(this.errorText, close);
+  }
+
+  update() {
+    this.title.textContent = this.model.get("title") || "Video chat";
+    this.badge.hidden = !this.model.get("simulated");
+    this.busy.hidden = !this.model.get("busy");
+    this.showError(this.model.get("error") || "");
+  }
+
+  /** @param {string} text  Python's words for what went wrong ("" hides the box) */
+  showError(text) {
+    this.errorText.textContent = text;
+    this.errorBox.hidden = !text;
+  }
 }
 
-/** @type {import("anywidget/types").Render<ModelState>} */
-function render({ model, el }) {
-  const m = /** @type {Model} */ (/** @type {unknown} */ (model));
-  let nextId = 0;
-  /** @type {Map<string, string>} request id -> prompt, to give the prompt back if a send fails */
-  const pending = new Map();
-  /** @type {number | null} */
-  let remixFrom = null;
+/**
+ * The group key of a turn drawn side by side with its takes, or null for a turn on its own.
+ * @param {TurnState} turn
+ */
+function takeGroup(turn) {
+  return typeof turn.take_group === "number" && (turn.takes ?? 0) > 1 ? `g${turn.take_group}` : null;
+}
 
-  /** @param {Record<string, unknown>} msg */
-  const send = (msg) => {
-    const id = `v${Date.now().toString(36)}-${nextId++}`;
-    m.send({ ...msg, id });
-    return id;
-  };
+/**
+ * The list of turns: one TurnView per turn (kept across updates, so a playing video keeps
+ * playing), the takes of a request in one TakesRow, and the elapsed time of running turns
+ * ticking once a second without any kernel traffic.
+ */
+class TurnList {
+  /**
+   * @param {(turn: TurnState) => TurnView} makeView
+   */
+  constructor(makeView) {
+    this.makeView = makeView;
+    this.list = h("ol", "kki-turns");
+    this.empty = h("div", "kki-empty", "Describe a video and press Enter. Follow-up prompts remix the previous video.");
+    /** @type {Map<string, TurnView>} */
+    this.views = new Map();
+    /** @type {Map<string, TakesRow>} take group -> its row */
+    this.rows = new Map();
+    this.timer = setInterval(() => {
+      for (const view of this.views.values()) if (isRunning(view.turn)) view.updateElapsed();
+    }, 1000);
+  }
 
-  const root = h("div", "kki-chat");
-  const header = h("div", "kki-header");
-  const title = h("span", "kki-title");
-  const badge = h("span", "kki-badge kki-badge-sim", "Simulated relay");
-  badge.title = "No API key is set: answers come from the embedded simulator, not a real model.";
-  const busy = h("span", "kki-busy", "working…");
-  header.append(title, badge, busy);
-
-  const errorBox = h("div", "kki-error");
-  errorBox.setAttribute("role", "alert");
-  const errorText = h("span", "kki-error-text");
-  const errorClose = /** @type {HTMLButtonElement} */ (h("button", "kki-btn kki-error-close", "Dismiss"));
-  errorClose.type = "button";
-  errorBox.append(errorText, errorClose);
-
-  const list = h("ol", "kki-turns");
-  const empty = h("div", "kki-empty", "Describe a video and press Enter. Follow-up prompts remix the previous video.");
-
-  const composer = h("div", "kki-composer");
-  const remixChip = h("div", "kki-remix-chip");
-  const remixText = h("span", "kki-remix-text");
-  const remixClear = /** @type {HTMLButtonElement} */ (h("button", "kki-btn kki-remix-clear", "×"));
-  remixClear.type = "button";
-  remixClear.title = "Continue from the latest turn instead";
-  remixChip.append(remixText, remixClear);
-
-  const input = /** @type {HTMLTextAreaElement} */ (h("textarea", "kki-input"));
-  input.rows = 2;
-  input.placeholder = "Describe the video… (Enter sends, Shift+Enter adds a line)";
-  input.setAttribute("aria-label", "Prompt");
-
-  const controls = h("div", "kki-controls");
-  const modelSel = /** @type {HTMLSelectElement} */ (h("select", "kki-select kki-model"));
-  modelSel.setAttribute("aria-label", "Model");
-  const orientSel = /** @type {HTMLSelectElement} */ (h("select", "kki-select kki-orientation"));
-  orientSel.setAttribute("aria-label", "Orientation");
-  const durSel = /** @type {HTMLSelectElement} */ (h("select", "kki-select kki-duration"));
-  durSel.setAttribute("aria-label", "Duration");
-  const takesSel = /** @type {HTMLSelectElement} */ (h("select", "kki-select kki-takes-select"));
-  takesSel.setAttribute("aria-label", "Takes");
-  takesSel.replaceChildren(...options(["1", "2", "3", "4"], (v) => (v === "1" ? "1 take" : `${v} takes`)));
-  const sendBtn = /** @type {HTMLButtonElement} */ (h("button", "kki-btn kki-primary kki-send", "Send"));
-  sendBtn.type = "button";
-  controls.append(modelSel, orientSel, durSel, takesSel, sendBtn);
-  composer.append(remixChip, input, controls);
-
-  root.append(header, errorBox, list, empty, composer);
-  el.replaceChildren(root);
-
-  /** @type {Map<string, TurnView>} */
-  const views = new Map();
-  /** @type {Map<string, TakesRow>} take_group -> its row */
-  const rows = new Map();
-
-  const renderTurns = () => {
-    const turns = m.get("turn_data") ?? [];
-    const head = m.get("head") ?? null;
+  /**
+   * @param {TurnState[]} turns
+   * @param {number | null} head
+   */
+  update(turns, head) {
     /** @type {HTMLElement[]} */
     const nodes = [];
-    const seen = new Set();
     /** @type {Map<string, HTMLElement[]>} */
     const grouped = new Map();
+    const seen = new Set();
     for (const turn of turns) {
-      const key = turnKey(turn);
-      seen.add(key);
-      let view = views.get(key);
-      if (!view) {
-        view = new TurnView(
-          send,
-          (parent) => {
-            remixFrom = parent.index;
-            // A remix continues its parent's settings: the pickers show them (and can change them).
-            if (parent.model) m.set("model", parent.model);
-            if (parent.orientation) m.set("orientation", parent.orientation);
-            m.set("duration", parent.duration ?? null);
-            m.save_changes();
-            renderComposer();
-            input.focus();
-          },
-          (local) => resolveLocal(local, el),
-        );
-        views.set(key, view);
-      }
+      seen.add(turnKey(turn));
+      const view = this.viewFor(turn);
       view.update(turn, head);
-      const group = typeof turn.take_group === "number" && (turn.takes ?? 0) > 1 ? `g${turn.take_group}` : null;
+      const group = takeGroup(turn);
       if (group === null) {
         nodes.push(view.root);
-        continue;
+      } else {
+        if (!grouped.has(group)) nodes.push(this.rowFor(group).root); // where its first take would stand
+        grouped.set(group, [...(grouped.get(group) ?? []), view.root]);
       }
-      let row = rows.get(group);
-      if (!row) {
-        row = new TakesRow();
-        rows.set(group, row);
-      }
-      if (!grouped.has(group)) {
-        grouped.set(group, []);
-        nodes.push(row.root); // the row stands where its first take would
-      }
-      grouped.get(group)?.push(view.root);
     }
-    for (const [group, row] of rows) {
+    this.prune(seen, grouped);
+    setChildren(this.list, nodes);
+    this.empty.hidden = turns.length > 0;
+  }
+
+  /** @param {TurnState} turn */
+  viewFor(turn) {
+    const key = turnKey(turn);
+    let view = this.views.get(key);
+    if (!view) {
+      view = this.makeView(turn);
+      this.views.set(key, view);
+    }
+    return view;
+  }
+
+  /** @param {string} group */
+  rowFor(group) {
+    let row = this.rows.get(group);
+    if (!row) {
+      row = new TakesRow();
+      this.rows.set(group, row);
+    }
+    return row;
+  }
+
+  /**
+   * Fill each row with its takes; drop rows and views of turns that are gone.
+   * @param {Set<string>} seen
+   * @param {Map<string, HTMLElement[]>} grouped
+   */
+  prune(seen, grouped) {
+    for (const [group, row] of [...this.rows]) {
       const members = grouped.get(group);
-      if (members) row.setTakes(members);
-      else {
+      if (members) {
+        row.setTakes(members);
+      } else {
         row.destroy();
-        rows.delete(group);
+        this.rows.delete(group);
       }
     }
-    for (const [key, view] of [...views.entries()]) {
+    for (const [key, view] of [...this.views]) {
       if (!seen.has(key)) {
         view.dispose();
-        views.delete(key);
+        this.views.delete(key);
       }
     }
-    // replaceChildren moves existing nodes (a playing <video> keeps playing when it stays).
-    const same = nodes.length === list.children.length && nodes.every((n, i) => list.children[i] === n);
-    if (!same) list.replaceChildren(...nodes);
-    empty.hidden = turns.length > 0;
-    if (remixFrom !== null && !turns.some((t) => t.index === remixFrom)) remixFrom = null;
-    renderComposer();
-  };
-
-  const renderHeader = () => {
-    title.textContent = m.get("title") || "Video chat";
-    badge.hidden = !m.get("simulated");
-    busy.hidden = !m.get("busy");
-    const err = m.get("error");
-    errorText.textContent = err || "";
-    errorBox.hidden = !err;
-  };
-
-  /**
-   * @param {HTMLSelectElement} sel
-   * @param {string[]} values
-   * @param {string} current
-   * @param {(v: string) => string} [label]
-   */
-  const fillSelect = (sel, values, current, label) => {
-    const all = values.includes(current) || !current ? values : [current, ...values];
-    const sameOptions =
-      sel.options.length === all.length && all.every((v, i) => sel.options[i].value === v);
-    if (!sameOptions) sel.replaceChildren(...options(all, label));
-    sel.value = current;
-  };
-
-  const renderControls = () => {
-    fillSelect(modelSel, (m.get("models") ?? []).map(String), String(m.get("model") ?? ""));
-    fillSelect(orientSel, (m.get("orientations") ?? []).map(String), String(m.get("orientation") ?? ""));
-    const d = m.get("duration");
-    fillSelect(
-      durSel,
-      ["", ...(m.get("durations") ?? []).map(String)],
-      d === null || d === undefined ? "" : String(d),
-      (v) => (v ? `${v} s` : "default length"),
-    );
-  };
-
-  const renderComposer = () => {
-    remixChip.hidden = remixFrom === null;
-    remixText.textContent = remixFrom === null ? "" : `Remixing from #${remixFrom + 1}`;
-    sendBtn.disabled = input.value.trim() === "";
-  };
-
-  const submit = () => {
-    const prompt = input.value.trim();
-    if (!prompt) return;
-    const d = durSel.value;
-    const id = send({
-      type: remixFrom === null ? "send" : "remix",
-      prompt,
-      model: modelSel.value,
-      orientation: orientSel.value || null,
-      duration: d ? Number(d) : null,
-      takes: Number(takesSel.value) > 1 ? Number(takesSel.value) : null,
-      index: remixFrom,
-    });
-    pending.set(id, input.value);
-    input.value = "";
-    remixFrom = null;
-    renderComposer();
-  };
-
-  /** @param {KeyboardEvent} event */
-  const onKey = (event) => {
-    // isComposing: Enter that confirms an IME candidate must not send.
-    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
-      event.preventDefault();
-      submit();
-    }
-  };
-  // Stop JupyterLab's notebook shortcuts (e.g. "a", "b", Shift+Enter) from acting on the cell while
-  // the user types in the widget.
-  /** @param {KeyboardEvent} event */
-  const stopKeys = (event) => event.stopPropagation();
-
-  const onInput = () => renderComposer();
-  const onSendClick = () => submit();
-  const onModel = () => {
-    m.set("model", modelSel.value);
-    m.save_changes();
-  };
-  const onOrient = () => {
-    m.set("orientation", orientSel.value);
-    m.save_changes();
-  };
-  const onDur = () => {
-    m.set("duration", durSel.value ? Number(durSel.value) : null);
-    m.save_changes();
-  };
-  const onErrorClose = () => {
-    m.set("error", "");
-    m.save_changes();
-  };
-  const onRemixClear = () => {
-    remixFrom = null;
-    renderComposer();
-  };
-
-  /**
-   * @param {any} msg
-   * @param {(ArrayBuffer | DataView)[]} [buffers]
-   */
-  const onCustom = (msg, buffers) => {
-    if (!msg || typeof msg !== "object") return;
-    if (msg.type === "media" && buffers && buffers.length && (msg.kind === "video" || msg.kind === "thumbnail")) {
-      const mime = msg.kind === "video" ? "video/mp4" : "image/webp";
-      for (const view of views.values()) {
-        if (view.turn && view.turn.index === msg.index) view.setBytes(msg.kind, buffers[0], mime);
-      }
-      return;
-    }
-    if (msg.type === "error") {
-      errorText.textContent = String(msg.error ?? "Something went wrong.");
-      errorBox.hidden = false;
-      const prompt = pending.get(msg.id);
-      // Give the prompt back so a failed send does not lose what the user typed.
-      if (prompt !== undefined && input.value === "") {
-        input.value = prompt;
-        renderComposer();
-      }
-    }
-    if (msg.id !== undefined) pending.delete(msg.id);
-  };
-
-  input.addEventListener("keydown", onKey);
-  root.addEventListener("keydown", stopKeys);
-  input.addEventListener("input", onInput);
-  sendBtn.addEventListener("click", onSendClick);
-  modelSel.addEventListener("change", onModel);
-  orientSel.addEventListener("change", onOrient);
-  durSel.addEventListener("change", onDur);
-  errorClose.addEventListener("click", onErrorClose);
-  remixClear.addEventListener("click", onRemixClear);
-
-  m.on("change:turn_data", renderTurns);
-  m.on("change:head", renderTurns);
-  const onHeader = () => renderHeader();
-  for (const name of ["title", "simulated", "busy", "error"]) m.on(`change:${name}`, onHeader);
-  const onControls = () => renderControls();
-  for (const name of ["model", "models", "orientation", "orientations", "duration", "durations"]) {
-    m.on(`change:${name}`, onControls);
   }
-  m.on("msg:custom", onCustom);
 
-  // Elapsed time of running turns ticks once a second without any kernel traffic.
-  const timer = setInterval(() => {
-    for (const view of views.values()) {
-      if (view.turn && RUNNING.has(view.turn.status)) view.updateElapsed();
-    }
-  }, 1000);
-
-  renderHeader();
-  renderControls();
-  renderTurns();
-
-  return () => {
-    clearInterval(timer);
-    m.off("change:turn_data", renderTurns);
-    m.off("change:head", renderTurns);
-    for (const row of rows.values()) row.destroy();
-    rows.clear();
-    for (const name of ["title", "simulated", "busy", "error"]) m.off(`change:${name}`, onHeader);
-    for (const name of ["model", "models", "orientation", "orientations", "duration", "durations"]) {
-      m.off(`change:${name}`, onControls);
-    }
-    m.off("msg:custom", onCustom);
+  destroy() {
+    clearInterval(this.timer);
+    for (const row of this.rows.values()) row.destroy();
+    this.rows.clear();
     // Stop downloading/playing media of a view that is gone.
-    for (const view of views.values()) view.dispose();
-    views.clear();
+    for (const view of this.views.values()) view.dispose();
+    this.views.clear();
+  }
+}
+
+// ---------------------------------------------------------------------------- 7. composer
+
+const TAKES = ["1", "2", "3", "4"];
+
+/**
+ * The prompt box, the pickers (model, orientation, length, takes), Send, and what the next send
+ * would cost (Python's words: estimate and budget left). Enter sends, Shift+Enter adds a line.
+ */
+class Composer {
+  /**
+   * @param {Model} model
+   * @param {Request} request
+   * @param {(text: string) => void} showError
+   */
+  constructor(model, request, showError) {
+    this.model = model;
+    this.request = request;
+    this.showError = showError;
+    /** @type {number | null} the turn "Remix from here" chose; null: the conversation's head */
+    this.remixFrom = null;
+    this.root = h("div", "kki-composer");
+    this.root.append(this.buildRemixChip(), this.buildInput(), ...this.buildControls());
+  }
+
+  buildRemixChip() {
+    this.remixChip = h("div", "kki-remix-chip");
+    this.remixText = h("span", "kki-remix-text");
+    const clear = button("kki-remix-clear", "×");
+    clear.title = "Continue from the latest turn instead";
+    clear.addEventListener("click", () => {
+      this.remixFrom = null;
+      this.update();
+    });
+    this.remixChip.append(this.remixText, clear);
+    return this.remixChip;
+  }
+
+  buildInput() {
+    this.input = /** @type {HTMLTextAreaElement} */ (h("textarea", "kki-input"));
+    this.input.rows = 2;
+    this.input.placeholder = "Describe the video… (Enter sends, Shift+Enter adds a line)";
+    this.input.setAttribute("aria-label", "Prompt");
+    this.input.addEventListener("input", () => this.update());
+    this.input.addEventListener("keydown", (event) => {
+      // isComposing: Enter that confirms an IME candidate must not send.
+      if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+        event.preventDefault();
+        this.submit();
+      }
+    });
+    return this.input;
+  }
+
+  buildControls() {
+    const controls = h("div", "kki-controls");
+    this.modelSel = this.trait(picker("kki-model", "Model"), "model", (v) => v);
+    this.orientSel = this.trait(picker("kki-orientation", "Orientation"), "orientation", (v) => v);
+    this.durSel = this.trait(picker("kki-duration", "Duration"), "duration", (v) => (v ? Number(v) : null));
+    this.takesSel = this.trait(picker("kki-takes-select", "Takes"), "takes", (v) => Number(v) || 1);
+    this.sendBtn = button("kki-primary kki-send", "Send");
+    this.sendBtn.addEventListener("click", () => this.submit());
+    controls.append(this.modelSel, this.orientSel, this.durSel, this.takesSel, this.sendBtn);
+    // Its own line under Send: a row of four pickers, the price and Send does not fit a cell.
+    this.price = h("div", "kki-price");
+    this.price.setAttribute("aria-live", "polite");
+    return [controls, this.price];
+  }
+
+  /**
+   * A picker that writes its trait back to Python when the user changes it.
+   * @template {keyof ModelState} K
+   * @param {HTMLSelectElement} sel
+   * @param {K} name
+   * @param {(value: string) => ModelState[K]} parse
+   */
+  trait(sel, name, parse) {
+    sel.addEventListener("change", () => {
+      this.model.set(name, parse(sel.value));
+      this.model.save_changes();
+    });
+    return sel;
+  }
+
+  /** The pickers show the traits (Python moves them to the head's settings as turns finish). */
+  updateControls() {
+    const m = this.model;
+    fillSelect(this.modelSel, (m.get("models") ?? []).map(String), String(m.get("model") ?? ""));
+    fillSelect(this.orientSel, (m.get("orientations") ?? []).map(String), String(m.get("orientation") ?? ""));
+    const d = m.get("duration");
+    const lengths = ["", ...(m.get("durations") ?? []).map(String)];
+    fillSelect(this.durSel, lengths, d === null || d === undefined ? "" : String(d), (v) => (v ? `${v} s` : "default length"));
+    fillSelect(this.takesSel, TAKES, String(m.get("takes") ?? 1), (v) => (v === "1" ? "1 take" : `${v} takes`));
+  }
+
+  /** The remix chip, Send's state and the price words. */
+  update() {
+    this.remixChip.hidden = this.remixFrom === null;
+    this.remixText.textContent = this.remixFrom === null ? "" : `Remixing from #${this.remixFrom + 1}`;
+    this.sendBtn.disabled = this.input.value.trim() === "";
+    const price = this.model.get("price_text") || "";
+    this.price.textContent = price;
+    this.price.hidden = !price;
+  }
+
+  /**
+   * "Remix from here": the next prompt continues `turn`, with its settings in the pickers (they
+   * can still be changed).
+   * @param {TurnState} turn
+   */
+  remix(turn) {
+    this.remixFrom = turn.index;
+    if (turn.model) this.model.set("model", turn.model);
+    if (turn.orientation) this.model.set("orientation", turn.orientation);
+    this.model.set("duration", turn.duration ?? null);
+    this.model.save_changes();
+    this.update();
+    this.input.focus();
+  }
+
+  /** @param {TurnState[]} turns  a remix target that is gone is forgotten */
+  follow(turns) {
+    if (this.remixFrom !== null && !turns.some((t) => t.index === this.remixFrom)) this.remixFrom = null;
+    this.update();
+  }
+
+  submit() {
+    const prompt = this.input.value.trim();
+    if (!prompt) return;
+    const typed = this.input.value;
+    const takes = Number(this.takesSel.value);
+    this.request({
+      type: this.remixFrom === null ? "send" : "remix",
+      prompt,
+      model: this.modelSel.value,
+      orientation: this.orientSel.value || null,
+      duration: this.durSel.value ? Number(this.durSel.value) : null,
+      takes: takes > 1 ? takes : null,
+      index: this.remixFrom,
+    }).then((reply) => {
+      if (reply.msg.type !== "error") return;
+      this.showError(String(reply.msg.error ?? "Something went wrong."));
+      // Give the prompt back so a failed send does not lose what the user typed.
+      if (this.input.value === "") {
+        this.input.value = typed;
+        this.update();
+      }
+    });
+    this.input.value = "";
+    this.remixFrom = null;
+    this.update();
+  }
+}
+
+// ---------------------------------------------------------------------------- 8. the kernel
+
+/**
+ * Requests to the kernel and their answers, matched by id (quak's pattern): `initialize` owns the
+ * model's one `msg:custom` listener, and every view's request gets a promise of its reply. Python
+ * answers each request exactly once ({type: "ok" | "error" | "media", id}, VideoChat._on_custom).
+ */
+class Channel {
+  constructor() {
+    /** @type {Model | null} */
+    this.model = null;
+    this.nextId = 0;
+    /** @type {Map<string, (reply: Reply) => void>} */
+    this.waiting = new Map();
+    /**
+     * @param {any} msg
+     * @param {(ArrayBuffer | DataView)[]} [buffers]
+     */
+    this.receive = (msg, buffers) => {
+      if (!msg || typeof msg !== "object" || typeof msg.id !== "string") return;
+      const resolve = this.waiting.get(msg.id);
+      this.waiting.delete(msg.id);
+      resolve?.({ msg, buffers: buffers ?? [] });
+    };
+  }
+
+  /**
+   * @param {Model} model
+   * @returns {() => void} detaches (answers still on their way are dropped)
+   */
+  attach(model) {
+    this.model = model;
+    model.on("msg:custom", this.receive);
+    return () => {
+      model.off("msg:custom", this.receive);
+      this.model = null;
+      this.waiting.clear();
+    };
+  }
+
+  /** @type {Request} */
+  request = (msg) => {
+    const model = this.model;
+    if (!model) return Promise.resolve({ msg: { type: "error", id: "", error: "The widget is not connected to its kernel." }, buffers: [] });
+    const id = `k${Date.now().toString(36)}-${this.nextId++}`;
+    return new Promise((resolve) => {
+      this.waiting.set(id, resolve);
+      model.send({ ...msg, id });
+    });
   };
 }
 
-export default { render };
+// ---------------------------------------------------------------------------- 9. the widget
+
+/**
+ * One view: header, turn list and composer, kept in step with the model's traits.
+ * @param {{ model: Model, el: HTMLElement }} props
+ * @param {Channel} channel
+ * @returns {() => void} cleanup
+ */
+function renderChat({ model, el }, channel) {
+  // A front end that never called initialize (anywidget < 0.9): this view listens itself.
+  const detach = channel.model ? null : channel.attach(model);
+  const header = new Header(model);
+  const composer = new Composer(model, channel.request, (text) => header.showError(text));
+  const turns = new TurnList(
+    () => new TurnView(channel.request, (turn) => composer.remix(turn), (local) => resolveLocal(local, el)),
+  );
+  const root = h("div", "kki-chat");
+  root.append(header.bar, header.errorBox, turns.list, turns.empty, composer.root);
+  // Stop JupyterLab's notebook shortcuts (e.g. "a", "b", Shift+Enter) from acting on the cell
+  // while the user types in the widget.
+  root.addEventListener("keydown", (event) => event.stopPropagation());
+  el.replaceChildren(root);
+
+  const showTurns = () => {
+    const list = model.get("turn_data") ?? [];
+    turns.update(list, model.get("head") ?? null);
+    composer.follow(list);
+  };
+  const stops = [
+    listen(model, ["turn_data", "head"], showTurns),
+    listen(model, ["title", "simulated", "busy", "error"], () => header.update()),
+    listen(model, ["model", "models", "orientation", "orientations", "duration", "durations", "takes"], () => composer.updateControls()),
+    listen(model, ["price_text"], () => composer.update()),
+  ];
+  header.update();
+  composer.updateControls();
+  showTurns();
+  return () => {
+    for (const stop of stops) stop();
+    turns.destroy();
+    detach?.();
+  };
+}
+
+// anywidget calls this once per model (quak's layout): the channel is shared by the model's
+// `initialize` and every view `render` draws of it.
+export default () => {
+  const channel = new Channel();
+  return {
+    /** @param {{ model: Model }} props */
+    initialize: ({ model }) => channel.attach(model),
+    /** @param {{ model: Model, el: HTMLElement }} props */
+    render: (props) => renderChat(props, channel),
+  };
+};

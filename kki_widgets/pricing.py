@@ -260,6 +260,12 @@ class PriceBook:
         price = self.price(model)
         return None if price is None else price.for_request(model, duration)
 
+    def estimate_request(self, wire_model: str | None, model: str, duration: int | None = None) -> float | None:
+        """Priced by the name the relay is sent (a profile may put options in the model's name),
+        else by the name the user chose (a configured table uses that one)."""
+        each = self.estimate(wire_model, duration) if wire_model else None
+        return each if each is not None else self.estimate(model, duration)
+
     async def abalance(self) -> float | None:
         """The key's balance in dollars if the relay reports it (asked every time; a relay
         that does not answer is not asked again)."""
@@ -322,6 +328,25 @@ def _cost_words(turn) -> str:
     return f"charged: {money(turn.cost)}" + (f" — {turn.cost_note}" if turn.cost_note else "")
 
 
+def cost_cell(turn) -> str:
+    """A turn's price in a table (`%sora history`): what it was charged, "$0.00 (replayed, not
+    paid)" for a turn made from the store, "unknown" when no price is known (never a guess),
+    "est. …" while it runs. A paid turn that a later run replayed keeps its charge: the rows
+    add up to what the notebook spent (`summarize`)."""
+    if turn.cost_note == REPLAYED:
+        return f"{money(0.0)} (replayed, not paid)"
+    if turn.status in ("queued", "generating") or turn.finished_at is None:
+        return f"est. {money(turn.estimate)}"
+    note = turn.cost_note or ""
+    if turn.cost is None:
+        words = UNKNOWN
+    elif note.startswith("not charged"):
+        words = f"{money(turn.cost)} (not charged)"
+    else:
+        words = money(turn.cost) + (f" ({note})" if note else "")
+    return words + ("; replayed free since" if turn.cached else "")
+
+
 @dataclass(frozen=True)
 class Estimate:
     """What a batch (or the takes of one prompt) will cost before it starts."""
@@ -338,6 +363,22 @@ class Estimate:
         if self.each is None:
             return f"{self.count} × {self.model}: price unknown ({HOW_TO_CONFIGURE})"
         return f"{self.count} × {self.model} at {money(self.each)} = {money(self.total)}"
+
+
+def next_send_line(estimate: Estimate, remaining: float | None = None, simulated: bool = False) -> str:
+    """What the next send would cost, before it is sent (VideoChat's composer):
+    "estimate $0.30 for 3 takes · budget: $1.70 left"; unknown prices stay "price unknown"."""
+    takes = f" for {estimate.count} takes" if estimate.count > 1 else ""
+    if estimate.each is None:
+        words = f"price unknown{takes}"
+        if remaining is not None:
+            return words + " · a budget refuses what it cannot price"
+    else:
+        words = f"estimate {money(estimate.total)}{takes}"
+    if remaining is not None:
+        words += f" · budget: {money(remaining)} left"
+    # The embedded simulator's prices are an example: nobody pays them.
+    return words + (" (simulated relay)" if simulated else "")
 
 
 def summarize(turns) -> dict:

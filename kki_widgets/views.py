@@ -233,14 +233,21 @@ class TurnCard:
 
 # ---------------------------------------------------------------------------- many turns
 class TurnTable:
-    """``%sora history``: every turn with its parent, status and links."""
+    """``%sora history``: every turn with its parent, status, cost and links.
 
-    HEADERS = ("#", "from", "status", "model", "prompt", "task", "video")
+    The cost column is what each turn was charged (`pricing.cost_cell`): "$0.00 (replayed, not
+    paid)" for a replay, "unknown" when no price is known, never a guess; the last line sums the
+    paid turns (`pricing.summarize`, the same sum as `%sora usage`).
+    """
+
+    HEADERS = ("#", "from", "status", "model", "prompt", "task", "cost", "video")
 
     def __init__(self, name: str, turns: list, head: int | None):
         self.name, self.turns, self.head = name, turns, head
 
     def _rows(self) -> list[tuple[str, ...]]:
+        from .pricing import cost_cell
+
         rows = []
         for turn in self.turns:
             rows.append(
@@ -251,10 +258,22 @@ class TurnTable:
                     str(turn.options.get("model", "")),
                     turn.prompt,
                     turn.generation.task_id or "",
+                    cost_cell(turn),
                     video_src(turn) or "",
                 )
             )
         return rows
+
+    def total(self) -> str:
+        """"total charged: $0.60 (+ 1 at an unknown price)" over the listed turns."""
+        from .pricing import money, summarize
+
+        spent = summarize(self.turns)
+        unknown = sum(row["unknown"] for row in spent.values())
+        amount = money(round(sum(row["spent"] for row in spent.values()), 6))
+        note = f" (+ {unknown} at an unknown price)" if unknown else ""
+        simulated = " (simulated relay: nothing was paid)" if any(getattr(t, "simulated", False) for t in self.turns) else ""
+        return f"total charged: {amount}{note}{simulated}"
 
     def __repr__(self) -> str:
         if not self.turns:
@@ -264,7 +283,7 @@ class TurnTable:
         widths = [max(len(row[i]) for row in clipped) for i in range(len(self.HEADERS))]
         lines = [f"session {self.name!r} (* = current)"]
         lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in clipped]
-        return "\n".join(lines)
+        return "\n".join([*lines, self.total()])
 
     def _repr_html_(self) -> str:
         name = html.escape(self.name)
@@ -282,6 +301,7 @@ class TurnTable:
         return (
             f"<p>session <b>{name}</b> (* = current)</p>"
             f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+            f"<p>{html.escape(self.total())}</p>"
         )
 
 

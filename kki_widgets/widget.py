@@ -28,6 +28,7 @@ import anywidget
 import traitlets as t
 
 from .config import DEFAULT_MODEL, KNOWN_MODELS
+from .errors import ConfigurationError
 from .media import relative_media_url
 from .profiles import ORIENTATIONS
 from .transcript import RUNNING, STATUS_WORDS, TERMINAL
@@ -94,15 +95,9 @@ def _epoch(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) else None
 
 
-def turn_to_dict(turn: Any) -> dict:
-    """A `Turn` as the plain, JSON-safe dict the front end renders (and notebooks save)."""
-    generation = getattr(turn, "generation", None)
-    options = dict(getattr(turn, "options", None) or {})
-    status = getattr(turn, "status", None) or getattr(generation, "status", None) or "queued"
-    notices: list[str] = []
-
+def _media_urls(turn: Any, generation: Any, status: str, notices: list[str]) -> dict:
+    """The turn's links and media, each checked (`safe_url`); a dropped one adds a notice."""
     finished = status in TERMINAL and getattr(turn, "finished_at", None) is not None
-
     local_url = relative_media_url(getattr(turn, "path", None))
     local_thumbnail = relative_media_url(getattr(turn, "thumbnail_path", None))
 
@@ -119,13 +114,30 @@ def turn_to_dict(turn: Any) -> dict:
 
     # The live widget plays the relay's URL: the browser can always fetch it, while a local copy
     # is only reachable through the server's /files/ route when we know the server root.
-    video = getattr(generation, "video_url", None)
     download = getattr(generation, "download_url", None)
     if _unsafe_links(generation):
         notices.append("Unsafe link removed (in the relay's answer).")
-    progress = int(getattr(generation, "progress", 0) or 0)
-    if status == "completed":
-        progress = 100
+    return {
+        "preview_url": checked("preview", getattr(generation, "preview_url", None)),
+        "raw_url": checked("raw data", getattr(generation, "raw_url", None)),
+        "thumbnail_url": checked("thumbnail", getattr(generation, "thumbnail_url", None), local_thumbnail),
+        "video_url": checked("video", getattr(generation, "video_url", None), local_url),
+        "download_url": checked("download", download, local_url) if download else None,
+        # Relative to the notebook's folder: an absolute path would put the user's home folder
+        # into every saved notebook, and only the relative form resolves next to an exported one.
+        "local_url": local_url,
+        "local_thumbnail_url": local_thumbnail,
+    }
+
+
+def turn_to_dict(turn: Any) -> dict:
+    """A `Turn` as the plain, JSON-safe dict the front end renders (and notebooks save)."""
+    generation = getattr(turn, "generation", None)
+    options = dict(getattr(turn, "options", None) or {})
+    status = getattr(turn, "status", None) or getattr(generation, "status", None) or "queued"
+    notices: list[str] = []
+    urls = _media_urls(turn, generation, status, notices)
+    progress = 100 if status == "completed" else int(getattr(generation, "progress", 0) or 0)
     error = getattr(turn, "error", None) or getattr(generation, "error", None)
     return {
         "index": int(getattr(turn, "index", 0)),
@@ -137,20 +149,14 @@ def turn_to_dict(turn: Any) -> dict:
         "orientation": options.get("orientation"),
         "duration": options.get("duration"),
         "parent": getattr(turn, "parent", None),
+        # The status, its words and whether it still runs: the JS shows them, never re-types them.
         "status": status,
         "status_text": STATUS_WORDS.get(status, str(status)),
+        "running": status in RUNNING,
         "progress": max(0, min(100, progress)),
         "task_id": getattr(generation, "task_id", None),
         "sid": getattr(generation, "sid", None),
-        "preview_url": checked("preview", getattr(generation, "preview_url", None)),
-        "raw_url": checked("raw data", getattr(generation, "raw_url", None)),
-        "thumbnail_url": checked("thumbnail", getattr(generation, "thumbnail_url", None), local_thumbnail),
-        "video_url": checked("video", video, local_url),
-        "download_url": checked("download", download, local_url) if download else None,
-        # Relative to the notebook's folder: an absolute path would put the user's home folder
-        # into every saved notebook, and only the relative form resolves next to an exported one.
-        "local_url": local_url,
-        "local_thumbnail_url": local_thumbnail,
+        **urls,
         "error": str(error) if error and status in ("failed", "cancelled") else None,
         "cached": bool(getattr(turn, "cached", False)),
         # Price and takes (pricing.py, session.py): words from Python, the widget only shows them.
@@ -226,6 +232,10 @@ class VideoChat(anywidget.AnyWidget):
     orientations = t.List(t.Unicode(), default_value=list(ORIENTATIONS)).tag(sync=True)
     duration = t.Int(None, allow_none=True).tag(sync=True)
     durations = t.List(t.Int(), default_value=list(DURATIONS)).tag(sync=True)
+    # The composer's takes picker; only prices the next send (the send message carries its takes).
+    takes = t.Int(1).tag(sync=True)
+    # What the next send would cost and the budget left, in words (pricing.next_send_line).
+    price_text = t.Unicode("").tag(sync=True)
     simulated = t.Bool(False).tag(sync=True)
     busy = t.Bool(False).tag(sync=True)
     error = t.Unicode("").tag(sync=True)
@@ -283,6 +293,7 @@ class VideoChat(anywidget.AnyWidget):
         self._fallback_html = ""
         self.on_msg(self._on_custom)
         self._unsubscribe = conversation.subscribe(self._on_turn)
+        self._discover_prices()
         self._flush()
 
     # ---- Python API (the UI goes through the same methods) -----------------------------------
@@ -427,6 +438,49 @@ class VideoChat(anywidget.AnyWidget):
         mime = "video/mp4" if kind == "video" else "image/webp"
         self.send_msg({**reply, "mime": mime}, buffers=[Path(path).read_bytes()])
 
+    # ---- the composer's price -----------------------------------------------------------------
+
+    def _discover_prices(self) -> None:
+        """Ask the relay for its price list in the background (once per relay per process, as a
+        send would), so the composer shows an estimate before the first send."""
+        prices = getattr(self.conversation, "prices", None)
+        if prices is None or prices.discovered:
+            return
+        from .loop import submit
+
+        submit(prices.aload()).add_done_callback(lambda _done: self._refresh_price())
+
+    def _price_words(self) -> str:
+        """What the pickers' next send would cost, and the budget left (no I/O)."""
+        conversation = self.conversation
+        prices = getattr(conversation, "prices", None)
+        if prices is None:
+            return ""
+        from .pricing import Estimate, next_send_line
+
+        model, duration = self.model, self.duration or None
+        wire = None
+        profile = getattr(conversation, "profile", None)
+        if getattr(profile, "carrier", None) == "model":  # options in the model's name
+            try:
+                wire = profile.prepare([], model, self.orientation or None, duration).model
+            except ConfigurationError:  # a length this model does not sell: the send will say so
+                wire = None
+        each = prices.estimate_request(wire, model, duration)
+        budget = getattr(conversation, "budget", None)
+        remaining = None if budget is None else budget.remaining
+        return next_send_line(Estimate(max(1, self.takes), each, model), remaining, self.simulated)
+
+    @t.observe("model", "orientation", "duration", "takes")
+    def _on_picker(self, _change: Any) -> None:
+        if hasattr(self, "_lock"):  # the constructor sets the pickers before the conversation
+            self._refresh_price()
+
+    def _refresh_price(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self.price_text = self._price_words()
+
     # ---- coalesced state updates -------------------------------------------------------------
 
     def _on_turn(self, turn: Any) -> None:
@@ -480,7 +534,8 @@ class VideoChat(anywidget.AnyWidget):
             head = getattr(self.conversation, "head", None)
             follow = head != self._head_seen and head is not None
             self._head_seen = head
-            if new_turns == self.turn_data and busy == self.busy and not follow and head == self.head:
+            same = new_turns == self.turn_data and busy == self.busy and head == self.head
+            if same and not follow and self._price_words() == self.price_text:
                 return
             with self.hold_sync():
                 self.turn_data = new_turns
@@ -488,6 +543,7 @@ class VideoChat(anywidget.AnyWidget):
                 self.head = head
                 if follow:
                     self._follow_head(turns[head])
+                self.price_text = self._price_words()  # after the pickers followed the head
             self.flush_count += 1
             self._update_fallback(turns)
 

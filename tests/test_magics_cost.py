@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from html import escape
+
 import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
@@ -143,3 +145,42 @@ def test_takes_wait_in_their_cell(sim, new_shell):
     with pytest.raises(UsageError, match="takes must be"):
         run(ip, "%%sora --takes 0\nno takes")
     assert sim.requests == []
+
+
+def history_costs(table) -> dict[str, str]:
+    """prompt -> the cost cell of `%sora history`, read from its text and checked in its HTML."""
+    text = repr(table)
+    costs = {turn.prompt: row[6] for turn, row in zip(table.turns, table._rows(), strict=True)}
+    html = table._repr_html_()
+    assert "<th>cost</th>" in html
+    for prompt, cost in costs.items():
+        line = next(line for line in text.splitlines() if prompt in line)
+        assert cost in line, (cost, line)
+        assert f"<td>{escape(prompt)}</td>" in html and f"<td>{escape(cost)}</td>" in html
+    return costs
+
+
+def test_history_shows_what_each_turn_cost(sim, new_shell):
+    ip = new_shell()
+    run(ip, "%%sora\na paper boat on a rainy street")  # sora-2: the relay lists $0.10
+    run(ip, "%%sora --new --model veo3-pro\na lighthouse at dusk")  # listed nowhere
+    table = run(ip, "%sora history")
+    assert history_costs(table) == {"a paper boat on a rainy street": "$0.10", "a lighthouse at dusk": "unknown"}
+    assert repr(table).endswith("total charged: $0.10 (+ 1 at an unknown price)")
+    assert "<p>total charged: $0.10 (+ 1 at an unknown price)</p>" in table._repr_html_()
+
+    # The same request in another session is made from the store: a replay, not paid.
+    replay = run(ip, "%%sora --session copy --new\na paper boat on a rainy street")
+    assert replay.cached and len(sim.requests) == 2
+    run(ip, "%sora use copy")
+    table = run(ip, "%sora history")
+    assert history_costs(table) == {"a paper boat on a rainy street": "$0.00 (replayed, not paid)"}
+    assert repr(table).endswith("total charged: $0.00")
+
+    # A new kernel reruns the first cell: the paid turn is replayed and keeps its one charge.
+    ip = new_shell()
+    assert run(ip, "%%sora\na paper boat on a rainy street").cached
+    assert len(sim.requests) == 2
+    costs = history_costs(run(ip, "%sora history"))
+    assert costs["a paper boat on a rainy street"] == "$0.10; replayed free since"
+    assert costs["a lighthouse at dusk"] == "unknown"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -85,3 +86,27 @@ def test_a_widget_budget_refuses_in_the_ui_before_sending(sim):
     with pytest.raises(Exception, match="Budget exceeded"):
         chat.send("no money left")
     assert len(sim.requests) == before + 1
+
+
+def test_the_composer_prices_the_next_send_before_it_is_sent(sim):
+    before = len(sim.requests)
+    chat = chat_for(sim, budget=0.50)
+    # The relay's price list is asked for in the background when the widget is made.
+    deadline = time.monotonic() + 10
+    while "estimate" not in chat.price_text:
+        assert time.monotonic() < deadline, chat.price_text
+        time.sleep(0.05)
+    assert chat.price_text == "estimate $0.10 · budget: $0.50 left"
+    chat.takes = 3  # the takes picker, as the front end sets it
+    assert chat.price_text == "estimate $0.30 for 3 takes · budget: $0.50 left"
+    chat.model = "sora-2-pro"
+    assert chat.price_text == "estimate $1.50 for 3 takes · budget: $0.50 left"
+    chat.model, chat.takes = "veo3-pro", 1  # the relay lists no price for it: never a guess
+    assert chat.price_text == "price unknown · a budget refuses what it cannot price"
+    chat.model = "sora-2"
+    chat.send("a paper kite").result(30)
+    assert chat.price_text == "estimate $0.10 · budget: $0.40 left"
+    assert len(sim.requests) == before + 1  # pricing never sends a generation
+    plain = chat_for(sim)
+    plain.model = "veo3-pro"
+    assert plain.price_text == "price unknown"
