@@ -718,7 +718,10 @@ class TurnView {
       return;
     }
     const end = turn.finished_at ?? (isRunning(turn) ? Date.now() / 1000 : null);
-    this.elapsed.textContent = end ? formatElapsed(end - turn.created_at) : "";
+    // "took 4 s", not "4 s": next to "sora-2 · portrait" a bare "4 s" reads as the clip's length.
+    const took = end ? formatElapsed(end - turn.created_at) : "";
+    this.elapsed.textContent = !end ? "" : turn.finished_at ? `took ${took}` : `${took} so far`;
+    this.elapsed.title = turn.finished_at ? "time from sending to the result" : "time since it was sent";
   }
 }
 
