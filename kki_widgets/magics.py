@@ -139,7 +139,7 @@ class SoraMagics(Magics):
             # By module name: registering must not import the session (and httpx) at %load_ext.
             printers = shell.display_formatter.ipython_display_formatter
             for name in ("Turn", "TurnHandle"):
-                printers.for_type_by_name("kki_widgets.session", name, self._display_value)
+                printers.for_type_by_name("kki_widgets.turn", name, self._display_value)
             shell.events.register("post_run_cell", self._forget_drawn)
         self._budget: Any = None  # one ledger for every session of this kernel
 

@@ -20,14 +20,12 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import dataclasses
 import functools
 import logging
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import pricing
@@ -38,194 +36,23 @@ from .errors import (
     GenerationFailed,
     KkiError,
     RelayError,
-    TurnFailed,
     scrub,
 )
 from .loop import background_loop, block_on, submit
 from .profiles import RelayProfile, WireRequest, get_profile, turn_warnings
 from .relay import AsyncRelayClient, RelayClient
-from .request import normalize_messages, prompt_text
-from .transcript import TERMINAL, Generation
+from .request import normalize_messages
+from .transcript import Generation
+from .turn import TakesHandle, Turn, TurnHandle, saved_form
+
+# Turn and its handles live in kki_widgets.turn; they are imported from here too.
+__all__ = ["Conversation", "TakesHandle", "Turn", "TurnHandle"]
 
 log = logging.getLogger("kki_widgets.session")
 
 _AUTO = "auto"
 _HEAD = object()
 OPTION_NAMES = ("model", "orientation", "duration")
-
-
-@dataclass
-class Turn:
-    """One prompt and the video generated for it."""
-
-    index: int
-    prompt: str
-    options: dict = field(default_factory=dict)
-    parent: int | None = None
-    generation: Generation = field(default_factory=Generation)
-    status: str = "queued"
-    cached: bool = False
-    path: str | None = None
-    thumbnail_path: str | None = None
-    messages: list = field(default_factory=list)
-    error: str | None = None
-    created_at: float = field(default_factory=time.time)
-    finished_at: float | None = None
-    cache_key: str | None = None
-    cell_id: str | None = None
-    simulated: bool = False
-    # Where the relay's echoed spec contradicts what was asked ("asked for landscape; …").
-    warnings: list = field(default_factory=list)
-    # Price (pricing.py): the estimate is known before sending, the cost once the turn ended.
-    estimate: float | None = None
-    cost: float | None = None
-    cost_note: str | None = None
-    # Takes: several generations of one request; `take_group` is the index of take 1.
-    take: int | None = None
-    takes: int | None = None
-    take_group: int | None = None
-    picked: bool = False
-    note: str | None = None  # e.g. why this shot continues from a frame instead of a remix
-
-    @property
-    def cost_text(self) -> str:
-        """Its estimate while it runs, its charge after ("$0.00 — replayed from the store")."""
-        return pricing.cost_line(self)
-
-    @property
-    def video_url(self) -> str | None:
-        """The local copy when there is one (it outlives the relay's CDN links), else the URL."""
-        if self.path and Path(self.path).is_file():
-            return self.path
-        return self.generation.video_url
-
-    @property
-    def thumbnail_url(self) -> str | None:
-        if self.thumbnail_path and Path(self.thumbnail_path).is_file():
-            return self.thumbnail_path
-        return self.generation.thumbnail_url
-
-    @property
-    def task_id(self) -> str | None:
-        return self.generation.task_id
-
-    @property
-    def done(self) -> bool:
-        return self.status in TERMINAL
-
-    @property
-    def sent_prompt(self) -> str:
-        """The prompt as sent: with the words a relay profile added, e.g. "(landscape 16:9, …)"."""
-        return prompt_text(self.messages[-1]["content"]) if self.messages else self.prompt
-
-    @property
-    def assistant_message(self) -> dict:
-        return {"role": "assistant", "content": self.generation.text}
-
-    def raise_for_status(self) -> Turn:
-        """Raise `TurnFailed` (with the turn's own message) if it failed or was cancelled."""
-        if self.status in ("failed", "cancelled"):
-            raise TurnFailed(
-                self.error or f"turn {self.index} {self.status}",
-                task_id=self.task_id,
-                generation=self.generation,
-                turn=self,
-            )
-        return self
-
-    def to_dict(self) -> dict:
-        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        data["generation"] = self.generation.to_dict()
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Turn:
-        names = {f.name for f in dataclasses.fields(cls)}
-        values = {key: value for key, value in data.items() if key in names}
-        values["generation"] = Generation.from_dict(data.get("generation") or {})
-        return cls(**values)
-
-    @property
-    def playable_url(self) -> str | None:
-        """What a saved notebook should play: the local copy (relative), else the http(s) URL."""
-        from .media import relative_media_url
-
-        url = relative_media_url(self.path) or self.generation.video_url
-        return url if url and url.startswith(("./", "http://", "https://")) else None
-
-    @property
-    def poster_url(self) -> str | None:
-        from .media import relative_media_url
-
-        url = relative_media_url(self.thumbnail_path) or self.generation.thumbnail_url
-        return url if url and url.startswith(("./", "http://", "https://")) else None
-
-    def __repr__(self) -> str:
-        # The local copy relative to the notebook: a saved notebook must not carry home paths.
-        where = self.playable_url or self.error or ""
-        cached = ", cached" if self.cached else ""
-        return f"<Turn {self.index} {self.status}{cached}: {self.prompt[:40]!r} {where}>"
-
-    def _repr_html_(self) -> str:
-        from .views import turn_html  # presentation lives in one renderer (kki_widgets.views)
-
-        return turn_html(self)
-
-
-class TurnHandle:
-    """A turn running in the background: await it, block on `.result()`, or `.cancel()` it."""
-
-    def __init__(self, turn: Turn, future: asyncio.Future | concurrent.futures.Future, loop):
-        self.turn = turn
-        self._future = future
-        self._loop = loop
-
-    def __await__(self):
-        if isinstance(self._future, concurrent.futures.Future):
-            return asyncio.wrap_future(self._future).__await__()
-        return self._future.__await__()
-
-    def done(self) -> bool:
-        return self._future.done()
-
-    def cancel(self) -> None:
-        if isinstance(self._future, concurrent.futures.Future):
-            self._future.cancel()
-        else:
-            self._loop.call_soon_threadsafe(self._future.cancel)
-
-    def result(self, timeout: float | None = None) -> Turn:
-        """Block until the turn ends (not from the loop that runs it: await it there)."""
-        if isinstance(self._future, concurrent.futures.Future):
-            return self._future.result(timeout)
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is self._loop:
-            if self._future.done():
-                return self._future.result()
-            raise RuntimeError(
-                "this turn runs on the current event loop: use `await handle` instead of "
-                ".result(), or conv.send(...) to block"
-            )
-        waiter = concurrent.futures.Future()
-
-        def relay_outcome(future):
-            if future.cancelled():
-                waiter.cancel()
-            elif future.exception() is not None:
-                waiter.set_exception(future.exception())
-            else:
-                waiter.set_result(future.result())
-
-        self._loop.call_soon_threadsafe(self._future.add_done_callback, relay_outcome)
-        return waiter.result(timeout)
-
-    wait = result
-
-    def __repr__(self) -> str:
-        return f"<TurnHandle {self.turn!r}>"
 
 
 class Conversation:
@@ -1211,7 +1038,7 @@ class Conversation:
             turn.thumbnail_path = _str_or_none(kept_file(turn.thumbnail_path, self.media_dir))
             index_of[record["id"]] = turn.index
             self._turn_ids[turn.index] = record["id"]
-            self._saved[record["id"]] = _saved_form(turn)
+            self._saved[record["id"]] = saved_form(turn)
             self._turns.append(turn)
         self._head = index_of.get(data.get("head"))
 
@@ -1227,7 +1054,7 @@ class Conversation:
             changed = []
             for turn in self._turns:
                 turn_id = self._turn_ids.setdefault(turn.index, uuid.uuid4().hex[:16])
-                form = _saved_form(turn)
+                form = saved_form(turn)
                 if self._saved.get(turn_id) != form:
                     record = turn.to_dict()
                     del record["index"]
@@ -1244,19 +1071,6 @@ class Conversation:
             self._saved.update((record["id"], form) for record, form in changed)
 
 
-def _saved_form(turn: Turn) -> tuple:
-    """What decides whether a turn must be written again: every field but its history (which never
-    changes) and its index (not stored). Generations are immutable (an update is a new object),
-    so comparing them is an identity check.
-    """
-    return (turn.generation, *(repr(getattr(turn, name)) for name in _FORM_FIELDS))
-
-
-_FORM_FIELDS = tuple(
-    f.name for f in dataclasses.fields(Turn) if f.name not in ("index", "messages", "generation")
-)
-
-
 def _str_or_none(path) -> str | None:
     return str(path) if path is not None else None
 
@@ -1265,36 +1079,6 @@ def _counter(total: int):
     from .views import Counter  # presentation: a live line in a notebook, nothing elsewhere
 
     return Counter(total)
-
-
-class TakesHandle(list):
-    """The handles of the takes of one request: `await` it or `.result()` for their turns."""
-
-    @property
-    def turns(self) -> list[Turn]:
-        return [handle.turn for handle in self]
-
-    @property
-    def turn(self) -> Turn:
-        return self[0].turn
-
-    def __await__(self):
-        async def gather():
-            return [await handle for handle in self]
-
-        return gather().__await__()
-
-    def result(self, timeout: float | None = None) -> list[Turn]:
-        return [handle.result(timeout) for handle in self]
-
-    wait = result
-
-    def done(self) -> bool:
-        return all(handle.done() for handle in self)
-
-    def cancel(self) -> None:
-        for handle in self:
-            handle.cancel()
 
 
 def _on_private_loop() -> bool:
