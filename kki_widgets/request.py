@@ -63,6 +63,12 @@ def prompt_text(content) -> str:
     return ""
 
 
+def check_prompt(prompt) -> None:
+    """A prompt is text that describes a video (the one home of that check)."""
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ConfigurationError("the prompt is empty: describe the video you want")
+
+
 def normalize_messages(messages, images=None) -> list[dict]:
     """Validate the OpenAI message list; a plain string is one user message."""
     if isinstance(messages, str):
@@ -87,8 +93,7 @@ def normalize_messages(messages, images=None) -> list[dict]:
     last = normalized[-1]
     if last["role"] != "user":
         raise ConfigurationError("the last message must be the user's prompt")
-    if not prompt_text(last["content"]).strip():
-        raise ConfigurationError("the prompt is empty: describe the video you want")
+    check_prompt(prompt_text(last["content"]))
     if images:
         text = prompt_text(last["content"])
         parts = [{"type": "text", "text": text}] + [image_part(image) for image in images]

@@ -20,8 +20,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import functools
 import logging
+import tempfile
 import threading
 import time
 import uuid
@@ -41,9 +41,19 @@ from .errors import (
 from .loop import background_loop, block_on, submit
 from .profiles import RelayProfile, WireRequest, get_profile, turn_warnings
 from .relay import AsyncRelayClient, RelayClient
-from .request import normalize_messages
+from .request import check_prompt, normalize_messages
 from .transcript import Generation
 from .turn import TakesHandle, Turn, TurnHandle, saved_form
+from .turn_media import clip_of, keep_media
+from .turn_request import (
+    HEAD,
+    cache_options,
+    check_options,
+    check_takes,
+    choose_options,
+    continuity,
+    recorded_options,
+)
 
 # Turn and its handles live in kki_widgets.turn; they are imported from here too.
 __all__ = ["Conversation", "TakesHandle", "Turn", "TurnHandle"]
@@ -51,8 +61,6 @@ __all__ = ["Conversation", "TakesHandle", "Turn", "TurnHandle"]
 log = logging.getLogger("kki_widgets.session")
 
 _AUTO = "auto"
-_HEAD = object()
-OPTION_NAMES = ("model", "orientation", "duration")
 
 
 class Conversation:
@@ -220,29 +228,16 @@ class Conversation:
 
     # -- sending ------------------------------------------------------------------------------
 
-    def _prepare(
-        self, prompt, parent, options: dict, cell_id: str | None, take: int | None = None
-    ) -> tuple[Turn, dict]:
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise ConfigurationError("the prompt is empty: describe the video you want")
-        unknown = set(options) - {*OPTION_NAMES, "images", "continue_from"}
-        if unknown:
-            raise ConfigurationError(
-                f"unknown option(s) {', '.join(sorted(unknown))}: use model, orientation, "
-                "duration, images or continue_from"
-            )
-        images = options.get("images")
+    def _prepare(self, prompt, parent, options: dict, cell_id: str | None, take: int | None = None):
+        """The new turn of a request and the request it sends (checked; nothing registered)."""
+        check_prompt(prompt)
+        check_options(options)
         with self._lock:
-            parent_index = self._head if parent is _HEAD else parent
+            parent_index = self._head if parent is HEAD else parent
             inherited = self._turn(parent_index).options if parent_index is not None else {}
-            # Explicit options win; a remix continues its parent's model, orientation and length;
-            # a new video takes the conversation's defaults.
-            chosen = {
-                "model": options.get("model") or inherited.get("model") or self.model,
-                "orientation": options.get("orientation") or inherited.get("orientation") or self.orientation,
-                "duration": options.get("duration") or inherited.get("duration") or self.duration,
-            }
-        how, note = self._continuity(parent_index, chosen["model"], options.get("continue_from"))
+            chosen = choose_options(options, inherited, self._defaults)
+        how, note = continuity(parent_index, chosen["model"], options.get("continue_from"), self.can_remix)
+        images = options.get("images")
         if how == "last_frame":  # ffmpeg runs outside the lock: other turns keep updating
             images = [self._parent_frame(parent_index), *(images or [])]
         with self._lock:
@@ -258,38 +253,32 @@ class Conversation:
             messages = normalize_messages(base, images)
             # The profile says the options the relay's way (words, model name or fields) and
             # refuses what it cannot say, before anything is registered or sent.
-            request = self.profile.prepare(
-                messages, chosen["model"], chosen["orientation"], chosen["duration"]
-            )
+            request = self.profile.prepare(messages, chosen["model"], chosen["orientation"], chosen["duration"])
             turn = Turn(
-                index=len(self._turns),
-                prompt=prompt,
-                # Only the non-default way is recorded: remix turns keep their cache keys.
-                options={
-                    k: v
-                    for k, v in {**chosen, "continue_from": how if how == "last_frame" else None}.items()
-                    if v is not None
-                },
-                parent=parent_index,
-                messages=request.messages,
-                cell_id=cell_id,
-                simulated=self.simulated,
-                note=note,
-            )
-            chosen["request"] = request
-            # Priced by the name the relay is sent (a profile may say options in the model's
-            # name), else by the name the user chose (a configured table uses that one).
-            turn.estimate = self.prices.estimate(request.model, chosen["duration"])
-            if turn.estimate is None:
-                turn.estimate = self.prices.estimate(chosen["model"], chosen["duration"])
+                index=len(self._turns), prompt=prompt, options=recorded_options(chosen, how),
+                parent=parent_index, messages=request.messages, cell_id=cell_id,
+                simulated=self.simulated, note=note,
+            )  # fmt: skip
+            turn.estimate = self._estimate_turn(request, chosen)
             if self.store is not None:
-                # Take k > 1 of a request is its own generation: cached under its take number
-                # (take 1 shares the plain request's entry, so one earlier send is take 1).
-                keyed = {**turn.options, "take": take} if take and take > 1 else turn.options
                 turn.cache_key = self.store.cache_key(
-                    self.client.settings.cache_identity, request.model, keyed, request.messages
-                )
-        return turn, chosen
+                    self.client.settings.cache_identity, request.model,
+                    cache_options(turn.options, take), request.messages,
+                )  # fmt: skip
+        return turn, request
+
+    @property
+    def _defaults(self) -> dict:
+        """What a new video is made with unless the prompt says otherwise."""
+        return {"model": self.model, "orientation": self.orientation, "duration": self.duration}
+
+    def _estimate_turn(self, request: WireRequest, chosen: dict) -> float | None:
+        """Priced by the name the relay is sent (a profile may say options in the model's name),
+        else by the name the user chose (a configured table uses that one)."""
+        estimate = self.prices.estimate(request.model, chosen["duration"])
+        if estimate is None:
+            estimate = self.prices.estimate(chosen["model"], chosen["duration"])
+        return estimate
 
     # -- continuity: remix or last frame ----------------------------------------------------------
 
@@ -303,62 +292,36 @@ class Conversation:
             return self.profile.can_remix(model or self.model)
         return self.profile.can_remix_parent(model or self.model, self._turns[parent].generation.sid)
 
-    def _continuity(self, parent: int | None, model: str, asked: str | None):
-        """How a turn continues its parent: "remix", "last_frame", or None for a new video."""
-        if asked not in (None, "remix", "last_frame"):
-            raise ConfigurationError(
-                f"continue_from={asked!r}: use 'remix' (send the parent's answer back) or "
-                "'last_frame' (send the parent's last frame as the image)"
-            )
-        if parent is None:
-            return None, None
-        if asked is None and not self.can_remix(model, parent):
-            why = "without a share ID" if self.can_remix(model) else "on this relay"
-            return "last_frame", (
-                f"{model} cannot remix {why}: continued from the last frame of turn {parent}"
-            )
-        if asked == "last_frame":
-            return asked, f"continued from the last frame of turn {parent}"
-        return asked or "remix", None
-
     def _parent_frame(self, parent: int) -> str:
         """The parent clip's exact last frame as a PNG path (kept next to the clip, reused)."""
         from .film import last_frame
-        from .media import download
 
         turn = self._turns[parent]
         if turn.status != "completed":
             raise ConfigurationError(
                 f"turn {parent} is {turn.status}: only a finished video has a last frame"
             )
-        clip = turn.path if turn.path and Path(turn.path).is_file() else None
-        if clip is None:  # no local copy kept (media_dir=None): fetch it where nobody looks
-            import tempfile
+        # No local copy kept (media_dir=None): the clip is fetched where nobody looks.
+        folder = self.media_dir or Path(tempfile.gettempdir()) / "kki_frames"
+        return str(last_frame(clip_of(turn, folder, self.client.base_url)))
 
-            folder = self.media_dir or Path(tempfile.gettempdir()) / "kki_frames"
-            clip = download(
-                turn.generation.video_url, folder, expected_type="video",
-                relay_url=self.client.base_url, key=turn.task_id,
-            )
-        return str(last_frame(clip))
-
-    def _begin(self, prompt, parent, force, cell_id, options) -> tuple[Turn, dict, bool]:
+    def _begin(self, prompt, parent, force, cell_id, options) -> tuple[Turn, WireRequest, bool]:
         """Validate, then either replay an identical earlier request or register a new turn."""
         return self._begin_takes(prompt, parent, force, cell_id, options, 1)[0]
 
     def _begin_takes(self, prompt, parent, force, cell_id, options, takes: int) -> list:
         """Replays are free and always allowed; the fresh takes are reserved against the budget
-        together (all or none), then registered. Returns [(turn, chosen, fresh)] in take order."""
-        _check_takes(takes)
+        together (all or none), then registered. Returns [(turn, request, fresh)] in take order."""
+        check_takes(takes)
         numbered = [None] if takes == 1 else list(range(1, takes + 1))
         prepared = [self._prepare(prompt, parent, options, cell_id, take) for take in numbered]
         results = []
-        for (turn, chosen), take in zip(prepared, numbered, strict=True):
+        for (turn, request), take in zip(prepared, numbered, strict=True):
             turn.take, turn.takes = take, (takes if take else None)
             replay = None if force else self._replay(turn, move_head=take is None)
             if replay is not None and take and replay.take is None:
                 replay.take, replay.takes = take, takes  # an earlier plain send is take 1
-            results.append((replay or turn, chosen, replay is None))
+            results.append((replay or turn, request, replay is None))
         fresh = [turn for turn, _, is_fresh in results if is_fresh]
         reservation = self._reserve(fresh, prompt)
         with self._lock:
@@ -396,10 +359,6 @@ class Conversation:
             self._balance_asked = True
             self._balance_before = await self.prices.abalance()
 
-    def _stream(self, turn: Turn, chosen: dict):
-        request: WireRequest = chosen["request"]
-        return self.client.stream_request(request)
-
     async def _drive(self, turn: Turn, updates, *, newly_accepted: bool = True) -> Turn:
         """Apply a turn's `Generation` updates until it ends; the one place a turn is run.
 
@@ -425,7 +384,7 @@ class Conversation:
         self,
         prompt: str,
         *,
-        parent=_HEAD,
+        parent=HEAD,
         force: bool = False,
         cell_id: str | None = None,
         takes: int = 1,
@@ -438,20 +397,20 @@ class Conversation:
         does a request the budget refuses (`BudgetExceeded`, before anything is sent).
         `takes=N` runs N generations of the request at once and returns their N turns.
         """
-        _check_takes(takes)
+        check_takes(takes)
         await self._aensure_prices()
         if takes != 1:
             return await self._asend_takes(prompt, parent, force, cell_id, options, takes)
-        turn, chosen, fresh = self._begin(prompt, parent, force, cell_id, options)
+        turn, request, fresh = self._begin(prompt, parent, force, cell_id, options)
         if not fresh:
             return turn
-        return await self._drive(turn, self._stream(turn, chosen))
+        return await self._drive(turn, self.client.stream_request(request))
 
     async def _asend_takes(self, prompt, parent, force, cell_id, options, takes) -> list[Turn]:
         begun = self._begin_takes(prompt, parent, force, cell_id, options, takes)
         runs = [
-            self._drive(turn, self._stream(turn, chosen)) if fresh else _done(turn)
-            for turn, chosen, fresh in begun
+            self._drive(turn, self.client.stream_request(request)) if fresh else _done(turn)
+            for turn, request, fresh in begun
         ]
         return list(await asyncio.gather(*runs))
 
@@ -466,7 +425,7 @@ class Conversation:
         self,
         prompt: str,
         *,
-        parent=_HEAD,
+        parent=HEAD,
         force: bool = False,
         cell_id: str | None = None,
         takes: int = 1,
@@ -484,7 +443,7 @@ class Conversation:
             return TakesHandle([self._start_begun(*item) for item in begun])
         return self._start_begun(*begun[0])
 
-    def _start_begun(self, turn: Turn, chosen: dict, fresh: bool) -> TurnHandle:
+    def _start_begun(self, turn: Turn, request: WireRequest, fresh: bool) -> TurnHandle:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -494,8 +453,8 @@ class Conversation:
             done.set_result(turn)
             return TurnHandle(turn, done, loop)
         if loop is not None:
-            return TurnHandle(turn, loop.create_task(self._drive(turn, self._stream(turn, chosen))), loop)
-        future = submit(self._drive(turn, self._stream(turn, chosen)))
+            return TurnHandle(turn, loop.create_task(self._drive(turn, self.client.stream_request(request))), loop)
+        future = submit(self._drive(turn, self.client.stream_request(request)))
         return TurnHandle(turn, future, background_loop())
 
     # -- many prompts at once ------------------------------------------------------------------
@@ -606,8 +565,6 @@ class Conversation:
         Replays are free: they never touch the budget. Takes do not move the head one by one
         (`_settle_takes` does, once the whole group is there).
         """
-        from .media import kept_file
-
         if turn.cache_key is None:
             return None
         with self._lock:
@@ -624,16 +581,7 @@ class Conversation:
         entry = self.store.cache_get(turn.cache_key) if self.store is not None else None
         if not entry:
             return None
-        turn.generation = Generation.from_dict(entry["generation"])
-        turn.status = turn.generation.status
-        turn.warnings = turn_warnings(turn.options, turn.generation.spec, turn.generation.notices)
-        turn.cached = True
-        paths = entry.get("paths") or {}
-        # A cache entry is data from the notebook's folder: only our own media files are used.
-        turn.path = _str_or_none(kept_file(paths.get("video"), self.media_dir))
-        turn.thumbnail_path = _str_or_none(kept_file(paths.get("thumbnail"), self.media_dir))
-        turn.finished_at = time.time()
-        turn.cost, turn.cost_note = 0.0, pricing.REPLAYED
+        turn.replay(entry, self.media_dir)
         with self._lock:
             turn.index = len(self._turns)
             self._turns.append(turn)
@@ -671,7 +619,7 @@ class Conversation:
             return
         final = turn.generation
         if final.status == "completed":
-            await self._keep_media(turn)
+            await keep_media(turn, self.media_dir, self.client.base_url)
             self._finish(turn, "completed", None)
         else:
             reason = final.error or "the relay reported a failed generation"
@@ -710,14 +658,7 @@ class Conversation:
             if status == "completed" and turn.take is None:
                 self._head = turn.index
                 if self.store is not None and turn.cache_key:
-                    self.store.cache_put(
-                        turn.cache_key,
-                        {
-                            "generation": turn.generation.to_dict(),
-                            "assistant_message": turn.generation.text,
-                            "paths": {"video": turn.path, "thumbnail": turn.thumbnail_path},
-                        },
-                    )
+                    self.store.cache_put(turn.cache_key, turn.cache_entry())
             if self.store is not None and turn.task_id and status != "cancelled":
                 self.store.remove_pending(turn.task_id)
             self._persist()
@@ -828,34 +769,6 @@ class Conversation:
             )
             self._persist()
 
-    async def _keep_media(self, turn: Turn) -> None:
-        """Download the video and thumbnail next to the notebook; a failure keeps the URL.
-
-        The links come from the relay's answer: `media.download` names the files after the task,
-        checks their type and size, and only reaches hosts the relay's own address allows.
-        """
-        if self.media_dir is None:
-            return
-        from .media import download
-
-        generation = turn.generation
-        task = generation.task_id
-        fetch = functools.partial(download, relay_url=self.client.base_url)
-        try:
-            if generation.video_url:
-                path = await asyncio.to_thread(
-                    fetch, generation.video_url, self.media_dir, expected_type="video", key=task
-                )
-                turn.path = str(path)
-            if generation.thumbnail_url:
-                thumb = await asyncio.to_thread(
-                    fetch, generation.thumbnail_url, self.media_dir, expected_type="image",
-                    key=task and f"{task}-thumbnail",
-                )
-                turn.thumbnail_path = str(thumb)
-        except Exception as error:  # the video is still reachable at its URL
-            log.warning("could not keep a local copy of turn %s: %s", turn.index, error)
-
     # -- cancel, retry, resume ----------------------------------------------------------------
 
     def cancel(self, index: int | None = None) -> list[int]:
@@ -950,23 +863,11 @@ class Conversation:
 
     def _clips(self, turn_index: int | None, folder) -> tuple[list[Turn], list[str]]:
         """The completed turns from the first to `turn_index` (default: head), and their files."""
-        from .media import download
-
         index = self._head if turn_index is None else turn_index
         chain = [t for t in self._chain(index) if t.status == "completed"]
         if not chain:
             raise ConfigurationError("there is no completed video to cut yet: generate one first")
-        clips = []
-        for turn in chain:
-            if turn.path and Path(turn.path).is_file():
-                clips.append(turn.path)  # set by our own download or checked on load
-            else:
-                target = self.media_dir or Path(folder)
-                clips.append(str(download(
-                    turn.generation.video_url, target, expected_type="video",
-                    relay_url=self.client.base_url, key=turn.task_id,
-                )))
-        return chain, clips
+        return chain, [clip_of(turn, self.media_dir or folder, self.client.base_url) for turn in chain]
 
     def stitch(self, path, turn_index: int | None = None) -> Path:
         """Concatenate the clips from the first turn to `turn_index` (default: head) into one film."""
@@ -1019,8 +920,6 @@ class Conversation:
 
     def _load(self) -> None:
         """Restore the conversation's turns from the store (merged from every kernel that wrote)."""
-        from .media import kept_file
-
         self._turn_ids: dict[int, str] = {}  # turn index -> its ID in the store
         self._saved: dict[str, tuple] = {}  # turn ID -> what was last written (see _persist)
         if self.store is None:
@@ -1034,8 +933,7 @@ class Conversation:
             # The store only names earlier turns as parents: `_chain` always ends.
             turn.parent = index_of.get(record.get("parent"))
             # The folder may have been edited or shared: only our own media files are used.
-            turn.path = _str_or_none(kept_file(turn.path, self.media_dir))
-            turn.thumbnail_path = _str_or_none(kept_file(turn.thumbnail_path, self.media_dir))
+            turn.keep_own_files(turn.path, turn.thumbnail_path, self.media_dir)
             index_of[record["id"]] = turn.index
             self._turn_ids[turn.index] = record["id"]
             self._saved[record["id"]] = saved_form(turn)
@@ -1071,10 +969,6 @@ class Conversation:
             self._saved.update((record["id"], form) for record, form in changed)
 
 
-def _str_or_none(path) -> str | None:
-    return str(path) if path is not None else None
-
-
 def _counter(total: int):
     from .views import Counter  # presentation: a live line in a notebook, nothing elsewhere
 
@@ -1086,11 +980,6 @@ def _on_private_loop() -> bool:
         return asyncio.get_running_loop() is background_loop()
     except RuntimeError:
         return False
-
-
-def _check_takes(takes) -> None:
-    if isinstance(takes, bool) or not isinstance(takes, int) or not 1 <= takes <= 16:
-        raise ConfigurationError(f"takes must be a whole number from 1 to 16, got {takes!r}")
 
 
 async def _done(turn: Turn) -> Turn:

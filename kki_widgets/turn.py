@@ -15,6 +15,7 @@ from pathlib import Path
 
 from . import pricing
 from .errors import TurnFailed
+from .profiles import turn_warnings
 from .request import prompt_text
 from .transcript import TERMINAL, Generation
 
@@ -125,6 +126,33 @@ class Turn:
         url = relative_media_url(self.thumbnail_path) or self.generation.thumbnail_url
         return url if url and url.startswith(("./", "http://", "https://")) else None
 
+    def keep_own_files(self, video, thumbnail, media_dir) -> None:
+        """Use these paths (from the store, data in the notebook's folder) only where they are
+        our own media files (`media.kept_file`); else the relay's URLs are used."""
+        from .media import kept_file
+
+        self.path = _str_or_none(kept_file(video, media_dir))
+        self.thumbnail_path = _str_or_none(kept_file(thumbnail, media_dir))
+
+    def cache_entry(self) -> dict:
+        """What the request cache keeps of a completed turn; `replay` rebuilds a turn from it."""
+        return {
+            "generation": self.generation.to_dict(),
+            "assistant_message": self.generation.text,
+            "paths": {"video": self.path, "thumbnail": self.thumbnail_path},
+        }
+
+    def replay(self, entry: dict, media_dir) -> None:
+        """Become the free replay of an identical earlier request's cache entry."""
+        self.generation = Generation.from_dict(entry["generation"])
+        self.status = self.generation.status
+        self.warnings = turn_warnings(self.options, self.generation.spec, self.generation.notices)
+        self.cached = True
+        paths = entry.get("paths") or {}
+        self.keep_own_files(paths.get("video"), paths.get("thumbnail"), media_dir)
+        self.finished_at = time.time()
+        self.cost, self.cost_note = 0.0, pricing.REPLAYED
+
     def __repr__(self) -> str:
         # The local copy relative to the notebook: a saved notebook must not carry home paths.
         where = self.playable_url or self.error or ""
@@ -234,3 +262,7 @@ def saved_form(turn: Turn) -> tuple:
 FORM_FIELDS = tuple(
     f.name for f in dataclasses.fields(Turn) if f.name not in ("index", "messages", "generation")
 )
+
+
+def _str_or_none(path) -> str | None:
+    return str(path) if path is not None else None

@@ -31,6 +31,7 @@ from .config import DEFAULT_MODEL, KNOWN_MODELS
 from .errors import ConfigurationError
 from .media import relative_media_url
 from .profiles import ORIENTATIONS
+from .request import check_prompt
 from .transcript import RUNNING, STATUS_WORDS, TERMINAL
 from .views import chat_html, durable_url
 
@@ -363,8 +364,7 @@ class VideoChat(anywidget.AnyWidget):
         super().close()
 
     def _start(self, prompt: str, *, parent: int | None = None, **options: Any) -> VideoChatHandle:
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise ValueError("the prompt is empty: describe the video you want")
+        check_prompt(prompt)  # a ConfigurationError, which is a ValueError
         if parent is not None and not options.get("from_ui"):
             # A remix from Python continues its parent's settings (the conversation inherits
             # them); the pickers follow the head, which is not necessarily this parent.
