@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import logging
 import tempfile
 import threading
@@ -29,9 +30,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import pricing
+from .batch import check_prompts, run_all, wait_drawing
+from .batch import counter as batch_counter
 from .budget import as_budget
 from .errors import (
-    BudgetExceeded,
     ConfigurationError,
     GenerationFailed,
     KkiError,
@@ -474,90 +476,34 @@ class Conversation:
         of turn i. Options apply to all. A failed clip does not stop the others: its turn says
         what went wrong. In a notebook, `progress` shows a live "n / N clips ready" line.
         """
-        prompts = self._batch_prompts(prompts, concurrency)
+        prompts = check_prompts(prompts, concurrency)
         await self._aensure_prices()
-        self._announce_estimate(len(prompts), options, progress)
-        counter = _counter(len(prompts)) if progress else None
-        if counter is not None:
-            counter.update([])
-        return await self._abatch(prompts, concurrency, parent, options, counter.update if counter else None)
+        shown = self._batch_counter(len(prompts), options, progress)
+        send = functools.partial(self.asend, parent=parent, **options)
+        return await run_all(send, prompts, concurrency, shown.update if shown else None)
 
     def batch(self, prompts, *, concurrency: int = 3, parent: int | None = None, progress: bool = True, **options):
         """Blocking `abatch`: the clips run on the private loop; this thread draws the counter.
 
         (A notebook records only output sent while its cell runs, from the cell itself.)
         """
-        prompts = self._batch_prompts(prompts, concurrency)
+        prompts = check_prompts(prompts, concurrency)
         self._ensure_prices()
-        self._announce_estimate(len(prompts), options, progress)
-        counter = _counter(len(prompts)) if progress else None
+        shown = self._batch_counter(len(prompts), options, progress)
         finished: list[Turn] = []
+        send = functools.partial(self.asend, parent=parent, **options)
         future = submit(
-            self._abatch(prompts, concurrency, parent, options, lambda turns: finished.__setitem__(slice(None), turns))
+            run_all(send, prompts, concurrency, lambda turns: finished.__setitem__(slice(None), turns))
         )
-        try:
-            while True:
-                if counter is not None:
-                    counter.update(list(finished))
-                try:
-                    gallery = future.result(timeout=0.2)
-                    break
-                except concurrent.futures.TimeoutError:
-                    continue
-        except KeyboardInterrupt:
-            future.cancel()
-            raise
-        if counter is not None:
-            counter.update(gallery)
-        return gallery
+        return wait_drawing(future, shown, finished)
 
-    @staticmethod
-    def _batch_prompts(prompts, concurrency: int) -> list[str]:
-        if isinstance(prompts, str):
-            raise ConfigurationError("batch() takes a list of prompts, not one string: batch([prompt])")
-        prompts = list(prompts)
-        empty = [i for i, p in enumerate(prompts) if not isinstance(p, str) or not p.strip()]
-        if empty or not prompts:
-            raise ConfigurationError(
-                f"prompt(s) {empty} are empty: every prompt must describe a video" if empty
-                else "batch() needs at least one prompt"
-            )
-        if not isinstance(concurrency, int) or concurrency < 1:
-            raise ConfigurationError(f"concurrency={concurrency!r}: give a whole number of at least 1")
-        return prompts
-
-    async def _abatch(self, prompts: list[str], concurrency: int, parent, options: dict, on_update):
-        from .views import Gallery
-
-        limit = asyncio.Semaphore(concurrency)
-        turns: list[Turn | None] = [None] * len(prompts)
-
-        refused: list[tuple[str, str]] = []
-
-        async def one(position: int, prompt: str) -> None:
-            async with limit:
-                try:
-                    turns[position] = await self.asend(prompt, parent=parent, **options)
-                except BudgetExceeded as error:  # refused before sending: the others go on
-                    refused.append((prompt, str(error)))
-            if on_update is not None:
-                on_update([t for t in turns if t is not None])
-
-        await asyncio.gather(*(one(i, p) for i, p in enumerate(prompts)))
-        gallery = Gallery(t for t in turns if t is not None)
-        gallery.refused = refused  # (prompt, why) of the prompts the budget did not allow
-        if refused:
-            log.warning("%d of %d prompts were not sent: %s", len(refused), len(prompts), refused[0][1])
-        return gallery
-
-    def _announce_estimate(self, count: int, options: dict, progress: bool) -> None:
-        """A batch says what it will cost before it starts (prices are known by now)."""
+    def _batch_counter(self, count: int, options: dict, progress: bool):
+        """With `progress`, a batch says what it will cost before it starts (prices are known by
+        now) and shows its live counter; without, nothing."""
         if not progress:
-            return
-        model = options.get("model") or self.model
-        duration = options.get("duration") or self.duration
-        estimate = pricing.Estimate(count, self.prices.estimate(model, duration), model)
-        print(f"batch of {count}: {estimate!r}")
+            return None
+        print(f"batch of {count}: {self._estimate(count, options)!r}")
+        return batch_counter(count)
 
     def _replay(self, turn: Turn, move_head: bool = True) -> Turn | None:
         """An identical earlier request: reuse its turn or the store's cached answer.
@@ -728,10 +674,13 @@ class Conversation:
 
     def estimate(self, count: int = 1, *, takes: int = 1, **options) -> pricing.Estimate:
         """What `count` prompts (× `takes`) with these options would cost, before sending."""
+        self._ensure_prices()
+        return self._estimate(count * takes, options)
+
+    def _estimate(self, count: int, options: dict) -> pricing.Estimate:
         model = options.get("model") or self.model
         duration = options.get("duration") or self.duration
-        self._ensure_prices()
-        return pricing.Estimate(count * takes, self.prices.estimate(model, duration), model)
+        return pricing.Estimate(count, self.prices.estimate(model, duration), model)
 
     def usage(self) -> dict:
         """Spend of this conversation by model, what the budget has left, and the key's balance
@@ -967,12 +916,6 @@ class Conversation:
             return
         with self._lock:
             self._saved.update((record["id"], form) for record, form in changed)
-
-
-def _counter(total: int):
-    from .views import Counter  # presentation: a live line in a notebook, nothing elsewhere
-
-    return Counter(total)
 
 
 def _on_private_loop() -> bool:
