@@ -38,6 +38,14 @@ def submit(coroutine: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
     return asyncio.run_coroutine_threadsafe(coroutine, background_loop())
 
 
+def on_background_loop() -> bool:
+    """Whether the caller runs on the private loop (which must never block on itself)."""
+    try:
+        return asyncio.get_running_loop() is background_loop()
+    except RuntimeError:
+        return False
+
+
 def block_on(coroutine: Coroutine[Any, Any, T]) -> T:
     """Run `coroutine` on the private loop and wait; works inside a running notebook loop.
 

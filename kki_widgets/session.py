@@ -32,7 +32,6 @@ from pathlib import Path
 from . import pricing
 from .batch import check_prompts, run_all, wait_drawing
 from .batch import counter as batch_counter
-from .budget import as_budget
 from .errors import (
     ConfigurationError,
     GenerationFailed,
@@ -44,6 +43,7 @@ from .loop import background_loop, block_on, submit
 from .profiles import RelayProfile, WireRequest, get_profile, turn_warnings
 from .relay import AsyncRelayClient, RelayClient
 from .request import check_prompt, normalize_messages
+from .spending import Spending
 from .transcript import Generation
 from .turn import TakesHandle, Turn, TurnHandle, saved_form
 from .turn_media import clip_of, keep_media
@@ -113,12 +113,7 @@ class Conversation:
         self._head: int | None = None
         self._running: dict[int, tuple[object, asyncio.Future | concurrent.futures.Future]] = {}
         self._subscribers: list[Callable[[Turn], None]] = []
-        # Prices (relay's, then `prices`/KKI_PRICES) and the enforced budget (budget.py).
-        self.prices = pricing.PriceBook(self.client, prices)
-        self.budget = as_budget(budget, "Conversation(budget=...)")
-        self._reservations: dict[int, object] = {}
-        self._balance_before: float | None = None
-        self._balance_asked = False
+        self._spending = Spending(self.client, prices, budget)
         self._load()
 
     def __repr__(self) -> str:
@@ -129,6 +124,24 @@ class Conversation:
         )
 
     # -- state --------------------------------------------------------------------------------
+
+    @property
+    def prices(self) -> pricing.PriceBook:
+        """The prices turns are estimated and charged at (the relay's, else configured)."""
+        return self._spending.prices
+
+    @prices.setter
+    def prices(self, book: pricing.PriceBook) -> None:
+        self._spending.prices = book
+
+    @property
+    def budget(self):
+        """The enforced cap (`budget.Budget`) every request is reserved against, or None."""
+        return self._spending.budget
+
+    @budget.setter
+    def budget(self, budget) -> None:
+        self._spending.budget = budget
 
     @property
     def simulated(self) -> bool:
@@ -261,7 +274,7 @@ class Conversation:
                 parent=parent_index, messages=request.messages, cell_id=cell_id,
                 simulated=self.simulated, note=note,
             )  # fmt: skip
-            turn.estimate = self._estimate_turn(request, chosen)
+            turn.estimate = self._spending.estimate_request(request.model, chosen["model"], chosen["duration"])
             if self.store is not None:
                 turn.cache_key = self.store.cache_key(
                     self.client.settings.cache_identity, request.model,
@@ -273,14 +286,6 @@ class Conversation:
     def _defaults(self) -> dict:
         """What a new video is made with unless the prompt says otherwise."""
         return {"model": self.model, "orientation": self.orientation, "duration": self.duration}
-
-    def _estimate_turn(self, request: WireRequest, chosen: dict) -> float | None:
-        """Priced by the name the relay is sent (a profile may say options in the model's name),
-        else by the name the user chose (a configured table uses that one)."""
-        estimate = self.prices.estimate(request.model, chosen["duration"])
-        if estimate is None:
-            estimate = self.prices.estimate(chosen["model"], chosen["duration"])
-        return estimate
 
     # -- continuity: remix or last frame ----------------------------------------------------------
 
@@ -325,12 +330,13 @@ class Conversation:
                 replay.take, replay.takes = take, takes  # an earlier plain send is take 1
             results.append((replay or turn, request, replay is None))
         fresh = [turn for turn, _, is_fresh in results if is_fresh]
-        reservation = self._reserve(fresh, prompt)
+        model = (fresh[0].options.get("model") if fresh else None) or self.model
+        reservation = self._spending.reserve(fresh, prompt, model)
         with self._lock:
             for turn in fresh:
                 turn.index = len(self._turns)
                 self._turns.append(turn)
-                self._reservations[turn.index] = reservation
+                self._spending.hold(turn.index, reservation)
             if take_turns := [turn for turn, _, _ in results if turn.take]:
                 group = take_turns[0].take_group or take_turns[0].index
                 for turn in take_turns:
@@ -340,26 +346,6 @@ class Conversation:
         if takes > 1 and not fresh:
             self._settle_takes(results[0][0])
         return results
-
-    def _reserve(self, fresh: list[Turn], prompt: str):
-        if self.budget is None or not fresh:
-            return None
-        model = fresh[0].options.get("model") or self.model
-        return self.budget.reserve([turn.estimate for turn in fresh], prompt[:40], model)
-
-    def _ensure_prices(self) -> None:
-        """Ask the relay for its prices (once per session) before estimating; from sync code."""
-        if self.prices.discovered and self._balance_asked:
-            return
-        if _on_private_loop():
-            return  # cannot block the loop that would do it: asend() asked already
-        block_on(self._aensure_prices())
-
-    async def _aensure_prices(self) -> None:
-        await self.prices.aload()
-        if not self._balance_asked:
-            self._balance_asked = True
-            self._balance_before = await self.prices.abalance()
 
     async def _drive(self, turn: Turn, updates, *, newly_accepted: bool = True) -> Turn:
         """Apply a turn's `Generation` updates until it ends; the one place a turn is run.
@@ -400,7 +386,7 @@ class Conversation:
         `takes=N` runs N generations of the request at once and returns their N turns.
         """
         check_takes(takes)
-        await self._aensure_prices()
+        await self._spending.aensure_prices()
         if takes != 1:
             return await self._asend_takes(prompt, parent, force, cell_id, options, takes)
         turn, request, fresh = self._begin(prompt, parent, force, cell_id, options)
@@ -439,7 +425,7 @@ class Conversation:
         the private loop thread. Bad input and budget refusals raise here, before anything runs.
         `takes=N` starts N generations of the request and returns a `TakesHandle`.
         """
-        self._ensure_prices()
+        self._spending.ensure_prices()
         begun = self._begin_takes(prompt, parent, force, cell_id, options, takes)
         if takes != 1:
             return TakesHandle([self._start_begun(*item) for item in begun])
@@ -477,7 +463,7 @@ class Conversation:
         what went wrong. In a notebook, `progress` shows a live "n / N clips ready" line.
         """
         prompts = check_prompts(prompts, concurrency)
-        await self._aensure_prices()
+        await self._spending.aensure_prices()
         shown = self._batch_counter(len(prompts), options, progress)
         send = functools.partial(self.asend, parent=parent, **options)
         return await run_all(send, prompts, concurrency, shown.update if shown else None)
@@ -488,7 +474,7 @@ class Conversation:
         (A notebook records only output sent while its cell runs, from the cell itself.)
         """
         prompts = check_prompts(prompts, concurrency)
-        self._ensure_prices()
+        self._spending.ensure_prices()
         shown = self._batch_counter(len(prompts), options, progress)
         finished: list[Turn] = []
         send = functools.partial(self.asend, parent=parent, **options)
@@ -600,7 +586,7 @@ class Conversation:
             turn.finished_at = time.time()
             if status != turn.generation.status and status in ("cancelled", "failed"):
                 turn.generation = turn.generation.with_status(status, turn.generation.error)
-            self._settle_cost(turn, status)
+            self._spending.settle(turn, status, turn.options.get("model") or self.model)
             if status == "completed" and turn.take is None:
                 self._head = turn.index
                 if self.store is not None and turn.cache_key:
@@ -613,17 +599,6 @@ class Conversation:
             self._settle_takes(turn)
 
     # -- prices, budget, takes ------------------------------------------------------------------
-
-    def _settle_cost(self, turn: Turn, status: str) -> None:
-        """Record what the turn cost and release its budget reservation at that amount."""
-        model = turn.options.get("model") or self.model
-        turn.cost, turn.cost_note = pricing.charge_for(
-            status, bool(turn.task_id), turn.estimate, self.prices.price(model)
-        )
-        reservation = self._reservations.pop(turn.index, None)
-        if self.budget is not None and reservation is not None:
-            # One reservation covers all takes of a request: settle each take's share.
-            self.budget.settle_part(reservation, turn.estimate or 0.0, turn.cost or 0.0)
 
     def _group(self, turn: Turn) -> list[Turn]:
         group = turn.take_group if turn.take_group is not None else turn.index
@@ -674,34 +649,17 @@ class Conversation:
 
     def estimate(self, count: int = 1, *, takes: int = 1, **options) -> pricing.Estimate:
         """What `count` prompts (× `takes`) with these options would cost, before sending."""
-        self._ensure_prices()
+        self._spending.ensure_prices()
         return self._estimate(count * takes, options)
 
     def _estimate(self, count: int, options: dict) -> pricing.Estimate:
         model = options.get("model") or self.model
-        duration = options.get("duration") or self.duration
-        return pricing.Estimate(count, self.prices.estimate(model, duration), model)
+        return self._spending.estimate(count, model, options.get("duration") or self.duration)
 
     def usage(self) -> dict:
         """Spend of this conversation by model, what the budget has left, and the key's balance
         before (first send of this session) and now, when the relay reports it."""
-        self._ensure_prices()
-        by_model = pricing.summarize(self.turns)
-        after = None
-        if self._balance_before is not None and not _on_private_loop():
-            after = block_on(self.prices.abalance())
-        return {
-            "by_model": by_model,
-            "spent": round(sum(row["spent"] for row in by_model.values()), 6),
-            "unknown": sum(row["unknown"] for row in by_model.values()),
-            "budget": None if self.budget is None else {
-                "limit": self.budget.limit, "spent": self.budget.spent,
-                "remaining": self.budget.remaining,
-            },
-            "balance_before": self._balance_before,
-            "balance_after": after,
-            "simulated": self.simulated,
-        }
+        return {**self._spending.usage(self.turns), "simulated": self.simulated}
 
     def _record_pending(self, turn: Turn) -> None:
         if self.store is None:
@@ -916,13 +874,6 @@ class Conversation:
             return
         with self._lock:
             self._saved.update((record["id"], form) for record, form in changed)
-
-
-def _on_private_loop() -> bool:
-    try:
-        return asyncio.get_running_loop() is background_loop()
-    except RuntimeError:
-        return False
 
 
 async def _done(turn: Turn) -> Turn:
