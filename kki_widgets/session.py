@@ -24,7 +24,6 @@ import functools
 import logging
 import tempfile
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -34,13 +33,12 @@ from .batch import check_prompts, run_all, wait_drawing
 from .batch import counter as batch_counter
 from .errors import (
     ConfigurationError,
-    GenerationFailed,
     KkiError,
     RelayError,
     scrub,
 )
 from .loop import background_loop, block_on, submit
-from .profiles import RelayProfile, WireRequest, get_profile, turn_warnings
+from .profiles import RelayProfile, WireRequest, get_profile
 from .relay import AsyncRelayClient, RelayClient
 from .request import check_prompt, normalize_messages
 from .spending import Spending
@@ -358,11 +356,11 @@ class Conversation:
         try:
             await self._follow_updates(turn, updates, newly_accepted)
         except asyncio.CancelledError:
-            self._finish(turn, "cancelled", self._cancel_message(turn))
+            self._finish(turn, "cancelled", turn.cancel_message())
             raise
         except Exception as error:  # a bug or an answer nobody foresaw: never a turn left running
             log.error("turn %s ended by an unexpected error", turn.index, exc_info=True)
-            self._finish(turn, "failed", self._unexpected_message(turn, error))
+            self._finish(turn, "failed", turn.unexpected_message(error, getattr(self.client, "redact", scrub)))
         finally:
             with self._lock:
                 self._running.pop(turn.index, None)
@@ -528,10 +526,7 @@ class Conversation:
         pending_recorded = not newly_accepted
         try:
             async for generation in updates:
-                # A followed task may answer without the markdown: keep what we already had.
-                turn.generation = _keep_history(turn.generation, generation)
-                turn.status = generation.status
-                turn.warnings = turn_warnings(turn.options, turn.generation.spec, turn.generation.notices)
+                turn.follow(generation)
                 if generation.status == "completed" and turn.take is None:
                     # Move on at once, before the local copy is downloaded: a remix sent the
                     # moment the video shows must continue this turn.
@@ -549,43 +544,15 @@ class Conversation:
         except KkiError as error:
             self._finish(turn, "failed", str(error))
             return
-        final = turn.generation
-        if final.status == "completed":
+        if turn.generation.status == "completed":
             await keep_media(turn, self.media_dir, self.client.base_url)
             self._finish(turn, "completed", None)
         else:
-            reason = final.error or "the relay reported a failed generation"
-            self._finish(turn, "failed", str(GenerationFailed(reason, task_id=final.task_id)))
-
-    def _unexpected_message(self, turn: Turn, error: Exception) -> str:
-        redact = getattr(self.client, "redact", scrub)
-        detail = redact(str(error))[:200]
-        message = f"Unexpected {type(error).__name__}{': ' + detail if detail else ''}. "
-        if turn.task_id:
-            return message + (
-                f"The relay accepted task {turn.task_id}: %sora resume {turn.task_id} (or "
-                "Conversation.resume) fetches it without paying again."
-            )
-        return message + (
-            "No task ID was seen; if the relay accepted the prompt anyway it may charge for it: "
-            "check its dashboard before sending it again."
-        )
-
-    def _cancel_message(self, turn: Turn) -> str:
-        if turn.task_id:
-            return (
-                f"Cancelled. The relay accepted task {turn.task_id} and may still finish it: "
-                f"%sora resume {turn.task_id} (or Conversation.resume) fetches it without paying again."
-            )
-        return "Cancelled before the relay accepted the prompt; nothing was charged."
+            self._finish(turn, "failed", turn.failure_message())
 
     def _finish(self, turn: Turn, status: str, error: str | None) -> None:
         with self._lock, self._batch():
-            turn.status = status
-            turn.error = error
-            turn.finished_at = time.time()
-            if status != turn.generation.status and status in ("cancelled", "failed"):
-                turn.generation = turn.generation.with_status(status, turn.generation.error)
+            turn.end(status, error)
             self._spending.settle(turn, status, turn.options.get("model") or self.model)
             if status == "completed" and turn.take is None:
                 self._head = turn.index
@@ -878,8 +845,4 @@ class Conversation:
 
 async def _done(turn: Turn) -> Turn:
     return turn
-
-
-def _keep_history(previous: Generation, followed: Generation) -> Generation:
-    return followed if followed.text_length else followed.with_text_of(previous)
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import pricing
-from .errors import TurnFailed
+from .errors import GenerationFailed, TurnFailed
 from .profiles import turn_warnings
 from .request import prompt_text
 from .transcript import TERMINAL, Generation
@@ -125,6 +125,49 @@ class Turn:
 
         url = relative_media_url(self.thumbnail_path) or self.generation.thumbnail_url
         return url if url and url.startswith(("./", "http://", "https://")) else None
+
+    def follow(self, generation: Generation) -> None:
+        """Take the relay's latest snapshot of this turn's generation."""
+        # A followed task may answer without the markdown: keep what we already had.
+        self.generation = generation if generation.text_length else generation.with_text_of(self.generation)
+        self.status = generation.status
+        self.warnings = turn_warnings(self.options, self.generation.spec, self.generation.notices)
+
+    def end(self, status: str, error: str | None) -> None:
+        """The turn is over: `status` and the message that says why (None when completed)."""
+        self.status = status
+        self.error = error
+        self.finished_at = time.time()
+        if status != self.generation.status and status in ("cancelled", "failed"):
+            self.generation = self.generation.with_status(status, self.generation.error)
+
+    def failure_message(self) -> str:
+        """Why the relay's generation failed, in `GenerationFailed`'s words."""
+        reason = self.generation.error or "the relay reported a failed generation"
+        return str(GenerationFailed(reason, task_id=self.task_id))
+
+    def cancel_message(self) -> str:
+        """What a cancelled wait means for the bill, and how to fetch an accepted task."""
+        if self.task_id:
+            return (
+                f"Cancelled. The relay accepted task {self.task_id} and may still finish it: "
+                f"%sora resume {self.task_id} (or Conversation.resume) fetches it without paying again."
+            )
+        return "Cancelled before the relay accepted the prompt; nothing was charged."
+
+    def unexpected_message(self, error: Exception, redact) -> str:
+        """An error nobody foresaw (its text `redact`ed), and whether the task can be resumed."""
+        detail = redact(str(error))[:200]
+        message = f"Unexpected {type(error).__name__}{': ' + detail if detail else ''}. "
+        if self.task_id:
+            return message + (
+                f"The relay accepted task {self.task_id}: %sora resume {self.task_id} (or "
+                "Conversation.resume) fetches it without paying again."
+            )
+        return message + (
+            "No task ID was seen; if the relay accepted the prompt anyway it may charge for it: "
+            "check its dashboard before sending it again."
+        )
 
     def keep_own_files(self, video, thumbnail, media_dir) -> None:
         """Use these paths (from the store, data in the notebook's folder) only where they are
