@@ -70,7 +70,7 @@ def export_page(
     done = [t.index for t in turns if t.status == "completed"]
     # The cut follows the head; after a reset (no head), the latest finished shot's chain.
     end = conversation.head if conversation.head is not None else (done[-1] if done else None)
-    chain = [t.index for t in conversation._chain(end) if t.status == "completed"]
+    chain = [t.index for t in conversation.chain(end) if t.status == "completed"]
     if not chain:
         raise ConfigurationError("there is no completed shot to publish yet: generate one first")
     page.parent.mkdir(parents=True, exist_ok=True)

@@ -24,7 +24,6 @@ import functools
 import logging
 import tempfile
 import threading
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -41,9 +40,10 @@ from .loop import background_loop, block_on, submit
 from .profiles import RelayProfile, WireRequest, get_profile
 from .relay import AsyncRelayClient, RelayClient
 from .request import check_prompt, normalize_messages
+from .saved_turns import SavedTurns
 from .spending import Spending
 from .transcript import Generation
-from .turn import TakesHandle, Turn, TurnHandle, saved_form
+from .turn import TakesHandle, Turn, TurnHandle
 from .turn_media import clip_of, keep_media
 from .turn_request import (
     HEAD,
@@ -176,7 +176,8 @@ class Conversation:
             history = history[-2 * self.max_history :]
         return history
 
-    def _chain(self, index: int | None) -> list[Turn]:
+    def chain(self, index: int | None) -> list[Turn]:
+        """The turns from the first of its video to `index`, in order (empty for None)."""
         chain = []
         while index is not None and len(chain) <= len(self._turns):  # a loop cannot run away
             turn = self._turns[index]
@@ -738,7 +739,7 @@ class Conversation:
     def _clips(self, turn_index: int | None, folder) -> tuple[list[Turn], list[str]]:
         """The completed turns from the first to `turn_index` (default: head), and their files."""
         index = self._head if turn_index is None else turn_index
-        chain = [t for t in self._chain(index) if t.status == "completed"]
+        chain = [t for t in self.chain(index) if t.status == "completed"]
         if not chain:
             raise ConfigurationError("there is no completed video to cut yet: generate one first")
         return chain, [clip_of(turn, self.media_dir or folder, self.client.base_url) for turn in chain]
@@ -794,25 +795,10 @@ class Conversation:
 
     def _load(self) -> None:
         """Restore the conversation's turns from the store (merged from every kernel that wrote)."""
-        self._turn_ids: dict[int, str] = {}  # turn index -> its ID in the store
-        self._saved: dict[str, tuple] = {}  # turn ID -> what was last written (see _persist)
-        if self.store is None:
-            return
-        data = self.store.load_conversation(self.name)
-        if not data:
-            return
-        index_of: dict[str, int] = {}
-        for record in data.get("turns", []):
-            turn = Turn.from_dict({**record, "index": len(self._turns)})
-            # The store only names earlier turns as parents: `_chain` always ends.
-            turn.parent = index_of.get(record.get("parent"))
-            # The folder may have been edited or shared: only our own media files are used.
-            turn.keep_own_files(turn.path, turn.thumbnail_path, self.media_dir)
-            index_of[record["id"]] = turn.index
-            self._turn_ids[turn.index] = record["id"]
-            self._saved[record["id"]] = saved_form(turn)
-            self._turns.append(turn)
-        self._head = index_of.get(data.get("head"))
+        self._saved = SavedTurns()
+        data = self.store.load_conversation(self.name) if self.store is not None else None
+        if data:
+            self._turns, self._head = self._saved.restore(data, self.media_dir)
 
     def _batch(self):
         """One store write for the changes of one state change (always taken after `_lock`)."""
@@ -823,24 +809,14 @@ class Conversation:
         if self.store is None:
             return
         with self._lock:
-            changed = []
-            for turn in self._turns:
-                turn_id = self._turn_ids.setdefault(turn.index, uuid.uuid4().hex[:16])
-                form = saved_form(turn)
-                if self._saved.get(turn_id) != form:
-                    record = turn.to_dict()
-                    del record["index"]
-                    record["id"] = turn_id
-                    record["parent"] = self._turn_ids.get(turn.parent)
-                    changed.append((record, form))
-            head = self._turn_ids.get(self._head)
+            changed, head = self._saved.changes(self._turns, self._head)
         try:
             self.store.save_turns(self.name, [r for r, _ in changed], head=head, model=self.model)
         except Exception as error:
             log.warning("could not save conversation %r: %s", self.name, error)
             return
         with self._lock:
-            self._saved.update((record["id"], form) for record, form in changed)
+            self._saved.written(changed)
 
 
 async def _done(turn: Turn) -> Turn:

@@ -180,7 +180,7 @@ def test_parent_cycles_are_broken_on_load_so_stitch_ends(fast_simulator, tmp_pat
     path.write_text(json.dumps(data))
     reloaded = conversation(fast_simulator, tmp_path)
     assert [turn.parent for turn in reloaded.turns] == [None, None]
-    assert reloaded._chain(1) == [reloaded.turns[1]]
+    assert reloaded.chain(1) == [reloaded.turns[1]]
 
 
 def test_a_planted_lock_symlink_is_refused_and_its_target_untouched(tmp_path):
