@@ -42,6 +42,7 @@ from .relay import AsyncRelayClient, RelayClient
 from .request import check_prompt, normalize_messages
 from .saved_turns import SavedTurns
 from .spending import Spending
+from .takes import group_of, join_group, latest_with_takes, settled, take_numbers, takes_of
 from .transcript import Generation
 from .turn import TakesHandle, Turn, TurnHandle
 from .turn_media import clip_of, keep_media
@@ -319,7 +320,7 @@ class Conversation:
         """Replays are free and always allowed; the fresh takes are reserved against the budget
         together (all or none), then registered. Returns [(turn, request, fresh)] in take order."""
         check_takes(takes)
-        numbered = [None] if takes == 1 else list(range(1, takes + 1))
+        numbered = take_numbers(takes)
         prepared = [self._prepare(prompt, parent, options, cell_id, take) for take in numbered]
         results = []
         for (turn, request), take in zip(prepared, numbered, strict=True):
@@ -336,10 +337,7 @@ class Conversation:
                 turn.index = len(self._turns)
                 self._turns.append(turn)
                 self._spending.hold(turn.index, reservation)
-            if take_turns := [turn for turn, _, _ in results if turn.take]:
-                group = take_turns[0].take_group or take_turns[0].index
-                for turn in take_turns:
-                    turn.take_group = group
+            join_group([turn for turn, _, _ in results if turn.take])
         for turn in fresh:
             self._notify(turn)
         if takes > 1 and not fresh:
@@ -568,21 +566,11 @@ class Conversation:
 
     # -- prices, budget, takes ------------------------------------------------------------------
 
-    def _group(self, turn: Turn) -> list[Turn]:
-        group = turn.take_group if turn.take_group is not None else turn.index
-        return sorted(
-            (t for t in self._turns if t.take_group == group), key=lambda t: t.take or 0
-        )
-
     def _settle_takes(self, turn: Turn) -> None:
         """Once every take of a request ended, the head goes to the picked take, else to the
         first completed one: deterministic, so a rerun continues the same take."""
         with self._lock:
-            group = self._group(turn)
-            if not group or not all(t.done for t in group):
-                return
-            done = [t for t in group if t.status == "completed"]
-            chosen = next((t for t in done if t.picked), done[0] if done else None)
+            chosen = settled(group_of(self._turns, turn))
             if chosen is not None:
                 self._head = chosen.index
                 self._persist()
@@ -597,7 +585,7 @@ class Conversation:
                 raise ConfigurationError(
                     f"turn {index} is {chosen.status}: only a completed video can be picked"
                 )
-            for other in self._group(chosen) if chosen.take is not None else [chosen]:
+            for other in takes_of(self._turns, chosen):
                 other.picked = other.index == chosen.index
             self._head = chosen.index
             self._persist()
@@ -608,12 +596,9 @@ class Conversation:
         """All takes of the request `turn` belongs to (default: the latest request with takes)."""
         with self._lock:
             if turn is None:
-                latest = [t for t in self._turns if t.take is not None]
-                if not latest:
-                    raise ConfigurationError("no request with takes yet: send(prompt, takes=3)")
-                turn = latest[-1]
+                turn = latest_with_takes(self._turns)
             chosen = turn if isinstance(turn, Turn) else self._turn(turn)
-            return self._group(chosen) if chosen.take is not None else [chosen]
+            return takes_of(self._turns, chosen)
 
     def estimate(self, count: int = 1, *, takes: int = 1, **options) -> pricing.Estimate:
         """What `count` prompts (× `takes`) with these options would cost, before sending."""
