@@ -1,5 +1,6 @@
 """Writing a file so that its name only ever holds a whole file: a temp file in the same
-directory, renamed over the target (the one home of that pattern: the store, films, kept copies).
+directory, renamed over the target (the one home of that pattern: the store, stitched and cut films, last frames, kept copies,
+exported pages and the simulator's clips; a program such as ffmpeg is given the temp name).
 """
 
 from __future__ import annotations

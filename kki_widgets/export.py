@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from .atomic import replacing
 from .errors import ConfigurationError
 from .media import keep_copy
 
@@ -96,9 +97,8 @@ def export_page(
         f"<title>{html.escape(title or page.stem)}</title><style>{_CSS}</style></head>"
         f"<body>{''.join(body)}</body></html>\n"
     )
-    temp = page.with_name(f".{page.name}.part")
-    temp.write_text(document, encoding="utf-8")
-    temp.replace(page)
+    with replacing(page, prefix=f".{page.name}-", suffix=".part") as temp:
+        Path(temp).write_text(document, encoding="utf-8")
     return page
 
 

@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .atomic import replacing
 from .media import ClipInfo, MediaError, ffmpeg_exe, probe
 
 __all__ = ["Film", "find_font", "last_frame", "make_film", "srt_text"]
@@ -70,7 +71,10 @@ def last_frame(clip: str | os.PathLike, out: str | os.PathLike | None = None) ->
     if target.is_file() and target.stat().st_mtime >= clip.stat().st_mtime:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".frame-", dir=target.parent) as work:
+    with (
+        replacing(target, prefix=".frame-", suffix=".png") as png,
+        tempfile.TemporaryDirectory(prefix=".frame-", dir=target.parent) as work,
+    ):
         # Each decoded frame overwrites last.bmp (BMP: no compression work per frame); only the
         # survivor is converted to PNG. A clip shorter than its header says: decode it all.
         for seek in (["-sseof", "-1"], []):
@@ -81,9 +85,9 @@ def last_frame(clip: str | os.PathLike, out: str | os.PathLike | None = None) ->
                 break
         else:
             raise MediaError(f"ffmpeg found no video frame in {clip}: is it a video file?")
-        _ffmpeg(["-i", "last.bmp", "-f", "image2", "-c:v", "png", "-pix_fmt", "rgb24", "last.png"],
-                "save the last frame", cwd=work)  # fmt: skip
-        os.replace(Path(work) / "last.png", target)
+        # `-update 1`: the (absolute) name is a name, never an image2 pattern such as `%d`.
+        _ffmpeg(["-i", "last.bmp", "-f", "image2", "-update", "1", "-c:v", "png", "-pix_fmt", "rgb24",
+                 str(Path(png).absolute())], "save the last frame", cwd=work)  # fmt: skip
     return target
 
 
@@ -297,18 +301,9 @@ def make_film(
       letterboxed, and resampled to that frame rate.
     - ``progress(fraction)``: called as ffmpeg works, from 0 to 1.
     """
-    if transitions not in TRANSITIONS:
-        raise MediaError(f"transitions={transitions!r}: use one of {', '.join(TRANSITIONS)}")
-    infos = [probe(path) for path in clips]
-    if not infos:
-        raise MediaError("make_film() needs at least one clip")
-    if captions is not None and len(captions) != len(infos):
-        raise MediaError(f"{len(captions)} captions for {len(infos)} clips: give one per clip (None to skip one)")
+    infos = _probe_clips(clips, captions, transitions)
     segments = _segments(infos, captions, titles, title_seconds)
-    first = infos[0]
-    width, height = size or (first.width or 720, first.height or 1280)
-    size = (width // 2 * 2, height // 2 * 2)  # yuv420p needs even sizes
-    fps = float(fps or first.fps or 30)
+    size, fps = _picture(infos[0], size, fps)
     shortest = min(segment.duration for segment in segments)
     fade = min(max(0.0, fade), shortest * 0.45) if transitions == "crossfade" else 0.0
     starts, total = _layout(segments, fade)
@@ -316,26 +311,51 @@ def make_film(
     cues = srt_text(captions, times) if captions else ""
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
+    with_audio = any(info.has_audio for info in infos)
+    graph = _graph(segments, size, fps, fade, with_audio, find_font(), bool(burn_captions and cues))
+    # Each file is written under a temporary name and renamed: a half-cut film never has its name.
+    with replacing(out_path, prefix=".film-", suffix=".mp4") as film:
+        _encode(segments, graph, with_audio, total, cues, film, progress)
     srt_path = out_path.with_suffix(".srt") if cues else None
-    font = find_font()
-    burn = bool(burn_captions and cues)
-    with tempfile.TemporaryDirectory(prefix=".film-", dir=out_path.parent) as work:
+    if srt_path is not None:
+        with replacing(srt_path, prefix=".film-", suffix=".srt") as srt:
+            Path(srt).write_text(cues, encoding="utf-8")
+    return Film(out_path, srt_path, round(total, 3), tuple(times))
+
+
+def _probe_clips(clips, captions, transitions: str) -> list[ClipInfo]:
+    """The clips' facts, once the arguments are known to fit together."""
+    if transitions not in TRANSITIONS:
+        raise MediaError(f"transitions={transitions!r}: use one of {', '.join(TRANSITIONS)}")
+    infos = [probe(path) for path in clips]
+    if not infos:
+        raise MediaError("make_film() needs at least one clip")
+    if captions is not None and len(captions) != len(infos):
+        raise MediaError(f"{len(captions)} captions for {len(infos)} clips: give one per clip (None to skip one)")
+    return infos
+
+
+def _picture(first: ClipInfo, size, fps) -> tuple[tuple[int, int], float]:
+    """The film's size and frame rate: as given, else the first clip's."""
+    width, height = size or (first.width or 720, first.height or 1280)
+    return (width // 2 * 2, height // 2 * 2), float(fps or first.fps or 30)  # yuv420p: even sizes
+
+
+def _encode(segments, graph: str, with_audio: bool, total: float, cues: str, output: str, progress) -> None:
+    """Run the cut into `output`. ffmpeg works in a scratch folder beside it that holds the title
+    cards' and captions' text under relative names (no escaping of user text in the graph)."""
+    output = str(Path(output).absolute())  # ffmpeg runs in the scratch folder
+    with tempfile.TemporaryDirectory(prefix=".film-", dir=Path(output).parent) as work:
         workdir = Path(work)
         for index, segment in enumerate(segments):
             if segment.title is not None:
                 (workdir / f"title{index}.txt").write_text(segment.title, encoding="utf-8")
         (workdir / "captions.srt").write_text(cues, encoding="utf-8")
-        with_audio = any(info.has_audio for info in infos)
-        graph = _graph(segments, size, fps, fade, with_audio, font, burn)
         maps = ["-map", "[vout]"] + (["-map", "[acut]", "-c:a", "aac", "-b:a", "128k"] if with_audio else [])
         arguments = [*_inputs(segments), "-filter_complex", graph, *maps,
                      "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p",
-                     "-movflags", "+faststart", "-t", f"{total:.3f}", "film.mp4"]  # fmt: skip
+                     "-movflags", "+faststart", "-t", f"{total:.3f}", output]  # fmt: skip
         _run_with_progress(arguments, workdir, total, progress)
-        os.replace(workdir / "film.mp4", out_path)
-        if srt_path is not None:
-            os.replace(workdir / "captions.srt", srt_path)
-    return Film(out_path, srt_path, round(total, 3), tuple(times))
 
 
 _PROGRESS_TIME = re.compile(r"^out_time_(?:us|ms)=(\d+)$")

@@ -25,6 +25,7 @@ import textwrap
 import threading
 from pathlib import Path
 
+from ..atomic import replacing
 from ..film import find_font
 
 SIZES = {"portrait": (320, 568), "landscape": (568, 320)}
@@ -157,57 +158,67 @@ class Renderer:
         return (workdir / "still.png").is_file()
 
     def _render_files(self, request: ClipRequest, video: str, thumbnail: str) -> None:
+        # Temporary names live in the media folder (same filesystem, so each rename is atomic);
+        # ffmpeg runs in a scratch folder inside it and names them relatively (../name).
+        with (
+            replacing(self.media_dir / video, prefix=".render-", suffix=".mp4") as clip,
+            replacing(self.media_dir / thumbnail, prefix=".render-", suffix=".webp") as thumb,
+            tempfile.TemporaryDirectory(dir=self.media_dir, prefix=".render-") as work,
+        ):
+            clip, thumb = f"../{Path(clip).name}", f"../{Path(thumb).name}"
+            self._encode_clip(request, Path(work), clip)
+            try:
+                self._run(["-ss", "0.5", "-i", clip, "-frames:v", "1", "-c:v", "libwebp", thumb], Path(work))
+            except RenderError:
+                # A build without libwebp: PNG data under the .webp name beats no thumbnail.
+                self._run(["-ss", "0.5", "-i", clip, "-frames:v", "1", "-f", "image2", "-c:v", "png", thumb], Path(work))
+
+    def _encode_clip(self, request: ClipRequest, workdir: Path, output: str) -> None:
         width, height = SIZES[request.orientation]
         seconds = f"{self.clip_seconds:g}"
         background = _colour(request.prompt, f"background{request.variant or ''}")
         accent = _colour(" ".join(request.chain) or request.prompt, "accent", bright=True)
-        big_size = 17 if request.orientation == "portrait" else 19
-        columns = int((width - 32) / (big_size * 0.58))
         # The moving square: crosses the frame once per second so currentTime visibly advances.
         graph = (
             f"[0:v][1:v]overlay=x='mod(t*{width},W-w)':y='H-h-24'"
             if request.orientation == "portrait"
             else f"[0:v][1:v]overlay=x='mod(t*{width},W-w)':y='H-h-16'"
         )
-        # Temporary names live in the media folder (same filesystem, so os.replace is atomic).
-        with tempfile.TemporaryDirectory(dir=self.media_dir, prefix=".render-") as work:
-            workdir = Path(work)
-            if self.font:
-                big, small = caption(request, columns)
-                (workdir / "big.txt").write_text(big, encoding="utf-8")
-                (workdir / "small.txt").write_text(small or " ", encoding="utf-8")
-                small_y = 40 + (big.count("\n") + 2) * (big_size + 6)
-                graph += (
-                    f"[moving];[moving]drawtext=fontfile={self.font}:textfile=big.txt:expansion=none"
-                    f":fontsize={big_size}:fontcolor=white:line_spacing=6:x=16:y=40"
-                    f":box=1:boxcolor=black@0.25:boxborderw=6,"
-                    f"drawtext=fontfile={self.font}:textfile=small.txt:expansion=none"
-                    f":fontsize=11:fontcolor=white@0.8:line_spacing=4:x=16:y={small_y}"
-                )
-            still = []
-            if request.first_frame and self._still(request.first_frame, workdir, width, height):
-                # Image-to-video: the clip opens on the given image, which then fades into the
-                # scene, so a shot continued from a frame visibly starts from that frame.
-                graph += (
-                    "[scene];[2:v]setsar=1,format=yuva420p,fade=t=out:st=0.3:d=0.6:alpha=1[still];"
-                    "[scene][still]overlay=eof_action=pass"
-                )
-                still = ["-loop", "1", "-t", seconds, "-i", "still.png"]
-            graph += "[out]"
-            self._run(
-                [
-                    "-f", "lavfi", "-i", f"color=c={background}:s={width}x{height}:d={seconds}:r=24",
-                    "-f", "lavfi", "-i", f"color=c={accent}:s=28x28:d={seconds}:r=24", *still,
-                    "-filter_complex", graph, "-map", "[out]", "-t", seconds,
-                    "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
-                    "-movflags", "+faststart", "clip.mp4",
-                ],
-                workdir,
-            )  # fmt: skip
-            try:
-                self._run(["-ss", "0.5", "-i", "clip.mp4", "-frames:v", "1", "-c:v", "libwebp", "thumb.webp"], workdir)
-            except RenderError:
-                # A build without libwebp: PNG data under the .webp name beats no thumbnail.
-                self._run(["-ss", "0.5", "-i", "clip.mp4", "-frames:v", "1", "-f", "image2", "-c:v", "png", "thumb.webp"], workdir)
-            os.replace(workdir / "thumb.webp", self.media_dir / thumbnail)
-            os.replace(workdir / "clip.mp4", self.media_dir / video)
+        if self.font:
+            graph += self._captions(request, workdir, width)
+        still = []
+        if request.first_frame and self._still(request.first_frame, workdir, width, height):
+            # Image-to-video: the clip opens on the given image, which then fades into the
+            # scene, so a shot continued from a frame visibly starts from that frame.
+            graph += (
+                "[scene];[2:v]setsar=1,format=yuva420p,fade=t=out:st=0.3:d=0.6:alpha=1[still];"
+                "[scene][still]overlay=eof_action=pass"
+            )
+            still = ["-loop", "1", "-t", seconds, "-i", "still.png"]
+        graph += "[out]"
+        self._run(
+            [
+                "-f", "lavfi", "-i", f"color=c={background}:s={width}x{height}:d={seconds}:r=24",
+                "-f", "lavfi", "-i", f"color=c={accent}:s=28x28:d={seconds}:r=24", *still,
+                "-filter_complex", graph, "-map", "[out]", "-t", seconds,
+                "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
+                "-movflags", "+faststart", output,
+            ],
+            workdir,
+        )  # fmt: skip
+
+    def _captions(self, request: ClipRequest, workdir: Path, width: int) -> str:
+        """The drawtext part of the graph; the text itself goes to files it reads."""
+        big_size = 17 if request.orientation == "portrait" else 19
+        columns = int((width - 32) / (big_size * 0.58))
+        big, small = caption(request, columns)
+        (workdir / "big.txt").write_text(big, encoding="utf-8")
+        (workdir / "small.txt").write_text(small or " ", encoding="utf-8")
+        small_y = 40 + (big.count("\n") + 2) * (big_size + 6)
+        return (
+            f"[moving];[moving]drawtext=fontfile={self.font}:textfile=big.txt:expansion=none"
+            f":fontsize={big_size}:fontcolor=white:line_spacing=6:x=16:y=40"
+            f":box=1:boxcolor=black@0.25:boxborderw=6,"
+            f"drawtext=fontfile={self.font}:textfile=small.txt:expansion=none"
+            f":fontsize=11:fontcolor=white@0.8:line_spacing=4:x=16:y={small_y}"
+        )
