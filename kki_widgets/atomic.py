@@ -1,6 +1,7 @@
 """Writing a file so that its name only ever holds a whole file: a temp file in the same
-directory, renamed over the target (the one home of that pattern: the store, stitched and cut films, last frames, kept copies,
-exported pages and the simulator's clips; a program such as ffmpeg is given the temp name).
+directory, renamed over the target. The one home of that pattern: the store, stitched and cut
+films and their captions, last frames, kept copies, exported pages and the simulator's clips
+(a program such as ffmpeg writes straight to the temp name).
 """
 
 from __future__ import annotations

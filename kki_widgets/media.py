@@ -302,19 +302,27 @@ def download(
         existing = _existing(dest_dir, base, allowed, url)
         if existing is not None:
             return existing
-        part = dest_dir / f"{base}.part"
-        _refuse_link(part)
-        try:
-            expected_size = _fetch_with_retries(url, part, client, policy, limits, progress,
-                                                retries=retries, timeout=timeout)
-            found = _verify(part, allowed, expected_size=expected_size, url=url)
-        except _KeepPart as kept:
-            raise kept.error from kept.error.__cause__
-        except BaseException:
-            part.unlink(missing_ok=True)  # nothing to resume: do not leave the bytes behind
-            raise
-        target = dest_dir / f"{base}{_TYPES[found][0]}"
-        os.replace(part, target)  # replaces a planted link itself, never its target
+        return _fetch_and_keep(url, dest_dir, base, allowed, client, policy, limits, progress,
+                               retries=retries, timeout=timeout)  # fmt: skip
+
+
+def _fetch_and_keep(url, dest_dir: Path, base: str, allowed, client, policy, limits, progress, *,
+                    retries: int, timeout: float) -> Path:  # fmt: skip
+    """Fetch into ``<base>.part`` (resumable, so not `atomic.replacing`), verify it, and rename it
+    to ``<base><suffix of its real type>``; a cut transfer that gave up keeps the part."""
+    part = dest_dir / f"{base}.part"
+    _refuse_link(part)
+    try:
+        expected_size = _fetch_with_retries(url, part, client, policy, limits, progress,
+                                            retries=retries, timeout=timeout)
+        found = _verify(part, allowed, expected_size=expected_size, url=url)
+    except _KeepPart as kept:
+        raise kept.error from kept.error.__cause__
+    except BaseException:
+        part.unlink(missing_ok=True)  # nothing to resume: do not leave the bytes behind
+        raise
+    target = dest_dir / f"{base}{_TYPES[found][0]}"
+    os.replace(part, target)  # replaces a planted link itself, never its target
     return target
 
 
