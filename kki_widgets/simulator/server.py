@@ -27,11 +27,12 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import dialects, script
+from .answer_stream import AnswerStream, SimulatedCut
 from .billing import DEFAULT_BALANCE, Billing
 from .chat_request import DEFAULT_MODELS, ApiError, ChatRequest, parse_chat_request
 from .faults import ERROR_STATUSES, FaultError, FaultPlan, faults_in_text, parse_faults
@@ -48,11 +49,6 @@ FAULT_HEADER = "X-Sim-Fault"
 MEDIA_NAME = re.compile(r"^[0-9a-f]{30}\.(mp4|webp)$")
 MEDIA_STEM = re.compile(r"^[0-9a-f]{30}$")
 MEDIA_TYPES = {"mp4": "video/mp4", "webp": "image/webp"}
-
-
-class SimulatedCut(Exception):
-    """Raised inside a streaming body: uvicorn then drops the connection without the final
-    zero-length chunk, which is what a real cut looks like to the client."""
 
 
 def _is_simulated_cut(error: BaseException | None) -> bool:
@@ -86,24 +82,32 @@ def _install_log_filter() -> None:
         _log_filter_installed = True
 
 
+def _completion(content: str, chat: ChatRequest, completion_id: str, created: int) -> Response:
+    """A non-streaming answer: the whole markdown in one chat completion."""
+    from starlette.responses import JSONResponse
+
+    return JSONResponse(
+        {
+            "id": completion_id,
+            "object": "chat.completion",
+            "created": created,
+            "model": chat.model,
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+            ],
+            "usage": {
+                "prompt_tokens": len(chat.prompt.split()),
+                "completion_tokens": len(content.split()),
+                "total_tokens": len(chat.prompt.split()) + len(content.split()),
+            },
+        }
+    )
+
+
 def _error_response(error: ApiError) -> Response:
     from starlette.responses import JSONResponse
 
     return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
-
-
-def _piece_chunks(
-    piece: script.Piece, texts: list[str | None], dialect: dialects.Dialect, completion_id: str, created: int, model: str
-) -> list[dict[str, object]]:
-    """The chunks carrying one piece (split into ``texts``) on its channel. In dialects that end
-    that way, the answer's last delta carries ``finish_reason`` itself."""
-    field = "reasoning_content" if piece.channel == "reasoning" else "content"
-    chunks = []
-    for number, text in enumerate(texts, 1):
-        delta = {} if text is None else {field: text}
-        finish = piece.last and number == len(texts) and dialect.finish_with_last and field == "content"
-        chunks.append(script.chunk(completion_id, created, model, delta, dialect.finish_reason if finish else None))
-    return chunks
 
 
 class Simulator:
@@ -334,7 +338,7 @@ class Simulator:
             raise ApiError(400, f"bad dialect request: {error}", code="unknown_dialect", param=dialects.HEADER) from None
 
     async def _chat(self, request: Request) -> Response:
-        from starlette.responses import JSONResponse, StreamingResponse
+        from starlette.responses import StreamingResponse
 
         try:
             body = json.loads(await request.body())
@@ -343,24 +347,43 @@ class Simulator:
         self.requests.append(body)
         self._chat_requests += 1
         try:
-            if self.faults.fail_first is not None and self._chat_requests <= self.faults.fail_first:
-                raise ApiError(503, "The service is temporarily overloaded (simulated fail_first).",
-                               type="server_error", code="service_unavailable")  # fmt: skip
-            self._check_auth(request)
-            chat = parse_chat_request(
-                body, self.models, families=self.serve_families,
-                honour_json_options=self.honour_json_options,
-            )
-            plan = self._request_faults(request, chat)
-            dialect = self._request_dialect(request, chat)
-            if plan.status is not None:
-                error_type, code, message = ERROR_STATUSES[plan.status]
-                headers = {"Retry-After": "1"} if plan.status == 429 else {}
-                raise ApiError(plan.status, message, type=error_type, code=code, headers=headers)
+            chat, plan, dialect = self._admit(request, body)
         except ApiError as error:
             return _error_response(error)
-
         rng = random.Random(self._rng.getrandbits(64))
+        task = self._submit(request, body, chat, plan, dialect, rng)
+        completion_id, created = script.new_completion_id(rng), int(time.time())
+        if not chat.stream:
+            await task.done.wait()  # an Event, so a client leaving does not cancel the task
+            return _completion(task.content, chat, completion_id, created)
+        return StreamingResponse(
+            AnswerStream(plan, rng, completion_id, created, chat.model).events_of(task),
+            media_type="text/event-stream; charset=utf-8",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    def _admit(self, request: Request, body) -> tuple[ChatRequest, FaultPlan, dialects.Dialect]:
+        """The request read and checked as a relay would (key, model, options), and the faults
+        and dialect it is answered with; an `ApiError` says why not."""
+        if self.faults.fail_first is not None and self._chat_requests <= self.faults.fail_first:
+            raise ApiError(503, "The service is temporarily overloaded (simulated fail_first).",
+                           type="server_error", code="service_unavailable")  # fmt: skip
+        self._check_auth(request)
+        chat = parse_chat_request(
+            body, self.models, families=self.serve_families,
+            honour_json_options=self.honour_json_options,
+        )
+        plan = self._request_faults(request, chat)
+        dialect = self._request_dialect(request, chat)
+        if plan.status is not None:
+            error_type, code, message = ERROR_STATUSES[plan.status]
+            headers = {"Retry-After": "1"} if plan.status == 429 else {}
+            raise ApiError(plan.status, message, type=error_type, code=code, headers=headers)
+        return chat, plan, dialect
+
+    def _submit(self, request: Request, body, chat: ChatRequest, plan: FaultPlan, dialect, rng) -> Generation:
+        """Accept (and charge for) the generation and start it as its own task: it completes
+        even when the client goes away."""
         task = Generation(
             id=script.new_task_id(rng),
             sid=script.new_sid(rng),
@@ -383,106 +406,12 @@ class Simulator:
         self.submissions += 1
         self.billing.charge(chat.model, chat.duration)
         failure = "capacity" if plan.capacity else "policy" if plan.policy else "fail" if plan.fail else None
-        # The generation is its own task: it completes even when the client goes away.
         runner = asyncio.ensure_future(
             run_generation(task, timing=self.timing, rng=rng, render=self.renderer.render, failure=failure)
         )
         self._runners.add(runner)
         runner.add_done_callback(self._runners.discard)
-
-        completion_id, created = script.new_completion_id(rng), int(time.time())
-        if not chat.stream:
-            await task.done.wait()  # an Event, so a client leaving does not cancel the task
-            content = task.content
-            return JSONResponse(
-                {
-                    "id": completion_id,
-                    "object": "chat.completion",
-                    "created": created,
-                    "model": chat.model,
-                    "choices": [
-                        {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
-                    ],
-                    "usage": {
-                        "prompt_tokens": len(chat.prompt.split()),
-                        "completion_tokens": len(content.split()),
-                        "total_tokens": len(chat.prompt.split()) + len(content.split()),
-                    },
-                }
-            )
-        return StreamingResponse(
-            self._sse(task, plan, rng, completion_id, created, chat.model),
-            media_type="text/event-stream; charset=utf-8",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
-
-    async def _sse(
-        self, task: Generation, plan: FaultPlan, rng: random.Random, completion_id: str, created: int, model: str
-    ) -> AsyncIterator[bytes]:
-        newline = "\r\n" if plan.crlf else "\n"
-        style = "pretty_raw" if plan.pretty_raw else "pretty" if plan.pretty else "compact"
-        ping = f": ping{newline}{newline}".encode()
-        events = 0
-
-        def framed(payload: dict[str, object] | str) -> list[bytes]:
-            data = script.frame_event(payload, newline=newline, style=style).encode()
-            if plan.split and len(data) > 2:
-                # Also split the bytes, possibly inside a UTF-8 sequence, across HTTP chunks.
-                cut = rng.randrange(1, len(data))
-                return [data[:cut], data[cut:]]
-            return [data]
-
-        def cut_now() -> bool:
-            return plan.cut_after_events is not None and events >= plan.cut_after_events
-
-        if cut_now():
-            raise SimulatedCut("cut before the first event")
-        if plan.keepalive:
-            yield ping
-        for data in framed(script.chunk(completion_id, created, model, {"role": "assistant", "content": ""})):
-            yield data
-        events += 1
-        if cut_now():
-            raise SimulatedCut(f"cut after {events} events")
-        finished = False
-        async for piece in task.follow():
-            texts: list[str | None] = [piece.text]
-            if plan.split and piece.text:
-                texts = list(script.split_text(piece.text, rng))
-            for payload in _piece_chunks(piece, texts, task.dialect, completion_id, created, model):
-                finished = finished or payload["choices"][0]["finish_reason"] is not None
-                for data in framed(payload):
-                    yield data
-                events += 1
-                if plan.malformed and events % 4 == 0:
-                    yield f"data: {{\"id\": \"{completion_id}\", \"object\": {newline}{newline}".encode()
-                    yield f"data: upstream hiccup <html>502</html>{newline}{newline}".encode()
-                if plan.keepalive and events % 3 == 0:
-                    yield ping
-                if cut_now():
-                    raise SimulatedCut(f"cut after {events} events")
-            if piece.kind == "task_id":
-                if plan.cut_after_task_id:
-                    raise SimulatedCut("cut after the task ID")
-                if plan.stall_seconds:
-                    await asyncio.sleep(plan.stall_seconds)
-                if plan.error_chunk:
-                    error = {"error": {"message": "upstream error: the video service reset the stream (simulated)",
-                                       "type": "server_error", "code": "upstream_error"}}  # fmt: skip
-                    for data in framed(error):
-                        yield data
-                    yield f"data: [DONE]{newline}{newline}".encode()
-                    return
-            if piece.kind == "progress" and plan.cut_mid_progress:
-                raise SimulatedCut("cut in the middle of the progress")
-        if not finished and not task.dialect.finish_with_last:
-            for data in framed(script.chunk(completion_id, created, model, {})):
-                yield data
-            for data in framed(script.chunk(completion_id, created, model, {}, task.dialect.finish_reason)):
-                yield data
-        tail = task.dialect.tail(task.status == "failed", task.error, newline)
-        if tail:
-            yield tail.encode()
+        return task
 
     async def _models(self, request: Request) -> Response:
         from starlette.responses import JSONResponse
