@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
-from kki_testing import TEST_KEY
+from kki_testing import new_ipython, point_package_at
 
 
 @pytest.fixture(autouse=True)
@@ -26,6 +28,14 @@ def fast_simulator():
 @pytest.fixture
 def relay_env(monkeypatch, fast_simulator):
     """Point the package at the fast simulator with the test key."""
-    monkeypatch.setenv("KKI_BASE_URL", fast_simulator.base_url)
-    monkeypatch.setenv("KKI_API_KEY", TEST_KEY)
+    point_package_at(monkeypatch, fast_simulator)
     return fast_simulator
+
+
+@pytest.fixture
+def new_shell(tmp_path):
+    """Each call is a fresh kernel (`kki_testing.new_ipython`) on the same notebook store."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    yield functools.partial(new_ipython, tmp_path / ".kki" / "notebook.json")
+    InteractiveShell.clear_instance()

@@ -194,3 +194,40 @@ def run_cell(ip, source: str):
     if result.error_in_exec is not None:
         raise result.error_in_exec
     return result.result
+
+
+def point_package_at(monkeypatch, simulator) -> None:
+    """Make the package reach `simulator` with the test key, as a notebook's environment would."""
+    monkeypatch.setenv("KKI_BASE_URL", simulator.base_url)
+    monkeypatch.setenv("KKI_API_KEY", TEST_KEY)
+
+
+@contextlib.contextmanager
+def simulated_relay(monkeypatch, **options):
+    """A simulator (no artificial delays unless given) that the package reaches by default."""
+    from kki_widgets.simulator import Simulator
+
+    for name in ("queue_seconds", "generate_seconds", "step_seconds"):
+        options.setdefault(name, 0)
+    with Simulator(**options) as simulator:
+        point_package_at(monkeypatch, simulator)
+        yield simulator
+
+
+def new_ipython(store, *, display: str | None = None, cell_id: str | None = None):
+    """A fresh kernel: a new IPython shell with %load_ext kki_widgets on the notebook store `store`.
+
+    `display`: SoraMagics.display (default: the magic's own); `cell_id`: the cell ID JupyterLab
+    would send with each execution.
+    """
+    from IPython.core.interactiveshell import InteractiveShell
+
+    InteractiveShell.clear_instance()
+    ip = InteractiveShell.instance()
+    ip.run_line_magic("load_ext", "kki_widgets")
+    ip.run_line_magic("config", f"SoraMagics.store_path = {str(store)!r}")
+    if display is not None:
+        ip.run_line_magic("config", f"SoraMagics.display = {display!r}")
+    if cell_id:
+        ip.magics_manager.registry["SoraMagics"]._cell_id = lambda: cell_id
+    return ip

@@ -7,8 +7,7 @@ import time
 
 import pytest
 from IPython.core.error import UsageError
-from IPython.core.interactiveshell import InteractiveShell
-from kki_testing import TEST_KEY, abandon_after_task_id
+from kki_testing import TEST_KEY, abandon_after_task_id, point_package_at, simulated_relay
 from kki_testing import run_cell as run
 
 from kki_widgets.magics import SoraMagics, TurnTable, interpolate
@@ -18,27 +17,8 @@ from kki_widgets.store import NotebookStore
 
 @pytest.fixture
 def sim(monkeypatch):
-    with Simulator(queue_seconds=0, generate_seconds=0, step_seconds=0, seed=3) as simulator:
-        monkeypatch.setenv("KKI_BASE_URL", simulator.base_url)
-        monkeypatch.setenv("KKI_API_KEY", TEST_KEY)
+    with simulated_relay(monkeypatch, seed=3) as simulator:
         yield simulator
-
-
-@pytest.fixture
-def new_shell(tmp_path):
-    """Each call is a fresh kernel: a new shell and a new SoraMagics on the same notebook store."""
-    store = tmp_path / ".kki" / "notebook.json"
-
-    def make(display: str = "compact") -> InteractiveShell:
-        InteractiveShell.clear_instance()
-        ip = InteractiveShell.instance()
-        ip.run_line_magic("load_ext", "kki_widgets")
-        ip.run_line_magic("config", f"SoraMagics.store_path = {str(store)!r}")
-        ip.run_line_magic("config", f"SoraMagics.display = {display!r}")
-        return ip
-
-    yield make
-    InteractiveShell.clear_instance()
 
 
 def test_two_cells_continue_the_video_and_a_fresh_kernel_replays_them(sim, new_shell, tmp_path):
@@ -179,9 +159,7 @@ def test_resume_fetches_a_task_by_id(sim, new_shell):
 def test_interrupt_stops_the_wait_and_names_the_task(monkeypatch, new_shell, capsys):
     from kki_widgets import magics
 
-    with Simulator(queue_seconds=0, generate_seconds=1.5, step_seconds=0.1, seed=5) as slow:
-        monkeypatch.setenv("KKI_BASE_URL", slow.base_url)
-        monkeypatch.setenv("KKI_API_KEY", TEST_KEY)
+    with simulated_relay(monkeypatch, generate_seconds=1.5, step_seconds=0.1, seed=5) as slow:
         ip = new_shell()
 
         def interrupt_once_accepted(self, turn, *, final=False):
@@ -201,8 +179,7 @@ def test_interrupt_stops_the_wait_and_names_the_task(monkeypatch, new_shell, cap
         assert len(slow.requests) == 1
 
         monkeypatch.undo()
-        monkeypatch.setenv("KKI_BASE_URL", slow.base_url)
-        monkeypatch.setenv("KKI_API_KEY", TEST_KEY)
+        point_package_at(monkeypatch, slow)
         resumed = ip.run_line_magic("sora", f"resume {task_id}")
         assert resumed.status == "completed" and resumed.index == 0
         assert len(slow.requests) == 1  # fetched by ID, not generated (and paid) again
@@ -315,9 +292,7 @@ def test_a_new_kernel_fetches_what_a_dead_one_paid_for(new_shell, tmp_path, monk
     from kki_widgets import Conversation
     from kki_widgets.store import NotebookStore
 
-    with Simulator(queue_seconds=0.2, generate_seconds=1.0, step_seconds=0.1) as slow:
-        monkeypatch.setenv("KKI_BASE_URL", slow.base_url)
-        monkeypatch.setenv("KKI_API_KEY", TEST_KEY)
+    with simulated_relay(monkeypatch, queue_seconds=0.2, generate_seconds=1.0, step_seconds=0.1) as slow:
         store = NotebookStore(tmp_path / ".kki" / "notebook.json")
         dying = Conversation(store=store, poll_interval=0.05)
 

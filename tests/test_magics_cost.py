@@ -6,38 +6,18 @@ from html import escape
 
 import pytest
 from IPython.core.error import UsageError
-from IPython.core.interactiveshell import InteractiveShell
-from kki_testing import TEST_KEY
 from kki_testing import run_cell as run
+from kki_testing import simulated_relay
 
 from kki_widgets.pricing import forget_discoveries
-from kki_widgets.simulator import Simulator
 
 
 @pytest.fixture
 def sim(monkeypatch):
     forget_discoveries()
-    with Simulator(queue_seconds=0.05, generate_seconds=1.2, step_seconds=0.1, seed=5) as simulator:
-        monkeypatch.setenv("KKI_BASE_URL", simulator.base_url)
-        monkeypatch.setenv("KKI_API_KEY", TEST_KEY)
+    with simulated_relay(monkeypatch, queue_seconds=0.05, generate_seconds=1.2, step_seconds=0.1, seed=5) as simulator:
         yield simulator
     forget_discoveries()
-
-
-@pytest.fixture
-def new_shell(tmp_path):
-    """Each call is a fresh kernel: a new shell and a new SoraMagics on the same notebook store."""
-    store = tmp_path / ".kki" / "notebook.json"
-
-    def make() -> InteractiveShell:
-        InteractiveShell.clear_instance()
-        ip = InteractiveShell.instance()
-        ip.run_line_magic("load_ext", "kki_widgets")
-        ip.run_line_magic("config", f"SoraMagics.store_path = {str(store)!r}")
-        return ip
-
-    yield make
-    InteractiveShell.clear_instance()
 
 
 def card_lines(text: str) -> list[str]:
@@ -89,9 +69,7 @@ def test_a_configured_budget_refuses_the_third_cell_before_any_byte(sim, new_she
 
 def test_unknown_prices_read_unknown_in_cells_and_usage(monkeypatch, new_shell, capsys):
     forget_discoveries()
-    with Simulator(queue_seconds=0, generate_seconds=0, step_seconds=0, faults=["no_pricing"]) as sim:
-        monkeypatch.setenv("KKI_BASE_URL", sim.base_url)
-        monkeypatch.setenv("KKI_API_KEY", TEST_KEY)
+    with simulated_relay(monkeypatch, faults=["no_pricing"]):
         ip = new_shell()
         turn = run(ip, "%%sora\na harbour")
         assert turn.status == "completed" and turn.cost_text == "charged: unknown"

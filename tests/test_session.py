@@ -6,7 +6,7 @@ import asyncio
 import json
 
 import pytest
-from kki_testing import TEST_KEY, abandon_after_task_id
+from kki_testing import TEST_KEY, abandon_after_task_id, point_package_at
 
 from kki_widgets import Conversation
 from kki_widgets.errors import ConfigurationError
@@ -256,8 +256,7 @@ def test_constructing_a_videochat_writes_no_store(fast_simulator, tmp_path, monk
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
-    monkeypatch.setenv("KKI_BASE_URL", fast_simulator.base_url)
-    monkeypatch.setenv("KKI_API_KEY", TEST_KEY)
+    point_package_at(monkeypatch, fast_simulator)
     chat = VideoChat()
     chat.close()
     assert list(tmp_path.iterdir()) == []

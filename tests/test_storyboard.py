@@ -8,13 +8,11 @@ import re
 
 import pytest
 from IPython.core.error import UsageError
-from IPython.core.interactiveshell import InteractiveShell
-from kki_testing import TEST_KEY
 from kki_testing import run_cell as run
+from kki_testing import simulated_relay
 from PIL import Image
 
 from kki_widgets.media import probe
-from kki_widgets.simulator import Simulator
 from kki_widgets.storyboard import parse_shots
 
 BOARD = """%%sora --storyboard
@@ -27,28 +25,8 @@ BOARD = """%%sora --storyboard
 
 @pytest.fixture
 def sim(monkeypatch):
-    with Simulator(queue_seconds=0, generate_seconds=0, step_seconds=0, seed=5) as simulator:
-        monkeypatch.setenv("KKI_BASE_URL", simulator.base_url)
-        monkeypatch.setenv("KKI_API_KEY", TEST_KEY)
+    with simulated_relay(monkeypatch, seed=5) as simulator:
         yield simulator
-
-
-@pytest.fixture
-def new_shell(tmp_path):
-    """Each call is a fresh kernel on the same notebook store."""
-    store = tmp_path / ".kki" / "notebook.json"
-
-    def make(cell_id: str | None = None) -> InteractiveShell:
-        InteractiveShell.clear_instance()
-        ip = InteractiveShell.instance()
-        ip.run_line_magic("load_ext", "kki_widgets")
-        ip.run_line_magic("config", f"SoraMagics.store_path = {str(store)!r}")
-        if cell_id:  # what JupyterLab sends with each execution
-            ip.magics_manager.registry["SoraMagics"]._cell_id = lambda: cell_id
-        return ip
-
-    yield make
-    InteractiveShell.clear_instance()
 
 
 def test_parse_shots_lists_lines_and_continuations():
@@ -160,9 +138,7 @@ def test_film_and_export_commands(sim, new_shell, tmp_path):
 def test_the_strip_fills_in_live(monkeypatch, new_shell):
     from IPython.utils.capture import capture_output
 
-    with Simulator(queue_seconds=0.1, generate_seconds=0.8, step_seconds=0.1, seed=2) as slow:
-        monkeypatch.setenv("KKI_BASE_URL", slow.base_url)
-        monkeypatch.setenv("KKI_API_KEY", TEST_KEY)
+    with simulated_relay(monkeypatch, queue_seconds=0.1, generate_seconds=0.8, step_seconds=0.1, seed=2):
         ip = new_shell()
         with capture_output() as captured:
             board = run(ip, "%%sora --storyboard\n- a kettle on a stove\n- the kettle boils\n")
