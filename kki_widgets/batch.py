@@ -34,7 +34,7 @@ def check_prompts(prompts, concurrency) -> list[str]:
     return prompts
 
 
-def counter(total: int):
+def live_counter(total: int):
     """A live "n / N clips ready" line, shown at once (a no-op outside a notebook)."""
     from .views import Counter  # presentation: a live line in a notebook, nothing elsewhere
 

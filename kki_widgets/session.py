@@ -28,14 +28,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import pricing
-from .batch import check_prompts, run_all, wait_drawing
-from .batch import counter as batch_counter
-from .errors import (
-    ConfigurationError,
-    KkiError,
-    RelayError,
-    scrub,
-)
+from .batch import check_prompts, live_counter, run_all, wait_drawing
+from .errors import ConfigurationError, KkiError, RelayError, scrub
 from .loop import background_loop, block_on, submit
 from .profiles import RelayProfile, WireRequest, get_profile
 from .relay import AsyncRelayClient, RelayClient
@@ -486,7 +480,7 @@ class Conversation:
         if not progress:
             return None
         print(f"batch of {count}: {self._estimate(count, options)!r}")
-        return batch_counter(count)
+        return live_counter(count)
 
     def _replay(self, turn: Turn, move_head: bool = True) -> Turn | None:
         """An identical earlier request: reuse its turn or the store's cached answer.
