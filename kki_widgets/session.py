@@ -250,16 +250,7 @@ class Conversation:
         if how == "last_frame":  # ffmpeg runs outside the lock: other turns keep updating
             images = [self._parent_frame(parent_index), *(images or [])]
         with self._lock:
-            # From a frame, no history: the frame carries the continuity, and a relay without
-            # remix may refuse a conversation it cannot continue.
-            if how == "remix":
-                # The profile says how the relay names the parent: history sent back, or the
-                # parent's share ID in the prompt (a relay that reads only the last message).
-                sid = self._turns[parent_index].generation.sid
-                base = self.profile.remix_messages(self._history(parent_index), prompt, sid)
-            else:
-                base = [{"role": "user", "content": prompt}]
-            messages = normalize_messages(base, images)
+            messages = normalize_messages(self._continuing(how, parent_index, prompt), images)
             # The profile says the options the relay's way (words, model name or fields) and
             # refuses what it cannot say, before anything is registered or sent.
             request = self.profile.prepare(messages, chosen["model"], chosen["orientation"], chosen["duration"])
@@ -275,6 +266,17 @@ class Conversation:
                     cache_options(turn.options, take), request.messages,
                 )  # fmt: skip
         return turn, request
+
+    def _continuing(self, how: str | None, parent: int | None, prompt: str) -> list[dict]:
+        """The messages that carry `prompt` on from its parent (under the lock)."""
+        if how != "remix":
+            # From a frame, no history: the frame carries the continuity, and a relay without
+            # remix may refuse a conversation it cannot continue.
+            return [{"role": "user", "content": prompt}]
+        # The profile says how the relay names the parent: history sent back, or the parent's
+        # share ID in the prompt (a relay that reads only the last message).
+        sid = self._turns[parent].generation.sid
+        return self.profile.remix_messages(self._history(parent), prompt, sid)
 
     @property
     def _defaults(self) -> dict:
