@@ -259,7 +259,7 @@ class Conversation:
                 parent=parent_index, messages=request.messages, cell_id=cell_id,
                 simulated=self.simulated, note=note,
             )  # fmt: skip
-            turn.estimate = self._spending.estimate_request(request.model, chosen["model"], chosen["duration"])
+            turn.estimate = self.prices.estimate_request(request.model, chosen["model"], chosen["duration"])
             if self.store is not None:
                 turn.cache_key = self.store.cache_key(
                     self.client.settings.cache_identity, request.model,

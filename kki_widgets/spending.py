@@ -34,14 +34,6 @@ class Spending:
             self._balance_asked = True
             self.balance_before = await self.prices.abalance()
 
-    def estimate_request(self, sent_model: str, model: str, duration) -> float | None:
-        """Priced by the name the relay is sent (a profile may say options in the model's name),
-        else by the name the user chose (a configured table uses that one)."""
-        estimate = self.prices.estimate(sent_model, duration)
-        if estimate is None:
-            estimate = self.prices.estimate(model, duration)
-        return estimate
-
     def estimate(self, count: int, model: str, duration) -> pricing.Estimate:
         return pricing.Estimate(count, self.prices.estimate(model, duration), model)
 
