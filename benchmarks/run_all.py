@@ -29,7 +29,7 @@ from _common import machine, table  # noqa: E402
 BENCHMARKS = [
     ("stream", "bench_stream.py", [], ["--quick"], 240),
     ("linearity", "bench_linearity.py", [], ["--quick"], 120),
-    ("loop_lag", "bench_loop_lag.py", [], ["--quick"], 120),
+    ("loop_lag", "bench_loop_lag.py", [], ["--quick"], 300),
     ("widget", "bench_widget.py", [], ["--quick"], 60),
     ("cold_start", "bench_cold_start.py", [], ["--quick"], 120),
     ("notebook", "bench_notebook.py", [], ["--quick"], 240),
