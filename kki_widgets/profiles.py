@@ -150,13 +150,13 @@ class RelayProfile:
         if not self.can_remix(model):
             return False
         if self.family is not None and self.family.remix_by == "share_id":
-            return bool(parent_sid) and SHARE_ID.fullmatch(parent_sid) is not None
+            return is_share_id(parent_sid)
         return True
 
     def remix_messages(self, history: list, prompt: str, parent_sid: str | None) -> list:
         """The messages of a remix of the turn whose conversation is `history`."""
         if self.family is not None and self.family.remix_by == "share_id":
-            if not (parent_sid and SHARE_ID.fullmatch(parent_sid)):
+            if not is_share_id(parent_sid):
                 raise ConfigurationError(
                     f"relay profile {self.name!r} remixes by the parent's share ID (s_ and 32 hex "
                     "digits), and the parent's answer showed none: continue from its last frame "
@@ -280,6 +280,10 @@ class RelayProfile:
                 "continue from a frame (--from-frame, continue_from='last_frame') or pick "
                 f"a text-to-video model such as {next(iter(twins))!r}"
             )
+
+
+def is_share_id(sid: str | None) -> bool:
+    return bool(sid) and SHARE_ID.fullmatch(sid) is not None
 
 
 def carries_image(messages: list) -> bool:

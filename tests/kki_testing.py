@@ -231,3 +231,25 @@ def new_ipython(store, *, display: str | None = None, cell_id: str | None = None
     if cell_id:
         ip.magics_manager.registry["SoraMagics"]._cell_id = lambda: cell_id
     return ip
+
+
+def writers_lose_nothing(path: str, hammer, *args, workers: int = 4, rounds: int = 25) -> None:
+    """`workers` forked processes each run `hammer(path, worker, rounds, *args)` on one store at
+    once; every counter bump, turn and cache entry of every worker must be there afterwards
+    (`hammer` saves turns to conversation "worker-N" and cache keys "N-i")."""
+    import multiprocessing
+
+    from kki_widgets.store import NotebookStore
+
+    context = multiprocessing.get_context("fork")
+    processes = [context.Process(target=hammer, args=(path, w, rounds, *args)) for w in range(workers)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(60)
+        assert process.exitcode == 0
+    data = NotebookStore(path).load()
+    assert data["usage"]["paid_requests"] == workers * rounds
+    assert len(data["cache"]) == workers * rounds
+    for w in range(workers):
+        assert len(data["conversations"][f"worker-{w}"]["turns"]) == rounds

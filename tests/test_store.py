@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import random
 import signal
@@ -15,6 +14,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+from kki_testing import writers_lose_nothing
 
 from kki_widgets.store import NotebookStore, SecretInStoreError, StoreError, locate_notebook
 
@@ -223,20 +223,7 @@ def _hammer(path: str, worker: int, rounds: int) -> None:
 
 
 def test_concurrent_writers_lose_no_updates(tmp_path):
-    path = str(tmp_path / "nb.json")
-    workers, rounds = 4, 25
-    context = multiprocessing.get_context("fork")
-    processes = [context.Process(target=_hammer, args=(path, w, rounds)) for w in range(workers)]
-    for process in processes:
-        process.start()
-    for process in processes:
-        process.join(60)
-        assert process.exitcode == 0
-    data = NotebookStore(path).load()
-    assert data["usage"]["paid_requests"] == workers * rounds
-    assert len(data["cache"]) == workers * rounds
-    for w in range(workers):
-        assert len(data["conversations"][f"worker-{w}"]["turns"]) == rounds
+    writers_lose_nothing(str(tmp_path / "nb.json"), _hammer)
 
 
 CHILD = textwrap.dedent(

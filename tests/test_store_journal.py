@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import multiprocessing
 import os
 import random
 import signal
@@ -16,6 +15,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+from kki_testing import writers_lose_nothing
 
 from kki_widgets import store_journal
 from kki_widgets.store import NotebookStore, StoreError
@@ -227,20 +227,7 @@ def _hammer(path: str, worker: int, rounds: int, compact_min_bytes: int) -> None
 
 
 def test_concurrent_writers_compacting_all_the_time_lose_no_updates(tmp_path):
-    path = str(tmp_path / "nb.json")
-    workers, rounds = 4, 25
-    context = multiprocessing.get_context("fork")
-    processes = [context.Process(target=_hammer, args=(path, w, rounds, 0)) for w in range(workers)]
-    for process in processes:
-        process.start()
-    for process in processes:
-        process.join(60)
-        assert process.exitcode == 0
-    data = NotebookStore(path).load()
-    assert data["usage"]["paid_requests"] == workers * rounds
-    assert len(data["cache"]) == workers * rounds
-    for w in range(workers):
-        assert len(data["conversations"][f"worker-{w}"]["turns"]) == rounds
+    writers_lose_nothing(str(tmp_path / "nb.json"), _hammer, 0)  # compact at every change
 
 
 CHILD = textwrap.dedent(
