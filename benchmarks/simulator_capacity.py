@@ -57,7 +57,9 @@ async def one_stream(client: httpx.AsyncClient, base_url: str, prompt: str) -> d
 
 
 async def run(streams: int, distinct: int, timing: dict[str, float]) -> dict[str, object]:
-    with Simulator(seed=1, **timing) as sim:
+    # variants=1: a repeated prompt reuses its clip, so --distinct is the number of renders (by
+    # default every repeat is a new render, as takes need, and this measured ffmpeg instead).
+    with Simulator(seed=1, variants=1, **timing) as sim:
         limits = httpx.Limits(max_connections=streams, max_keepalive_connections=streams)
         async with httpx.AsyncClient(headers={"Authorization": "Bearer sim"}, timeout=120, limits=limits) as client:
             started = time.perf_counter()

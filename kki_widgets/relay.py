@@ -39,6 +39,8 @@ from .errors import (
     StreamInterrupted,
     scrub,
 )
+from .fair_share import take_turn
+from .http_backend import MAX_KEEPALIVE, use_asyncio_sockets
 from .http_errors import RETRYABLE_STATUS, error_from_response, retry_after
 from .loop import block_on, iterate
 from .profiles import RelayProfile, WireRequest
@@ -249,6 +251,8 @@ class AsyncRelayClient:
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None or client.is_closed:
+            limits = httpx.Limits(max_connections=max(10, self.max_concurrency * 2),
+                                  max_keepalive_connections=MAX_KEEPALIVE)  # fmt: skip
             client = httpx.AsyncClient(
                 timeout=httpx.Timeout(self.timeout, connect=min(15.0, self.timeout)),
                 transport=self._transport,
@@ -256,11 +260,13 @@ class AsyncRelayClient:
                 # Never automatic: a redirect would carry the key and custom headers to wherever
                 # the relay points. POSTs refuse them; raw-data GETs follow them by hand.
                 follow_redirects=False,
-                limits=httpx.Limits(max_connections=max(10, self.max_concurrency * 2)),
+                limits=limits,
                 # The environment's proxy for a relay elsewhere (as any HTTP tool), never for
                 # one on this machine: a proxy cannot reach the embedded simulator.
                 trust_env=not is_loopback_host(urlsplit(self.base_url).hostname),
             )
+            if self._transport is None:
+                use_asyncio_sockets(client, _shared_ssl_context(), limits)
             self._clients[loop] = client
         return client
 
@@ -381,6 +387,7 @@ class AsyncRelayClient:
 
     async def _send(self, body: dict, started: float, state: _Attempt) -> AsyncIterator[Generation]:
         """One attempt: the POST, its status, then the answer (SSE, or one JSON completion)."""
+        await take_turn()  # building and sending a request costs; many may start in one pass
         request = self._http().build_request(
             "POST", self.settings.chat_url, json=body, headers=self._auth_headers()
         )

@@ -63,6 +63,7 @@ class ReplayServer:
 
     def close(self):
         self.server.shutdown()
+        self.server.server_close()
 
 
 def sse_body(deltas: list[str], *, done: bool = True) -> bytes:

@@ -148,6 +148,16 @@ def test_identical_requests_are_new_generations_whose_clips_are_reused_later(sim
     assert MP4.search(third).group(0).endswith(name)
 
 
+def test_variants_caps_how_many_clips_repeats_cycle_through(tmp_path):
+    # What the benchmarks use: repeats reuse their clips, so no ffmpeg runs while they measure.
+    messages = [{"role": "user", "content": "cycle me"}]
+    with Simulator(queue_seconds=0, generate_seconds=0, step_seconds=0, media_dir=tmp_path,
+                   variants=2) as cycling:  # fmt: skip
+        clips = [MP4.search(stream_text(cycling, messages)).group(0) for _ in range(5)]
+        assert cycling.renderer.renders == 2 and cycling.submissions == 5
+    assert clips[0] != clips[1] and clips[::2] == [clips[0]] * 3 and clips[1::2] == [clips[1]] * 2
+
+
 def test_orientation_from_model_name_renders_a_landscape_clip(sim, tmp_path):
     landscape = stream_text(sim, [{"role": "user", "content": "wide"}], model="sora_video2-landscape")
     assert spec_of(landscape)["orientation"] == "landscape"
@@ -322,6 +332,8 @@ def test_constructor_rejects_bad_options():
         Simulator(port=70000)
     with pytest.raises(ValueError, match="queue_seconds"):
         Simulator(queue_seconds=-1)
+    with pytest.raises(ValueError, match="variants must be an integer >= 0"):
+        Simulator(variants=-1)
     with pytest.raises(RuntimeError, match="not running"):
         _ = Simulator().base_url
 

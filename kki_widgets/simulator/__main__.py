@@ -34,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=None, help="make IDs and progress reproducible")
     parser.add_argument("--honour-json-options", action="store_true",
                         help="read top-level orientation/duration fields (real chat relays ignore them)")  # fmt: skip
+    parser.add_argument("--variants", type=int, default=0, metavar="N",
+                        help="distinct clips an identical request cycles through (default 0: every repeat differs)")  # fmt: skip
     return parser
 
 
@@ -56,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
             honour_json_options=args.honour_json_options,
             seed=args.seed,
             dialect=args.dialect,
+            variants=args.variants,
         )
         simulator.start()
     except (ValueError, FaultError, DialectError, RuntimeError) as error:

@@ -110,6 +110,16 @@ def _error_response(error: ApiError) -> Response:
     return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
 
 
+def _checked_variants(variants: int) -> int:
+    """How many clips repeats of one request cycle through; 0: every repeat is a new clip.
+
+    A benchmark that measures streaming sets 1, so repeats reuse one rendered clip and no
+    ffmpeg competes for the CPU it measures."""
+    if isinstance(variants, bool) or not isinstance(variants, int) or variants < 0:
+        raise ValueError(f"variants must be an integer >= 0 (0: every repeat differs), got {variants!r}")
+    return variants
+
+
 class Simulator:
     """A local relay speaking the wire format of the real one; see the package docstring.
 
@@ -138,6 +148,7 @@ class Simulator:
         dialect: str | None = None,
         prices: dict[str, object] | None = None,
         balance: float | None = DEFAULT_BALANCE,
+        variants: int = 0,
     ) -> None:
         if not isinstance(host, str) or not host:
             raise ValueError(f"host must be a non-empty string such as '127.0.0.1', got {host!r}")
@@ -169,6 +180,7 @@ class Simulator:
         self.submissions = 0
         self.tasks: dict[str, Generation] = {}
         self._generated: dict[str, int] = {}  # clip identity → generations so far
+        self.variants = _checked_variants(variants)
         self._chat_requests = 0
         self._runners: set[asyncio.Task[None]] = set()
         self._app: Starlette | None = None
@@ -400,8 +412,9 @@ class Simulator:
         )
         # Same request again (a take, a forced retry): a different generation, like a real model.
         identity = task.clip_request().key(0)
-        task.variant = self._generated.get(identity, 0)
-        self._generated[identity] = task.variant + 1
+        made = self._generated.get(identity, 0)
+        self._generated[identity] = made + 1
+        task.variant = made % self.variants if self.variants else made
         self.tasks[task.id] = task
         self.submissions += 1
         self.billing.charge(chat.model, chat.duration)
