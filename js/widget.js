@@ -49,6 +49,8 @@
  * @property {number | null} [takes]     how many takes that request has
  * @property {number | null} [take_group] index of take 1: the takes are drawn side by side
  * @property {boolean} [picked]
+ * @property {string} [continue_text]   the continue button's words: a remix, or from the last frame
+ * @property {string} [continuing_text] the composer's chip once that button was pressed
  */
 
 /**
@@ -629,6 +631,7 @@ class TurnView {
     this.retryBtn.hidden = !retryable;
     if (retryable) this.retryBtn.disabled = false;
     this.remixBtn.hidden = turn.status !== "completed";
+    this.remixBtn.textContent = turn.continue_text || "Remix from here";
   }
   /**
    * Price words and, for one of several takes, which take it is and whether it is the one the
@@ -939,6 +942,8 @@ class Composer {
     this.showError = showError;
     /** @type {number | null} the turn "Remix from here" chose; null: the conversation's head */
     this.remixFrom = null;
+    /** the chip's words for `remixFrom` (Python's, from the turn) */
+    this.remixWords = "";
     this.root = h("div", "kki-composer");
     this.root.append(this.buildRemixChip(), this.buildInput(), ...this.buildControls());
   }
@@ -1016,7 +1021,7 @@ class Composer {
   /** The remix chip, Send's state and the price words. */
   update() {
     this.remixChip.hidden = this.remixFrom === null;
-    this.remixText.textContent = this.remixFrom === null ? "" : `Remixing from #${this.remixFrom + 1}`;
+    this.remixText.textContent = this.remixFrom === null ? "" : this.remixWords;
     this.sendBtn.disabled = this.input.value.trim() === "";
     const price = this.model.get("price_text") || "";
     this.price.textContent = price;
@@ -1030,6 +1035,7 @@ class Composer {
    */
   remix(turn) {
     this.remixFrom = turn.index;
+    this.remixWords = turn.continuing_text || `Remixing from #${turn.index + 1}`;
     if (turn.model) this.model.set("model", turn.model);
     if (turn.orientation) this.model.set("orientation", turn.orientation);
     this.model.set("duration", turn.duration ?? null);

@@ -50,10 +50,17 @@ def use_asyncio_sockets(client: httpx.AsyncClient, ssl_context: ssl.SSLContext,
     return client
 
 
+# Reading pauses while this much waits unread (as anyio: a relay that sends faster than we
+# parse must not fill the kernel's memory), and resumes once a read took it below.
+READ_AHEAD = 256 * 1024
+
+
 class _Connection(asyncio.Protocol):
     """What the socket delivered, kept until a read asks; the reader waits on `waiter`."""
 
     def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None  # the TLS one after start_tls
+        self.reading_paused = False
         self.buffer = bytearray()
         self.ended = False
         self.error: BaseException | None = None
@@ -63,7 +70,18 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
+        if len(self.buffer) > READ_AHEAD and not self.reading_paused and self.transport is not None:
+            self.reading_paused = True
+            self.transport.pause_reading()
         self._wake()
+
+    def take(self, max_bytes: int) -> bytes:
+        data = bytes(self.buffer[:max_bytes])
+        del self.buffer[:max_bytes]
+        if self.reading_paused and len(self.buffer) <= READ_AHEAD // 2 and self.transport is not None:
+            self.reading_paused = False
+            self.transport.resume_reading()
+        return data
 
     def eof_received(self) -> bool:
         self.ended = True
@@ -112,6 +130,7 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
     def __init__(self, transport: asyncio.Transport, connection: _Connection) -> None:
         self._transport = transport
         self._connection = connection
+        connection.transport = transport
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         connection = self._connection
@@ -123,9 +142,7 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
                 connection.waiter = None
             await take_turn()
         if connection.buffer:
-            data = bytes(connection.buffer[:max_bytes])
-            del connection.buffer[:max_bytes]
-            return data
+            return connection.take(max_bytes)
         if connection.error is not None:
             raise httpcore.ReadError(f"the connection broke: {connection.error}")
         return b""

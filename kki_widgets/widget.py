@@ -131,8 +131,17 @@ def _media_urls(turn: Any, generation: Any, status: str, notices: list[str]) -> 
     }
 
 
-def turn_to_dict(turn: Any) -> dict:
-    """A `Turn` as the plain, JSON-safe dict the front end renders (and notebooks save)."""
+# What continuing a finished turn does, in words: by remix on relays that remix it, else the next
+# clip starts from its exact last frame (Veo relays; a sora2api parent without a share ID).
+CONTINUE_WORDS = {
+    True: ("Remix from here", "Remixing from #{n}"),
+    False: ("Continue from its last frame", "Continuing from the last frame of #{n}"),
+}
+
+
+def turn_to_dict(turn: Any, remixes: bool = True) -> dict:
+    """A `Turn` as the plain, JSON-safe dict the front end renders (and notebooks save);
+    `remixes`: whether the relay would continue it by remix (`Conversation.can_remix`)."""
     generation = getattr(turn, "generation", None)
     options = dict(getattr(turn, "options", None) or {})
     status = getattr(turn, "status", None) or getattr(generation, "status", None) or "queued"
@@ -169,6 +178,8 @@ def turn_to_dict(turn: Any) -> dict:
         "created_at": _epoch(getattr(turn, "created_at", None)),
         "finished_at": _epoch(getattr(turn, "finished_at", None)),
         "notices": notices,
+        "continue_text": CONTINUE_WORDS[remixes][0],
+        "continuing_text": CONTINUE_WORDS[remixes][1].format(n=int(getattr(turn, "index", 0)) + 1),
     }
 
 
@@ -519,12 +530,22 @@ class VideoChat(anywidget.AnyWidget):
             if self._dirty and not self._closed:
                 self._flush()
 
+    def _remixes(self, turn: Any) -> bool:
+        """Whether continuing `turn` would remix it on this relay (else: from its last frame)."""
+        can_remix = getattr(self.conversation, "can_remix", None)
+        if can_remix is None or getattr(turn, "status", None) != "completed":
+            return True
+        try:
+            return bool(can_remix((turn.options or {}).get("model"), parent=turn.index))
+        except (AttributeError, IndexError, KeyError):  # a turn the conversation no longer holds
+            return True
+
     def _flush(self) -> None:
         with self._lock:
             self._dirty = False
             turns = list(getattr(self.conversation, "turns", []) or [])
             # New list objects: traitlets compares by value and only a changed value is sent.
-            new_turns = [turn_to_dict(turn) for turn in turns]
+            new_turns = [turn_to_dict(turn, self._remixes(turn)) for turn in turns]
             # A completed generation is still being kept (media download) until finished_at is
             # set: the UI says "working" until the local copy is there too.
             busy = any(

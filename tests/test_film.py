@@ -137,6 +137,21 @@ def test_a_model_that_cannot_remix_continues_from_the_last_frame(fast_simulator,
     assert "cannot remix" in child._repr_html_()
 
 
+@pytest.mark.parametrize("profile, words", [
+    ("flow2api", ("Continue from its last frame", "Continuing from the last frame of #1")),
+    ("words", ("Remix from here", "Remixing from #1")),
+])  # fmt: skip
+def test_videochat_says_how_a_turn_would_be_continued(fast_simulator, tmp_path, profile, words):
+    from kki_widgets.widget import VideoChat
+
+    conv = conversation(fast_simulator, tmp_path, profile=profile)
+    conv.send("a lighthouse", model="veo3")
+    chat = VideoChat(conversation=conv)
+    chat._flush()
+    turn = chat.turn_data[0]
+    assert (turn["continue_text"], turn["continuing_text"]) == words
+
+
 def test_flow2api_fast_veo_frames_go_to_its_oddly_named_twin(fast_simulator, tmp_path):
     conv = conversation(fast_simulator, tmp_path, profile="flow2api")
     conv.send("a lighthouse", model="veo3-fast", orientation="landscape")

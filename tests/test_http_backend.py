@@ -8,6 +8,7 @@ off, flow control on a large body, stale keep-alive connections, and the environ
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import http.server
 import socket
@@ -22,7 +23,7 @@ from kki_testing import SSE, TEST_KEY, HostileRelay, sse_body
 
 from kki_widgets import RelayClient
 from kki_widgets.fair_share import SLICE, take_turn
-from kki_widgets.http_backend import MAX_KEEPALIVE, AsyncioBackend, use_asyncio_sockets
+from kki_widgets.http_backend import MAX_KEEPALIVE, READ_AHEAD, AsyncioBackend, use_asyncio_sockets
 
 TASK = "task_01backendbackendbackend00"
 VIDEO = "https://cdn.example/videos/backend.mp4"
@@ -157,6 +158,37 @@ def test_a_large_body_waits_for_the_socket_and_arrives_whole():
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_relay_that_sends_faster_than_we_read_does_not_fill_memory():
+    """32 MiB sent as fast as the socket takes it, read slowly: what waits unread in the process
+    stays near READ_AHEAD (the rest waits in the kernel's socket buffers, then at the sender)."""
+    total = 32 * 1024 * 1024
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def flood():
+        sock, _ = listener.accept()
+        with sock, contextlib.suppress(OSError):
+            sock.sendall(b"x" * total)
+
+    threading.Thread(target=flood, daemon=True).start()
+
+    async def read_slowly():
+        stream = await AsyncioBackend().connect_tcp("127.0.0.1", listener.getsockname()[1])
+        received, most_waiting = 0, 0
+        while received < total:
+            received += len(await stream.read(64 * 1024, timeout=10))
+            most_waiting = max(most_waiting, len(stream._connection.buffer))
+            if received < 4 * 1024 * 1024:
+                await asyncio.sleep(0.001)  # slow at first, while the flood arrives
+        await stream.aclose()
+        return received, most_waiting
+
+    try:
+        received, most_waiting = asyncio.run(read_slowly())
+    finally:
+        listener.close()
+    assert received == total and most_waiting < READ_AHEAD + 1024 * 1024, most_waiting
 
 
 def test_a_keep_alive_connection_the_server_closed_is_not_reused():
