@@ -38,6 +38,7 @@ import httpcore
 
 __all__ = [
     "ALLOW_ENV",
+    "PROXY_SCHEMES",
     "AddressPolicy",
     "AddressRefused",
     "GuardedBackend",
@@ -69,8 +70,14 @@ def is_loopback_host(host: str | None) -> bool:
         return False
 
 
+# What httpx can go through (socks with the `socksio` package, a dependency): Clash, V2Ray and
+# ssh -D users often set ALL_PROXY=socks5://127.0.0.1:7890 and nothing else.
+PROXY_SCHEMES = ("http", "https", "socks5", "socks5h")
+
+
 def environment_proxy(url: str) -> str | None:
-    """The http(s) proxy the environment names for `url`, or None (NO_PROXY, none set, socks).
+    """The proxy the environment names for `url` (`PROXY_SCHEMES`), or None (NO_PROXY, none set,
+    a kind httpx cannot use).
 
     Never for this machine itself (the embedded simulator): a proxy elsewhere cannot reach it.
     """
@@ -81,7 +88,7 @@ def environment_proxy(url: str) -> str | None:
     if urllib.request.proxy_bypass_environment(parts.hostname, proxies):
         return None
     proxy = proxies.get(parts.scheme) or proxies.get("all")
-    return proxy if proxy and urlsplit(proxy).scheme in ("http", "https") else None
+    return proxy if proxy and urlsplit(proxy).scheme in PROXY_SCHEMES else None
 
 
 class AddressRefused(RuntimeError):

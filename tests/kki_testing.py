@@ -254,3 +254,72 @@ def writers_lose_nothing(path: str, hammer, *args, workers: int = 4, rounds: int
     assert len(data["cache"]) == workers * rounds
     for w in range(workers):
         assert len(data["conversations"][f"worker-{w}"]["turns"]) == rounds
+
+
+class Socks5Proxy:
+    """A SOCKS5 proxy (no authentication, CONNECT), as Clash or `ssh -D` offer on loopback.
+
+    Records every target it was asked for in `targets` ("host:port", the name as the client sent
+    it); names in `names` lead where the value says ("host:port"), like a proxy that reaches what
+    this machine cannot resolve.
+    """
+
+    def __init__(self):
+        import socket
+
+        self.targets: list[str] = []
+        self.names: dict[str, str] = {}
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"socks5://127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client):
+        import ipaddress
+        import socket
+
+        def exactly(count: int) -> bytes:
+            data = b""
+            while len(data) < count:
+                piece = client.recv(count - len(data))
+                if not piece:
+                    raise ConnectionError("the client went away")
+                data += piece
+            return data
+
+        with client, contextlib.suppress(OSError, ConnectionError):
+            _version, methods = exactly(2)
+            exactly(methods)
+            client.sendall(b"\x05\x00")  # no authentication
+            _version, _command, _reserved, kind = exactly(4)
+            if kind == 3:
+                host = exactly(exactly(1)[0]).decode()
+            else:
+                host = str(ipaddress.ip_address(exactly(4 if kind == 1 else 16)))
+            port = int.from_bytes(exactly(2), "big")
+            self.targets.append(f"{host}:{port}")
+            target_host, target_port = self.names.get(host, f"{host}:{port}").rsplit(":", 1)
+            upstream = socket.create_connection((target_host, int(target_port)), timeout=10)
+            client.sendall(b"\x05\x00\x00\x01" + bytes(6))  # succeeded (bound address unused)
+            with upstream:
+                threading.Thread(target=_pump, args=(upstream, client), daemon=True).start()
+                _pump(client, upstream)
+
+    def close(self):
+        self.listener.close()
+
+
+def _pump(source, sink) -> None:
+    import socket
+
+    with contextlib.suppress(OSError):
+        while piece := source.recv(65536):
+            sink.sendall(piece)
+        sink.shutdown(socket.SHUT_WR)

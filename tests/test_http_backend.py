@@ -19,7 +19,7 @@ import time
 
 import httpx
 import pytest
-from kki_testing import SSE, TEST_KEY, HostileRelay, sse_body
+from kki_testing import SSE, TEST_KEY, HostileRelay, Socks5Proxy, sse_body
 
 from kki_widgets import RelayClient
 from kki_widgets.fair_share import SLICE, take_turn
@@ -240,6 +240,29 @@ def test_a_relay_elsewhere_still_goes_through_the_environments_proxy(monkeypatch
         final = list(client.stream("a fox behind a proxy"))[-1]
     assert final.video_url == VIDEO
     assert proxy.paths("POST") == ["http://relay.kki.invalid/v1/chat/completions"]
+
+
+def test_a_relay_behind_a_socks_proxy_is_reached_through_it(monkeypatch):
+    """ALL_PROXY=socks5://… alone, as Clash sets it: httpx refused to build a client at all
+    without the socksio package; with it the relay is reached through the proxy."""
+
+    def answer(request):
+        return 200, SSE, ANSWER
+
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy",
+                 "all_proxy", "no_proxy"):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+    socks = Socks5Proxy()
+    monkeypatch.setenv("ALL_PROXY", socks.url)
+    try:
+        with HostileRelay(answer) as relay:
+            socks.names["relay.kki.invalid"] = f"127.0.0.1:{relay.port}"
+            client = RelayClient(base_url="http://relay.kki.invalid/v1", api_key=TEST_KEY, max_retries=0)
+            final = list(client.stream("a fox behind a socks proxy"))[-1]
+    finally:
+        socks.close()
+    assert final.video_url == VIDEO and socks.targets == ["relay.kki.invalid:80"]
+    assert relay.paths("POST") == ["/v1/chat/completions"]
 
 
 # -- fair turns --------------------------------------------------------------------------------

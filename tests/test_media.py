@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from kki_testing import Socks5Proxy
 
 from kki_widgets import media
 from kki_widgets.media import (
@@ -517,6 +518,27 @@ def test_through_a_proxy_inside_names_and_metadata_are_refused_before_asking_it(
             media.download(url, tmp_path, relay_url=PUBLIC_RELAY, retries=0)
     assert proxy.requested == []
     assert list(tmp_path.iterdir()) == []
+
+
+def test_media_go_through_a_socks_proxy_too(host, mp4_bytes, tmp_path, monkeypatch):
+    """ALL_PROXY=socks5://… alone (Clash, ssh -D): the CDN is reached through it, and the same
+    judgement by name applies (the proxy resolves names, not this machine)."""
+    socks = Socks5Proxy()
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy",
+                 "all_proxy", "no_proxy"):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ALL_PROXY", socks.url)
+    socks.names["cdn.kki.invalid"] = host.url.split("//", 1)[1]
+    host.files["/cdn/clip.mp4"] = mp4_bytes
+    try:
+        kept = media.download("http://cdn.kki.invalid/cdn/clip.mp4", tmp_path, relay_url=PUBLIC_RELAY)
+        assert kept.read_bytes() == mp4_bytes
+        assert socks.targets == ["cdn.kki.invalid:80"]
+        with pytest.raises(MediaRefusedError, match="refused to download"):
+            media.download("http://printer/x.mp4", tmp_path / "no", relay_url=PUBLIC_RELAY, retries=0)
+        assert socks.targets == ["cdn.kki.invalid:80"]
+    finally:
+        socks.close()
 
 
 def test_no_proxy_hosts_connect_directly(proxy, tmp_path, monkeypatch):
