@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -103,6 +104,19 @@ def test_from_frame_sends_the_parents_exact_last_frame(fast_simulator, tmp_path)
     # The simulator's clip visibly opens on the frame it was given, then becomes its own scene.
     assert mean_difference(first_frame(child.path), image) < 6
     assert mean_difference(decoded_last_frame(child.path), image) > 6
+
+
+def test_a_continued_turns_frame_is_one_file_on_disk(fast_simulator, tmp_path):
+    conv = conversation(fast_simulator, tmp_path)
+    parent = conv.send("a paper boat on a pond")
+    conv.send("the boat drifts under a leaf", continue_from="last_frame")
+    frames = Path(parent.path).parent / "frames"
+    last, = frames.glob("*-last.png")
+    hashed = [p for p in frames.iterdir() if re.fullmatch(r"[0-9a-f]{64}\.png", p.name)]
+    # The store's content-addressed copy is the last frame itself (a hard link), not a second file.
+    assert len(hashed) == 1 and hashed[0].read_bytes() == last.read_bytes()
+    assert os.path.samefile(hashed[0], last) and last.stat().st_nlink == 2
+    assert [p.name for p in frames.iterdir() if p.name.startswith(".tmp")] == []
 
 
 def test_from_frame_turns_replay_for_free_in_a_fresh_kernel(fast_simulator, tmp_path):
