@@ -65,7 +65,7 @@ class _Connection(asyncio.Protocol):
         self.ended = False
         self.error: BaseException | None = None
         self.waiter: asyncio.Future[None] | None = None
-        self.paused = False
+        self.writing_paused = False
         self.drained: asyncio.Future[None] | None = None
 
     def data_received(self, data: bytes) -> None:
@@ -94,10 +94,10 @@ class _Connection(asyncio.Protocol):
         self.resume_writing()
 
     def pause_writing(self) -> None:
-        self.paused = True
+        self.writing_paused = True
 
     def resume_writing(self) -> None:
-        self.paused = False
+        self.writing_paused = False
         if self.drained is not None and not self.drained.done():
             self.drained.set_result(None)
 
@@ -119,6 +119,11 @@ async def _wait(future: asyncio.Future[None], timeout: float | None, timeout_err
         await future
     finally:
         timer.cancel()
+
+
+def _timed_out(what: str, timeout: float | None, error: BaseException) -> str:
+    # With no timeout of ours, the system's own (TCP's ETIMEDOUT) ran out: say that instead.
+    return f"no {what} within {timeout:g} s" if timeout is not None else f"{what}: {error}"
 
 
 def _expire(future: asyncio.Future[None], error: type[Exception], message: str) -> None:
@@ -154,7 +159,7 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             raise httpcore.WriteError("the connection was closed")
         self._transport.write(buffer)
         connection = self._connection
-        if connection.paused:  # a large body (images): wait until the socket takes more
+        if connection.writing_paused:  # a large body (images): wait until the socket takes more
             connection.drained = asyncio.get_running_loop().create_future()
             try:
                 await _wait(connection.drained, timeout, httpcore.WriteTimeout, "room to write")
@@ -177,9 +182,9 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
                                  server_hostname=server_hostname)  # fmt: skip
         try:
             transport = await asyncio.wait_for(upgrade, timeout)
-        except asyncio.TimeoutError:
+        except asyncio.TimeoutError as error:
             self._transport.abort()
-            raise httpcore.ConnectTimeout(f"no TLS handshake within {timeout:g} s") from None
+            raise httpcore.ConnectTimeout(_timed_out("TLS handshake", timeout, error)) from None
         except (ssl.SSLError, OSError, ConnectionError) as error:
             self._transport.abort()
             raise httpcore.ConnectError(str(error)) from None
@@ -205,8 +210,8 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         )  # fmt: skip
         try:
             transport, connection = await asyncio.wait_for(connecting, timeout)
-        except asyncio.TimeoutError:
-            raise httpcore.ConnectTimeout(f"no connection to {host}:{port} within {timeout:g} s") from None
+        except asyncio.TimeoutError as error:
+            raise httpcore.ConnectTimeout(_timed_out(f"connection to {host}:{port}", timeout, error)) from None
         except OSError as error:
             raise httpcore.ConnectError(str(error)) from None
         sock = transport.get_extra_info("socket")

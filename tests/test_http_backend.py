@@ -109,6 +109,20 @@ def test_a_silent_server_times_out_and_a_closed_port_fails_to_connect():
         asyncio.run(read_all(f"http://127.0.0.1:{port}/", 5))
 
 
+def test_a_server_that_never_answers_the_tls_handshake_times_out():
+    listener = socket.create_server(("127.0.0.1", 0))  # accepts, then says nothing
+
+    async def get():
+        async with client_on_our_sockets(timeout=0.3) as http:
+            await http.get(f"https://127.0.0.1:{listener.getsockname()[1]}/")
+
+    try:
+        with pytest.raises(httpx.ConnectTimeout, match=r"no TLS handshake within 0\.3 s"):
+            asyncio.run(get())
+    finally:
+        listener.close()
+
+
 def test_a_body_cut_short_is_an_error_not_an_ending():
     def answer(request):
         return 200, {"Content-Length": "1000"}, lambda: [b"x" * 10]
