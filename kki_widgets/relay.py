@@ -251,8 +251,13 @@ class AsyncRelayClient:
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None or client.is_closed:
-            limits = httpx.Limits(max_connections=max(10, self.max_concurrency * 2),
-                                  max_keepalive_connections=MAX_KEEPALIVE)  # fmt: skip
+            client = self._clients[loop] = self._new_http_client()
+        return client
+
+    def _new_http_client(self) -> httpx.AsyncClient:
+        limits = httpx.Limits(max_connections=max(10, self.max_concurrency * 2),
+                              max_keepalive_connections=MAX_KEEPALIVE)  # fmt: skip
+        try:
             client = httpx.AsyncClient(
                 timeout=httpx.Timeout(self.timeout, connect=min(15.0, self.timeout)),
                 transport=self._transport,
@@ -265,9 +270,16 @@ class AsyncRelayClient:
                 # one on this machine: a proxy cannot reach the embedded simulator.
                 trust_env=not is_loopback_host(urlsplit(self.base_url).hostname),
             )
-            if self._transport is None:
-                use_asyncio_sockets(client, _shared_ssl_context(), limits)
-            self._clients[loop] = client
+        except ValueError as error:  # httpx reads the proxy variables here, and refuses a kind
+            if "proxy" not in str(error).lower():
+                raise
+            raise ConfigurationError(
+                f"the proxy your environment names cannot be used ({error}): httpx speaks http://, "
+                "https://, socks5:// and socks5h:// proxies. Fix ALL_PROXY / HTTPS_PROXY / "
+                f"HTTP_PROXY, or add {urlsplit(self.base_url).hostname} to NO_PROXY."
+            ) from None
+        if self._transport is None:
+            use_asyncio_sockets(client, _shared_ssl_context(), limits)
         return client
 
     def _auth_headers(self) -> dict:

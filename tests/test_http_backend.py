@@ -22,6 +22,7 @@ import pytest
 from kki_testing import SSE, TEST_KEY, HostileRelay, Socks5Proxy, sse_body
 
 from kki_widgets import RelayClient
+from kki_widgets.errors import ConfigurationError
 from kki_widgets.fair_share import SLICE, take_turn
 from kki_widgets.http_backend import MAX_KEEPALIVE, READ_AHEAD, AsyncioBackend, use_asyncio_sockets
 
@@ -277,6 +278,16 @@ def test_a_relay_behind_a_socks_proxy_is_reached_through_it(monkeypatch):
         socks.close()
     assert final.video_url == VIDEO and socks.targets == ["relay.kki.invalid:80"]
     assert relay.paths("POST") == ["/v1/chat/completions"]
+
+
+def test_a_proxy_of_a_kind_httpx_cannot_use_is_named_with_the_fix(monkeypatch):
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy",
+                 "all_proxy", "no_proxy"):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ALL_PROXY", "socks4://127.0.0.1:1080")
+    client = RelayClient(base_url="http://relay.kki.invalid/v1", api_key=TEST_KEY, max_retries=0)
+    with pytest.raises(ConfigurationError, match=r"socks5://.*Fix ALL_PROXY.*relay\.kki\.invalid to NO_PROXY"):
+        list(client.stream("a fox"))
 
 
 # -- fair turns --------------------------------------------------------------------------------
