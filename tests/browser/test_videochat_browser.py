@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from kki_widgets.simulator import Simulator
@@ -153,8 +154,10 @@ def test_chat_in_jupyterlab(lab, page, sim):
     assert sim.tasks[task2].parent_sid == sim.tasks[task0].sid
 
     # 4. "Remix from here" on the earlier turn branches from it, not from the latest turn.
+    # The words are Python's (Conversation.can_remix): this relay remixes.
+    assert page.inner_text(f"{TURN.format(1)} .kki-remix") == "Remix from here"
     page.click(f"{TURN.format(1)} .kki-remix")
-    assert "#2" in page.inner_text(".kki-remix-chip")
+    assert page.inner_text(".kki-remix-text") == "Remixing from #2"
     page.fill(".kki-input", "the same lighthouse at night")
     page.keyboard.press("Enter")
     wait_for_turn(page, 3, "completed")
@@ -208,6 +211,34 @@ def test_chat_in_jupyterlab(lab, page, sim):
             page.screenshot(path=str(lab_artifact("videochat-dark.png")))
     assert not page.errors.widget_errors(), page.errors.widget_errors()
     assert time.monotonic() - started < 150
+
+
+def test_a_relay_that_cannot_remix_offers_to_continue_from_the_last_frame(lab, page, sim):
+    """Veo on a flow2api relay never remixes: the button and the chip say the next clip starts
+    from the last frame, and that is what reaches the relay (an image-to-video model and a frame)."""
+    if not sim.requests:  # run alone: spend the module simulator's fail_first (for the test above)
+        httpx.post(f"{sim.base_url}/chat/completions", json={}, headers={"Authorization": "Bearer sim-test-key"})
+    lab.write_notebook(
+        "veo.ipynb",
+        ['from kki_widgets import VideoChat\nVideoChat(max_retries=0, profile="flow2api", model="veo3")'],
+    )
+    lab.open(page, "veo.ipynb?reset")  # a fresh workspace: chat.ipynb's widget stays closed
+    lab.run_all(page)
+    page.wait_for_selector(".kki-chat", timeout=60_000)
+    page.fill(".kki-input", "a lighthouse")
+    page.click(".kki-send")
+    wait_for_turn(page, 0, "completed")
+    button = page.locator(f"{TURN.format(0)} .kki-remix")
+    assert button.inner_text() == "Continue from its last frame"
+    button.click()
+    assert page.inner_text(".kki-remix-text") == "Continuing from the last frame of #1"
+    page.fill(".kki-input", "waves crash on the rocks")
+    page.click(".kki-send")
+    wait_for_turn(page, 1, "completed")
+    body = sim.requests[-1]
+    assert body["model"] == "veo_3_1_i2v_s_portrait"
+    assert [part["type"] for part in body["messages"][-1]["content"]] == ["text", "image_url"]
+    assert not page.errors.widget_errors(), page.errors.widget_errors()
 
 
 # WCAG contrast ratio between an element's text colour and the turn card's background.
