@@ -256,6 +256,32 @@ def writers_lose_nothing(path: str, hammer, *args, workers: int = 4, rounds: int
         assert len(data["conversations"][f"worker-{w}"]["turns"]) == rounds
 
 
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY",
+                   "http_proxy", "https_proxy", "all_proxy", "no_proxy")  # fmt: skip
+
+
+def use_only_proxy(monkeypatch, **variables: str) -> None:
+    """The environment's proxy variables are exactly `variables` (none of the developer's)."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+
+
+def self_signed_certificate(folder) -> tuple[str, str]:
+    """(cert.pem, key.pem) for 127.0.0.1, made by openssl in `folder`."""
+    import subprocess
+
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+         "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return str(cert), str(key)
+
+
 class Socks5Proxy:
     """A SOCKS5 proxy (no authentication, CONNECT), as Clash or `ssh -D` offer on loopback.
 

@@ -13,13 +13,20 @@ import hashlib
 import http.server
 import socket
 import ssl
-import subprocess
 import threading
 import time
 
 import httpx
 import pytest
-from kki_testing import SSE, TEST_KEY, HostileRelay, Socks5Proxy, sse_body
+from kki_testing import (
+    SSE,
+    TEST_KEY,
+    HostileRelay,
+    Socks5Proxy,
+    self_signed_certificate,
+    sse_body,
+    use_only_proxy,
+)
 
 from kki_widgets import RelayClient
 from kki_widgets.errors import ConfigurationError
@@ -45,15 +52,7 @@ def backend_of(client: httpx.AsyncClient):
 
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
-         "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return str(cert), str(key)
+    return self_signed_certificate(tmp_path_factory.mktemp("tls"))
 
 
 def test_the_relay_client_streams_through_its_own_sockets(fast_simulator):
@@ -246,9 +245,7 @@ def test_a_relay_elsewhere_still_goes_through_the_environments_proxy(monkeypatch
     def answer(request):
         return 200, SSE, ANSWER
 
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy",
-                 "all_proxy", "no_proxy"):  # fmt: skip
-        monkeypatch.delenv(name, raising=False)
+    use_only_proxy(monkeypatch)
     with HostileRelay(answer) as proxy:
         monkeypatch.setenv("HTTP_PROXY", proxy.origin)
         client = RelayClient(base_url="http://relay.kki.invalid/v1", api_key=TEST_KEY, max_retries=0)
@@ -264,11 +261,8 @@ def test_a_relay_behind_a_socks_proxy_is_reached_through_it(monkeypatch):
     def answer(request):
         return 200, SSE, ANSWER
 
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy",
-                 "all_proxy", "no_proxy"):  # fmt: skip
-        monkeypatch.delenv(name, raising=False)
     socks = Socks5Proxy()
-    monkeypatch.setenv("ALL_PROXY", socks.url)
+    use_only_proxy(monkeypatch, ALL_PROXY=socks.url)
     try:
         with HostileRelay(answer) as relay:
             socks.names["relay.kki.invalid"] = f"127.0.0.1:{relay.port}"
@@ -281,10 +275,7 @@ def test_a_relay_behind_a_socks_proxy_is_reached_through_it(monkeypatch):
 
 
 def test_a_proxy_of_a_kind_httpx_cannot_use_is_named_with_the_fix(monkeypatch):
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy",
-                 "all_proxy", "no_proxy"):  # fmt: skip
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("ALL_PROXY", "socks4://127.0.0.1:1080")
+    use_only_proxy(monkeypatch, ALL_PROXY="socks4://127.0.0.1:1080")
     client = RelayClient(base_url="http://relay.kki.invalid/v1", api_key=TEST_KEY, max_retries=0)
     with pytest.raises(ConfigurationError, match=r"socks5://.*Fix ALL_PROXY.*relay\.kki\.invalid to NO_PROXY"):
         list(client.stream("a fox"))

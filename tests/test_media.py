@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from kki_testing import Socks5Proxy
+from kki_testing import Socks5Proxy, use_only_proxy
 
 from kki_widgets import media
 from kki_widgets.media import (
@@ -489,10 +489,7 @@ class ForwardProxy:
 @pytest.fixture
 def proxy(monkeypatch):
     forward = ForwardProxy()
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy",
-                 "all_proxy", "no_proxy"):  # fmt: skip
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HTTP_PROXY", forward.url)
+    use_only_proxy(monkeypatch, HTTP_PROXY=forward.url)
     yield forward
     forward.close()
 
@@ -524,10 +521,7 @@ def test_media_go_through_a_socks_proxy_too(host, mp4_bytes, tmp_path, monkeypat
     """ALL_PROXY=socks5://… alone (Clash, ssh -D): the CDN is reached through it, and the same
     judgement by name applies (the proxy resolves names, not this machine)."""
     socks = Socks5Proxy()
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy",
-                 "all_proxy", "no_proxy"):  # fmt: skip
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("ALL_PROXY", socks.url)
+    use_only_proxy(monkeypatch, ALL_PROXY=socks.url)
     socks.names["cdn.kki.invalid"] = host.url.split("//", 1)[1]
     host.files["/cdn/clip.mp4"] = mp4_bytes
     try:

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from kki_testing import TEST_KEY, ReplayServer
+from kki_testing import TEST_KEY, ReplayServer, use_only_proxy
 
 from kki_widgets import (
     AsyncRelayClient,
@@ -265,9 +265,8 @@ def test_follow_a_task_by_id(fast_simulator):
 def test_a_proxy_in_the_environment_does_not_take_the_embedded_simulator_away(fast_simulator, monkeypatch):
     # A company proxy (or a dead one) in HTTP(S)_PROXY: relays elsewhere go through it, but a
     # proxy cannot reach this machine's loopback, where the simulator listens.
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
-        monkeypatch.setenv(name, "http://127.0.0.1:9")
-    monkeypatch.delenv("NO_PROXY", raising=False)
-    monkeypatch.delenv("no_proxy", raising=False)
+    dead = "http://127.0.0.1:9"
+    use_only_proxy(monkeypatch, HTTP_PROXY=dead, HTTPS_PROXY=dead, ALL_PROXY=dead,
+                   http_proxy=dead, https_proxy=dead, all_proxy=dead)  # fmt: skip
     with RelayClient(base_url=fast_simulator.base_url, api_key="sim-test-key", max_retries=0) as client:
         assert client.generate("a lighthouse").status == "completed"

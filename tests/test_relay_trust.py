@@ -10,12 +10,11 @@ from __future__ import annotations
 import base64
 import json
 import ssl
-import subprocess
 import urllib.parse
 
 import httpx
 import pytest
-from kki_testing import JSON, SSE, TEST_KEY, HostileRelay, sse_body
+from kki_testing import JSON, SSE, TEST_KEY, HostileRelay, self_signed_certificate, sse_body
 
 from kki_widgets import RelayClient
 from kki_widgets.config import resolve_settings
@@ -36,15 +35,7 @@ def cut_answer(raw_url: str) -> bytes:
 
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
-         "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True, capture_output=True,
-    )
-    return str(cert), str(key)
+    return self_signed_certificate(tmp_path_factory.mktemp("tls"))
 
 
 def tls_client(relay: HostileRelay, cert: str, **options) -> RelayClient:
