@@ -108,6 +108,9 @@ request gets the whole markdown (including a ``fail``/``policy``/``capacity`` fa
 Failed generations (``fail``/``policy``/``capacity``) count as submissions: some relays charge
 for them, and the simulator charges them at the price it publishes (``Simulator(prices=...,
 balance=...)``, see ``billing.py``). Everything random (IDs, progress, split points) follows ``Simulator(seed=...)``.
+A repeated request is a new generation with its own clip, as a real model's would be (takes);
+``Simulator(variants=N)`` (``--variants N``) cycles through N clips instead, so a benchmark that
+repeats prompts measures streaming, not ffmpeg.
 
 Importing this package is cheap: starlette and uvicorn are imported when a server starts.
 """
