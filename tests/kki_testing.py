@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import http.server
 import threading
 import time
@@ -21,10 +22,17 @@ class ReplayServer:
         pause: float = 0.002,
         raw_status: int = 404,
         content_type: str = "text/event-stream",
+        content_encoding: str | None = None,
+        media: dict[str, tuple[int, str, bytes]] | None = None,
     ):
+        """`content_encoding`: sent as the answer's Content-Encoding (the body is already encoded,
+        as a compressing proxy sends it). `media`: GET path (query included if the link has one)
+        → (status, content type, bytes), served with Range support so a client can sniff the
+        first bytes; any other GET answers `raw_status` as before."""
         outer = self
         self.pause = pause
         self.requests = []
+        self.media_requests: list[tuple[str, str | None]] = []  # (path, Range header)
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -34,6 +42,8 @@ class ReplayServer:
                 outer.requests.append((dict(self.headers), self.rfile.read(length)))
                 self.send_response(200)
                 self.send_header("Content-Type", content_type)
+                if content_encoding:
+                    self.send_header("Content-Encoding", content_encoding)
                 self.send_header("Connection", "close")
                 self.end_headers()
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError):
@@ -47,6 +57,10 @@ class ReplayServer:
                         time.sleep(outer.pause)
 
             def do_GET(self):
+                if media and self.path in media:
+                    outer.media_requests.append((self.path, self.headers.get("Range")))
+                    _send_media(self, *media[self.path])
+                    return
                 # The raw-data endpoint a client polls after a cut: answers raw_status.
                 self.send_response(raw_status)
                 self.send_header("Content-Type", "application/json")
@@ -61,9 +75,72 @@ class ReplayServer:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
 
+    @property
+    def origin(self) -> str:
+        return self.base_url[: -len("/v1")]
+
     def close(self):
         self.server.shutdown()
         self.server.server_close()
+
+
+def _send_media(handler, status: int, content_type: str, body: bytes) -> None:
+    """One media answer; a `Range: bytes=a-b` request on a 200 gets the 206 slice."""
+    import re
+
+    wanted = re.fullmatch(r"bytes=(\d+)-(\d*)", handler.headers.get("Range") or "")
+    headers = {"Content-Type": content_type, "Accept-Ranges": "bytes", "Connection": "close"}
+    if status == 200 and wanted and int(wanted[1]) < len(body):
+        first, last = int(wanted[1]), min(int(wanted[2] or len(body) - 1), len(body) - 1)
+        headers["Content-Range"] = f"bytes {first}-{last}/{len(body)}"
+        status, body = 206, body[first : last + 1]
+    handler.send_response(status)
+    for name, value in {**headers, "Content-Length": str(len(body))}.items():
+        handler.send_header(name, value)
+    handler.end_headers()
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        handler.wfile.write(body)
+
+
+# A 1x1 PNG: what a relay's "thumbnail" or an image link really serves.
+PNG_1X1 = bytes.fromhex(
+    "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489"
+    "0000000b49444154789c6360000200000500017a5eab3f0000000049454e44ae426082"
+)
+HTML_PAGE = b"<!doctype html><html><head><title>Relay</title></head><body><p>Sign in to see your videos.</p></body></html>"
+
+
+@functools.lru_cache(maxsize=1)
+def tiny_mp4() -> bytes:
+    """A real, playable 1 s H.264 mp4 (rendered once per test process with the bundled ffmpeg)."""
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    from kki_widgets.media import ffmpeg_exe
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "clip.mp4"
+        subprocess.run(
+            [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi",
+             "-i", "testsrc=size=160x284:rate=10:duration=1", "-c:v", "libx264", "-pix_fmt", "yuv420p",
+             "-movflags", "+faststart", str(path)],
+            check=True, timeout=60,
+        )  # fmt: skip
+        return path.read_bytes()
+
+
+def media_answer(kind: str) -> tuple[int, str, bytes]:
+    """What a fixture's `media.kind` serves: real mp4 bytes, an HTML page, a PNG, or a 404."""
+    answers = {
+        "mp4": lambda: (200, "video/mp4", tiny_mp4()),
+        "html": lambda: (200, "text/html; charset=utf-8", HTML_PAGE),
+        "png": lambda: (200, "image/png", PNG_1X1),
+        "404": lambda: (404, "text/plain", b"Not Found"),
+    }
+    if kind not in answers:
+        raise ValueError(f"unknown media kind {kind!r}; use one of {', '.join(answers)}")
+    return answers[kind]()
 
 
 def sse_body(deltas: list[str], *, done: bool = True) -> bytes:
