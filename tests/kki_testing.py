@@ -7,6 +7,7 @@ import functools
 import http.server
 import threading
 import time
+from pathlib import Path
 
 # Recognisable so the leak tests can grep for it; not shaped like any real provider's key.
 TEST_KEY = "kki-test-key-3b8f1e0c9d7a6b5e4f"
@@ -115,7 +116,6 @@ def tiny_mp4() -> bytes:
     """A real, playable 1 s H.264 mp4 (rendered once per test process with the bundled ffmpeg)."""
     import subprocess
     import tempfile
-    from pathlib import Path
 
     from kki_widgets.media import ffmpeg_exe
 
@@ -141,6 +141,47 @@ def media_answer(kind: str) -> tuple[int, str, bytes]:
     if kind not in answers:
         raise ValueError(f"unknown media kind {kind!r}; use one of {', '.join(answers)}")
     return answers[kind]()
+
+
+RELAY_FIXTURES = Path(__file__).parent / "fixtures" / "relays"
+
+
+def relay_metas() -> dict[str, dict]:
+    """Every real relay answer's meta (tests/fixtures/relays/NAME.meta.json), by NAME."""
+    import json
+
+    return {
+        path.name[: -len(".meta.json")]: json.loads(path.read_text(encoding="utf-8"))
+        for path in sorted(RELAY_FIXTURES.glob("*.meta.json"))
+    }
+
+
+def replay_fixture(meta: dict, piece: int = 7) -> ReplayServer:
+    """A ReplayServer for one fixture: its bytes as stored (compressed ones with their
+    Content-Encoding), and real media bytes at the paths its `media` entry names."""
+    body = (RELAY_FIXTURES / meta["file"]).read_bytes()
+    media = meta.get("media")
+    if media and not media["path_or_url"].startswith("/"):
+        raise ValueError(f"{meta['file']}: media.path_or_url must be a path on the replay server")
+    return ReplayServer(
+        body,
+        piece=piece,
+        pause=0,
+        content_type=meta.get("content_type", "text/event-stream"),
+        content_encoding=meta.get("content_encoding"),
+        media={media["path_or_url"]: media_answer(media["kind"])} if media else None,
+    )
+
+
+def expected_outcome(meta: dict, server: ReplayServer) -> dict:
+    """The fixture's `expect` with the `{origin}` / `{base}` templates filled for `server`."""
+
+    def fill(value):
+        if isinstance(value, str):
+            return value.replace("{origin}", server.origin).replace("{base}", server.base_url)
+        return value
+
+    return {key: fill(value) for key, value in meta["expect"].items()}
 
 
 def sse_body(deltas: list[str], *, done: bool = True) -> bytes:
