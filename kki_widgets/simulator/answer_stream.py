@@ -34,7 +34,7 @@ class AnswerStream:
 
     async def events_of(self, task: Generation) -> AsyncIterator[bytes]:
         """The whole answer: the opening chunk, every piece of the task, then its ending."""
-        for data in self._opening():
+        for data in self._opening(task.dialect):
             yield data
         async for piece in task.follow():
             for data in self._piece(piece, task.dialect):
@@ -65,11 +65,13 @@ class AnswerStream:
         if self.plan.cut_after_events is not None and self.events >= self.plan.cut_after_events:
             raise SimulatedCut(f"cut after {self.events} events" if self.events else "cut before the first event")
 
-    def _opening(self) -> Iterator[bytes]:
+    def _opening(self, dialect: dialects.Dialect) -> Iterator[bytes]:
         self._cut_if_due()
         if self.plan.keepalive:
             yield self.ping
-        yield from self._framed(script.chunk(*self.ids, {"role": "assistant", "content": ""}))
+        opening = dialect.reshape(script.chunk(*self.ids, {"role": "assistant", "content": ""}), "opening")
+        if opening is not None:
+            yield from self._framed(opening)
         self.events += 1
         self._cut_if_due()
 
@@ -98,8 +100,10 @@ class AnswerStream:
 
     def _ending(self, task: Generation) -> Iterator[bytes]:
         if not self.finished and not task.dialect.finish_with_last:
-            yield from self._framed(script.chunk(*self.ids, {}))
-            yield from self._framed(script.chunk(*self.ids, {}, task.dialect.finish_reason))
+            for payload in (script.chunk(*self.ids, {}), script.chunk(*self.ids, {}, task.dialect.finish_reason)):
+                payload = task.dialect.reshape(payload, "end")
+                if payload is not None:
+                    yield from self._framed(payload)
         tail = task.dialect.tail(task.status == "failed", task.error, self.newline)
         if tail:
             yield tail.encode()
@@ -115,5 +119,8 @@ def piece_chunks(
     for number, text in enumerate(texts, 1):
         delta = {} if text is None else {field: text}
         finish = piece.last and number == len(texts) and dialect.finish_with_last and field == "content"
-        chunks.append(script.chunk(completion_id, created, model, delta, dialect.finish_reason if finish else None))
+        chunk = script.chunk(completion_id, created, model, delta, dialect.finish_reason if finish else None)
+        chunk = dialect.reshape(chunk, piece.kind)
+        if chunk is not None:
+            chunks.append(chunk)
     return chunks

@@ -4,7 +4,8 @@ A dialect decides the *words* of a generation (which lines, on which channel: th
 ``content`` or the ``reasoning_content`` status channel), how its video URL looks, and how the
 stream ends (``finish_reason``, ``[DONE]`` or not, junk after the answer). The timing, faults and
 media are the simulator's as usual. Every dialect mirrors answers kept with their source under
-``tests/fixtures/relays/``; the catalogue is in the package docstring.
+``tests/fixtures/relays/``; the catalogue is in the package docstring. The issue 19 families
+(grok, jimeng/Seedance, Qwen/wan, a sora2api fork) are in ``families.py``.
 
 Pure: no I/O; the server and the generation task ask a :class:`Dialect` for text.
 """
@@ -85,6 +86,15 @@ class Dialect:
 
     def failure(self, reason: str) -> list[Line]:
         return _FAILURE[self.name](reason)
+
+    def failure_of(self, task_id: str, origin: str, reason: str) -> list[Line]:
+        """The failure of task `task_id` (families whose failure names the task or links the relay's page)."""
+        return self.failure(reason)
+
+    def reshape(self, chunk: dict, kind: str) -> dict | None:
+        """The chunk as this family frames it (`kind`: the piece's kind, or "end" for the closing
+        chunks); None drops it. Most families keep the common envelope."""
+        return chunk
 
     def tail(self, failed: bool, reason: str | None, newline: str) -> str:
         """Raw bytes after the last chunk: ``[DONE]``, nothing, or a relay's junk."""
@@ -221,6 +231,11 @@ DIALECTS: dict[str, Dialect] = {
                 "signed URL", "iudd/Sora2mb OPENAI_FORMAT.md", url_style="signed"),
     )
 }  # fmt: skip
+
+# The families collected for issue 19 live in their own module (it subclasses Dialect).
+from .families import FAMILY_DIALECTS  # noqa: E402
+
+DIALECTS.update((dialect.name, dialect) for dialect in FAMILY_DIALECTS)
 DIALECT_NAMES = tuple(DIALECTS)
 
 

@@ -128,7 +128,7 @@ class Generation:
             await self.emit(line.text, kind, line.channel, last and index == len(lines) - 1)
 
     async def fail(self, reason: str) -> None:
-        await self.say(self.dialect.failure(reason), "failure", last=True)
+        await self.say(self.dialect.failure_of(self.id, self.origin, reason), "failure", last=True)
         await self.finish("failed", reason)
 
     async def finish(self, status: str, error: str | None = None) -> None:
