@@ -96,6 +96,18 @@ its signature, as a storage host does.
                   last line; failure ``❌ 生成失败: …``
 ``run_together``  (Sora2mb) no task ID; ``🎬 开始生成视频...✅ 视频生成完成📤 …🔗 …`` with no newlines,
                   ending in a bare extension-less signed URL; failure ``❌ 生成失败: …``
+``grok_think``    (grok2api, ``families.py``) progress ``<think>视频已生成54%`` … ``100%</think>`` in
+                  content, then ``<video src="/cdn/….mp4" …>`` with a path relative to the relay;
+                  failure ``Error: …`` (the think block left open) with ``finish_reason: "stop"``
+``jimeng``        (jimeng/Seedance) two status lines and ``.`` keep-alives in ``choices[0]``, the
+                  answer ``✅ 视频生成完成！ ![video](extension-less signed URL)`` in ``choices[1]``,
+                  the stop in ``choices[2]``, no ``created``; failure ``⚠️ 视频生成过程中遇到问题: …``
+                  with a link to the relay's web page and ``历史记录ID``, stop in ``choices[1]``
+``qwen_wan``      (Qwen chat, wan) only the bare video URL, in 16-character deltas; failure
+                  ``Error: …``
+``sora_staged``   (a sora2api fork) ``[generation] (processing) 37% Video generation progress: 37%`` in
+                  reasoning, ```` ```html <video src='…/raw?…'>``` ```` with ``STOP``, then ``[DONE]``;
+                  failure ``[error] (error) Content policy violation: …`` and ``❌ 生成失败: …``
 ================  ==============================================================================
 
 Model names decide how a request is read, as at the relays that sell them: sora2api's names
