@@ -25,12 +25,18 @@ class ReplayServer:
         content_type: str = "text/event-stream",
         content_encoding: str | None = None,
         media: dict[str, tuple[int, str, bytes]] | None = None,
+        hold: tuple[bytes, float] | None = None,
     ):
         """`content_encoding`: sent as the answer's Content-Encoding (the body is already encoded,
         as a compressing proxy sends it). `media`: GET path (query included if the link has one)
         → (status, content type, bytes), served with Range support so a client can sniff the
-        first bytes; any other GET answers `raw_status` as before."""
+        first bytes; any other GET answers `raw_status` as before. `hold=(marker, seconds)`: after
+        the event holding `marker`, the answer pauses, as a relay does between a notice and a late
+        video (so what follows never arrives in the same read)."""
         outer = self
+        hold_at, hold_seconds = -1, 0.0
+        if hold is not None:
+            hold_at, hold_seconds = body.index(b"\n\n", body.index(hold[0])) + 2, hold[1]
         self.pause = pause
         self.requests = []
         self.media_requests: list[tuple[str, str | None]] = []  # (path, Range header)
@@ -56,6 +62,8 @@ class ReplayServer:
                     self.wfile.flush()
                     if outer.pause and body[start : start + piece].count(b"\n\n"):
                         time.sleep(outer.pause)
+                    if start < hold_at <= start + piece:
+                        time.sleep(hold_seconds)
 
             def do_GET(self):
                 if media and self.path in media:
@@ -170,6 +178,7 @@ def replay_fixture(meta: dict, piece: int = 7) -> ReplayServer:
         content_type=meta.get("content_type", "text/event-stream"),
         content_encoding=meta.get("content_encoding"),
         media={media["path_or_url"]: media_answer(media["kind"])} if media else None,
+        hold=(meta["hold"]["after"].encode(), meta["hold"]["seconds"]) if "hold" in meta else None,
     )
 
 
