@@ -23,6 +23,7 @@ from kki_testing import (
     TEST_KEY,
     ReplayServer,
     expected_outcome,
+    media_answer,
     relay_metas,
     replay_fixture,
     sse_body,
@@ -73,6 +74,22 @@ def test_a_compressed_fixture_is_served_compressed_and_media_is_real():
         assert video.headers["content-type"] == "video/mp4"
     finally:
         server.close()
+
+
+def test_media_kinds_serve_what_a_relay_link_can_really_be():
+    kinds = {"/page": "html", "/thumb.png": "png", "/gone.mp4": "404", "/x": "mp4"}
+    server = ReplayServer(b"", media={path: media_answer(kind) for path, kind in kinds.items()})
+    try:
+        answers = {path: httpx.get(server.origin + path) for path in kinds}
+        assert answers["/page"].headers["content-type"].startswith("text/html")
+        assert answers["/thumb.png"].content.startswith(b"\x89PNG")
+        assert answers["/gone.mp4"].status_code == 404
+        assert answers["/x"].content[4:8] == b"ftyp" and answers["/x"].headers["content-type"] == "video/mp4"
+        assert [path for path, _ in server.media_requests] == list(kinds)
+    finally:
+        server.close()
+    with pytest.raises(ValueError, match="unknown media kind 'gif'"):
+        media_answer("gif")
 
 
 def replay(meta: dict, piece: int) -> ReplayServer:
