@@ -13,6 +13,7 @@ thread, so there is one code path and the sync client also works inside a runnin
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import random
@@ -24,7 +25,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from .addresses import AddressPolicy, AddressRefused, is_loopback_host, resolve
+from .addresses import AddressPolicy, AddressRefused, environment_proxy, is_loopback_host, resolve
 from .config import Secret, Settings, resolve_settings
 from .errors import (
     ConfigurationError,
@@ -36,18 +37,31 @@ from .errors import (
     RateLimitError,
     RelayError,
     RelayServerError,
+    StillRunning,
     StreamInterrupted,
     scrub,
+)
+from .evidence import (
+    NOT_VIDEO,
+    UNCHECKED,
+    VIDEO,
+    candidates,
+    decide,
+    final_message,
+    judge_head,
+    judge_status,
+    still_running,
+    task_candidates,
 )
 from .fair_share import take_turn
 from .http_backend import MAX_KEEPALIVE, use_asyncio_sockets
 from .http_errors import RETRYABLE_STATUS, error_from_response, retry_after
 from .loop import block_on, iterate
 from .profiles import RelayProfile, WireRequest
-from .raw_data import completed_text, read_raw
+from .raw_data import completed_text, generation_from_raw, read_raw, task_in_content
 from .request import normalize_messages, prompt_text
 from .sse import SSEDecoder, decode_chunk
-from .transcript import Generation, Transcript
+from .transcript import TERMINAL, Generation, Transcript
 
 log = logging.getLogger("kki_widgets.relay")
 
@@ -61,6 +75,11 @@ MAX_STREAM_BYTES = 64 * 1024 * 1024
 MAX_ERROR_BYTES = 64 * 1024
 MAX_RAW_BYTES = 1024 * 1024
 MAX_REDIRECTS = 5
+# Looking at a candidate video: its first bytes (enough for any container's signature), how many
+# candidates are looked at before the verdict, and how long one look may take.
+PROBE_BYTES = 4096
+MAX_PROBES = 8
+PROBE_TIMEOUT = 15.0
 # One generation, queue included, from the request to the video (sora-2-pro: minutes, not hours).
 DEFAULT_DEADLINE = 3600.0
 
@@ -148,7 +167,7 @@ class _Attempt:
         self.received_bytes = False  # past this, a retry could pay twice
         self.malformed = 0
         self.finished = False  # the relay said the answer is over ([DONE], finish_reason)
-        self.answered = False  # one whole JSON answer was read (no stream to recover)
+        self.done_marker = False  # the relay sent [DONE]: nothing more will come
         self.outcome: Exception | None = None  # why the stream stopped early, if it did
 
     def add(self, parsed) -> None:
@@ -361,8 +380,6 @@ class AsyncRelayClient:
                 try:
                     async for generation in self._send(body, started, state):
                         yield generation
-                    if state.answered:
-                        return
                 except (RelayError, httpx.TransportError, httpx.StreamError) as error:
                     if _after_task_id(error, state):
                         state.outcome = error
@@ -418,8 +435,7 @@ class AsyncRelayClient:
                 if payload is None:
                     raise ProtocolError(f"the relay's answer passed {MAX_RAW_BYTES // 1024} KB")
                 redacted_payload = self.redact(payload.decode("utf-8", "replace"))
-                state.answered = True
-                yield self._from_whole_answer(redacted_payload.encode())
+                self._read_whole_answer(redacted_payload.encode(), state)
                 return
             async for generation in self._read_events(response, started, state):
                 yield generation
@@ -450,8 +466,8 @@ class AsyncRelayClient:
                 if current.task_id and not previous.task_id:
                     self.submissions += 1
                 previous = current
-                yield current
-            if state.finished:
+                yield _while_streaming(current)
+            if state.done_marker:
                 break
         for data, extra in decoder.close():
             parsed = decode_chunk(data, extra)
@@ -468,25 +484,34 @@ class AsyncRelayClient:
             raise self._in_stream_error(parsed.error, state.transcript)
         state.add(parsed)  # the snapshot is built once per network read, by the caller
         if parsed.done or parsed.finish_reason:
+            # Read on after a finish_reason: some relays send "stop" before the video's link.
+            # Only [DONE] (or the end of the body) ends the reading.
             state.finished = True
+            state.done_marker = state.done_marker or parsed.done
 
     async def _recover_or_raise(self, state: _Attempt, started: float) -> AsyncIterator[Generation]:
-        """The answer stopped: its verdict, the followed task, or the error that says why not."""
+        """The answer stopped: the verdict its evidence earns, the followed task, or the error
+        that says why neither is possible."""
         state.flush()
         generation = state.transcript.finish()
-        if generation.done:
-            yield generation
-            return
-        if state.finished and not generation.task_id:
-            # Ended normally, with no video and nothing to follow: the relay has spoken.
-            yield _ended_without_video(generation, state.transcript)
+        verdict = await self._verdict(generation, state.transcript.reasoning_text, state.finished)
+        if verdict is not None and not (verdict.status == "still_running" and verdict.raw_url):
+            yield verdict
             return
         if generation.task_id:
-            # Accepted and paid for, but the answer stopped early: follow the task instead
-            # of sending the prompt again.
+            # Accepted and paid for, but the answer stopped without the video: follow the task
+            # instead of sending the prompt again.
             log.debug("stream ended early (%r); following %s", state.outcome, generation.task_id)
-            async for followed in self._follow(generation, started):
-                yield followed
+            try:
+                async for followed in self._follow(_while_streaming(generation), started):
+                    yield followed
+            except StreamInterrupted as error:
+                if not state.finished or isinstance(error, StillRunning):
+                    raise
+                # The relay ended its answer and its raw-data link says nothing more: the task
+                # is still the relay's; say so (resumable), never "failed".
+                words = final_message(generation.text, state.transcript.reasoning_text)
+                yield still_running(error.generation or generation, words)
             return
         if isinstance(state.outcome, RelayError):
             raise state.outcome
@@ -500,27 +525,102 @@ class AsyncRelayClient:
             f"the relay's answer stopped before it showed a task ID{reason}", generation=generation
         )
 
-    def _from_whole_answer(self, payload: bytes) -> Generation:
-        """A relay that ignores `stream: true` and answers with one chat.completion JSON."""
+    def _read_whole_answer(self, payload: bytes, state: _Attempt) -> None:
+        """A relay that ignores `stream: true` and answers one chat.completion JSON (or a task
+        record): its text into the transcript; the verdict is `_recover_or_raise`'s."""
+        text = payload.decode("utf-8", "replace")
         try:
-            data = json.loads(payload)
-            message = data["choices"][0]["message"]
-            content = message["content"]
-        except (ValueError, KeyError, IndexError, TypeError, RecursionError):
-            raise ProtocolError("the relay answered JSON that is not a chat completion") from None
-        transcript = Transcript()
-        transcript.feed(prompt_text(content) if isinstance(content, list) else str(content or ""))
-        reasoning = message.get("reasoning_content") if isinstance(message, dict) else None
-        transcript.append_reasoning(reasoning if isinstance(reasoning, str) else "")
-        generation = transcript.finish()
-        if not generation.done and not generation.task_id:
-            return _ended_without_video(generation, transcript)
-        if not generation.done:
-            raise StreamInterrupted(
-                "the relay's answer has no video and no failure", task_id=generation.task_id,
-                generation=generation,
-            )
-        return generation
+            data = json.loads(text)
+            messages = [c.get("message") or {} for c in data["choices"] if isinstance(c, dict)]
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+            if task_in_content(text) is None:
+                raise ProtocolError("the relay answered JSON that is not a chat completion") from None
+            messages = [{"content": text}]  # a task record: read by its fields
+        for message in messages:
+            content = message.get("content") if isinstance(message, dict) else None
+            reasoning = message.get("reasoning_content") if isinstance(message, dict) else None
+            state.transcript.append(prompt_text(content) if isinstance(content, list) else str(content or ""))
+            state.transcript.append_reasoning(reasoning if isinstance(reasoning, str) else "")
+        state.finished = True
+
+    async def _verdict(self, generation: Generation, reasoning: str, ended: bool) -> Generation | None:
+        """What the ended answer proves (kki_widgets.evidence): its candidate URLs looked at
+        through the address policy, then the verdict; None when nothing is decided yet."""
+        record = task_in_content(generation.text)
+        words = None
+        ranked = candidates(generation.text, reasoning, self.base_url)
+        if record is not None:
+            generation = await asyncio.to_thread(generation_from_raw, record, generation)
+            ranked = task_candidates(generation.video_url) + ranked
+            words = generation.error or ""
+        checks: dict[str, str] = {}
+        for candidate in ranked[:MAX_PROBES]:
+            checks[candidate.url] = await self._probe(candidate.url)
+            if checks[candidate.url] == VIDEO:
+                break
+        return decide(generation, ranked, checks, ended=ended, reasoning=reasoning, words=words)
+
+    async def _probe(self, url: str) -> str:
+        """VIDEO, NOT_VIDEO or UNCHECKED: the first bytes at `url` (a ranged GET), every hop
+        through the address policy, as the media downloads check theirs."""
+        for _hop in range(MAX_REDIRECTS + 1):
+            if not await self._media_host_allowed(url):
+                return UNCHECKED
+            headers = {**self._headers_for(url), "Accept": "*/*", "Range": f"bytes=0-{PROBE_BYTES - 1}"}
+            request = self._http().build_request("GET", url, headers=headers, timeout=PROBE_TIMEOUT)
+            try:
+                response = await self._http().send(request, stream=True)
+            except (httpx.HTTPError, OSError) as error:
+                log.debug("could not look at a candidate video: %s", type(error).__name__)
+                return UNCHECKED
+            try:
+                if response.is_redirect:
+                    url, why_not = _redirect_target(response)
+                    if why_not:
+                        return NOT_VIDEO
+                    continue
+                if response.status_code >= 300:
+                    return judge_status(response.status_code)
+                head = await self._head_of(response)
+            except (httpx.HTTPError, RelayError):
+                return UNCHECKED
+            finally:
+                await response.aclose()
+            return judge_head(head, response.headers.get("content-type"))
+        return UNCHECKED
+
+    async def _head_of(self, response: httpx.Response) -> bytes:
+        pieces, size = [], 0
+        async for piece in response.aiter_raw():
+            pieces.append(piece)
+            size += len(piece)
+            if size >= PROBE_BYTES:
+                break
+        return b"".join(pieces)[:PROBE_BYTES]
+
+    async def _media_host_allowed(self, url: str) -> bool:
+        """The address policy of the media downloads (kki_widgets.addresses) for one hop: False
+        when it refuses the host (the kernel must not look; the browser may still play it)."""
+        parts = urlsplit(url)
+        try:
+            host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            return False
+        if not host or parts.scheme not in ("http", "https"):
+            return False
+        if self._address_policy is None:
+            self._address_policy = await asyncio.to_thread(AddressPolicy.for_relay, self.base_url)
+        try:
+            if environment_proxy(url) is not None and not is_loopback_host(urlsplit(self.base_url).hostname):
+                await asyncio.to_thread(self._address_policy.check_through_proxy, host)
+            else:
+                self._address_policy.check(host, await asyncio.to_thread(resolve, host, port))
+        except AddressRefused as error:
+            log.debug("a candidate video's host was refused: %s", error)
+            return False
+        except OSError:
+            return False  # unresolvable here: nothing to look at
+        return True
 
     def _in_stream_error(self, error: dict, transcript: Transcript) -> RelayError:
         # Only the fields the mapping reads, each redacted and bounded: the relay wrote them.
@@ -729,6 +829,9 @@ class AsyncRelayClient:
                 task_id=final.task_id,
                 generation=final,
             )
+        if final.status == "still_running":
+            raise StillRunning(final.error or "still running at the relay", task_id=final.task_id,
+                               generation=final)
         return final
 
     async def resume(self, task_id: str, raw_url: str | None = None, on_update=None) -> Generation:
@@ -741,11 +844,12 @@ class AsyncRelayClient:
         return final
 
 
-def _ended_without_video(generation: Generation, transcript: Transcript) -> Generation:
-    """An answer that ended normally with neither a video nor a task ID: failed, in the relay's
-    own last words (there is no task to follow, and nothing was said to be still running)."""
-    words = transcript.last_words or "the relay ended its answer without a video or a task ID"
-    return generation.with_status("failed", error=words)
+def _while_streaming(generation: Generation) -> Generation:
+    """While the answer runs, its words set the state; only the evidence at its end sets the
+    verdict (a "failed" word may be followed by the video, a link may be a web page)."""
+    if generation.status in TERMINAL:
+        return dataclasses.replace(generation, status="generating", error=None)
+    return generation
 
 
 class RelayClient:

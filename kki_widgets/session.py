@@ -542,6 +542,9 @@ class Conversation:
         if turn.generation.status == "completed":
             await keep_media(turn, self.media_dir, self.client.base_url)
             self._finish(turn, "completed", None)
+        elif turn.generation.status == "still_running":
+            # Not a failure: the relay still has the task; it stays pending (resumable).
+            self._finish(turn, "still_running", turn.generation.error)
         else:
             self._finish(turn, "failed", turn.failure_message())
 
@@ -553,7 +556,7 @@ class Conversation:
                 self._head = turn.index
                 if self.store is not None and turn.cache_key:
                     self.store.cache_put(turn.cache_key, turn.cache_entry())
-            if self.store is not None and turn.task_id and status != "cancelled":
+            if self.store is not None and turn.task_id and status not in ("cancelled", "still_running"):
                 self.store.remove_pending(turn.task_id)
             self._persist()
         self._notify(turn)
@@ -658,7 +661,7 @@ class Conversation:
     async def aresume(self, task_id: str | None = None) -> Turn:
         """Fetch an accepted generation by task ID (cut stream, cancelled wait, dead kernel)."""
         turn = self._find_resumable(task_id)
-        turn.status = "generating" if turn.status in ("cancelled", "failed") else turn.status
+        turn.status = "generating" if turn.status in ("cancelled", "failed", "still_running") else turn.status
         turn.error = None
         self._notify(turn)
         updates = self.client.follow(turn.task_id, turn.generation.raw_url)

@@ -150,7 +150,7 @@ def _note(turn: Any) -> str | None:
 
 
 def _error(turn: Any) -> str | None:
-    if getattr(turn, "status", None) in ("failed", "cancelled"):
+    if getattr(turn, "status", None) in ("failed", "cancelled", "still_running"):
         return getattr(turn, "error", None) or f"turn {getattr(turn, 'index', '?')} {turn.status}"
     return None
 

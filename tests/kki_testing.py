@@ -21,10 +21,12 @@ class ReplayServer:
         pause: float = 0.002,
         raw_status: int = 404,
         content_type: str = "text/event-stream",
+        media: dict | None = None,
     ):
         outer = self
         self.pause = pause
         self.requests = []
+        self.media = dict(media or {})  # path → (bytes, content type), served with Range
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -47,6 +49,14 @@ class ReplayServer:
                         time.sleep(outer.pause)
 
             def do_GET(self):
+                if self.path in outer.media:
+                    status, headers, payload = ranged_answer(*outer.media[self.path], self.headers.get("Range"))
+                    self.send_response(status)
+                    for name, value in headers.items():
+                        self.send_header(name, value)
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
                 # The raw-data endpoint a client polls after a cut: answers raw_status.
                 self.send_response(raw_status)
                 self.send_header("Content-Type", "application/json")
@@ -349,3 +359,89 @@ def _pump(source, sink) -> None:
         while piece := source.recv(65536):
             sink.sendall(piece)
         sink.shutdown(socket.SHUT_WR)
+
+
+def ranged_answer(body: bytes, content_type: str, range_header: str | None):
+    """(status, headers, payload) of a GET with an optional `Range: bytes=A-B`, as media hosts answer."""
+    headers = {"Content-Type": content_type, "Accept-Ranges": "bytes"}
+    if range_header and range_header.startswith("bytes="):
+        first, _, last = range_header[6:].partition("-")
+        start, end = int(first or 0), min(int(last) if last else len(body) - 1, len(body) - 1)
+        headers["Content-Range"] = f"bytes {start}-{end}/{len(body)}"
+        headers["Content-Length"] = str(end - start + 1)
+        return 206, headers, body[start : end + 1]
+    headers["Content-Length"] = str(len(body))
+    return 200, headers, body
+
+
+_MP4: dict = {}
+
+
+def tiny_mp4() -> bytes:
+    """A real H.264 mp4 (0.2 s, 64×64), rendered once per process with the bundled ffmpeg."""
+    if "bytes" not in _MP4:
+        import subprocess
+        import tempfile
+        from pathlib import Path
+
+        from kki_widgets.media import ffmpeg_exe
+
+        with tempfile.TemporaryDirectory() as folder:
+            out = Path(folder) / "tiny.mp4"
+            subprocess.run(
+                [ffmpeg_exe(), "-loglevel", "error", "-f", "lavfi", "-i", "color=c=blue:s=64x64:d=0.2",
+                 "-c:v", "libx264", "-pix_fmt", "yuv420p", "-movflags", "+faststart", str(out)],
+                check=True, capture_output=True,
+            )
+            _MP4["bytes"] = out.read_bytes()
+    return _MP4["bytes"]
+
+
+class ExternalMedia:
+    """The internet as a test sees it: `urls` (absolute, on hosts that do not resolve here)
+    answer their bytes with Range, every other outside URL 404; this machine's own servers are
+    reached for real. Pass `transport()` to the client and `patch_dns(monkeypatch)` so the
+    address policy sees the outside hosts as public."""
+
+    def __init__(self, urls: dict):
+        import httpx
+
+        self.urls = {str(httpx.URL(url)): answer for url, answer in urls.items()}  # → (bytes, type)
+        self.asked: list[str] = []
+
+    def transport(self):
+        import httpx
+
+        outer = self
+        real = httpx.AsyncHTTPTransport()
+
+        class Transport(httpx.AsyncBaseTransport):
+            async def handle_async_request(self, request):
+                if request.url.host in ("127.0.0.1", "localhost"):
+                    return await real.handle_async_request(request)
+                outer.asked.append(str(request.url))
+                if str(request.url) not in outer.urls:
+                    return httpx.Response(404, headers={"Content-Type": "text/html"},
+                                          stream=httpx.ByteStream(b"<h1>404</h1>"))
+                status, headers, payload = ranged_answer(*outer.urls[str(request.url)], request.headers.get("Range"))
+                return httpx.Response(status, headers=headers, stream=httpx.ByteStream(payload))
+
+            async def aclose(self):
+                await real.aclose()
+
+        return Transport()
+
+    @staticmethod
+    def patch_dns(monkeypatch):
+        import ipaddress
+
+        import kki_widgets.relay as relay_module
+
+        original = relay_module.resolve
+
+        def resolve(host, port):
+            if host in ("127.0.0.1", "localhost"):
+                return original(host, port)
+            return [ipaddress.ip_address("93.184.215.14")]  # a public address
+
+        monkeypatch.setattr(relay_module, "resolve", resolve)
