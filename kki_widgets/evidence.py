@@ -81,7 +81,8 @@ _FAILURE = re.compile(
     r"fail|失败|error|错误|violat|polic|guardrail|refus|reject|拒绝|unsafe|审核|违规|denied|"
     r"forbidden|not allowed|not supported|unsupported|不支持|invalid|无效|timed? ?out|timeout|超时|"
     r"limit|限流|限制|quota|余额|insufficient|capacity|high load|unavailable|cannot|can't|unable|"
-    r"无法|不能|需要|requires?|needs? |instead|请使用|please use|sorry|抱歉|❌|⚠|🚫",
+    r"无法|不能|需要|requires?|needs? |instead|请使用|please use|sorry|抱歉|blocked|prohibit|"
+    r"not permitted|拦截|禁止|❌|⚠|🚫",
     re.I,
 )
 
@@ -309,16 +310,16 @@ def _failure_words(generation: Generation, message: str) -> str:
     """The relay's failure, from its first failure line to the end (what is wrong, what to use
     instead, the parameters it takes); when that is one line holding the reason the transcript
     read ("Failure reason: X"), just X, verbatim."""
-    lines = [line.strip(_DECORATION) for line in message.split("\n")]
+    lines = [line.strip().lstrip(">*_# \t").rstrip("*_ \t") for line in message.split("\n")]
     start = next((i for i, line in enumerate(lines) if _FAILURE.search(line)), None)
-    if start is None:  # the failure was the transcript's own finding (an unsafe link)
-        return "\n\n".join(part for part in (generation.error, message) if part)
-    block = [line for line in lines[start:] if not _HEADING.fullmatch(line)]
+    reason = generation.error or ""
+    if start is None:  # the failure was the transcript's own finding (an unsafe link), or a record's
+        return reason if message in reason else "\n\n".join(part for part in (reason, message) if part)
+    block = [line for line in lines[start:] if not _HEADING.fullmatch(line.strip(_DECORATION))]
     while block and not block[-1]:
         block.pop()
     while block and not block[0]:
         block.pop(0)
-    reason = generation.error or ""
     bare_reason = _HTML_TAG.sub(" ", reason).strip()
     if reason and (not block or (len(block) == 1 and (bare_reason in block[0] or block[0] in reason))):
         return reason

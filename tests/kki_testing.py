@@ -27,6 +27,7 @@ class ReplayServer:
         self.pause = pause
         self.requests = []
         self.media = dict(media or {})  # path → (bytes, content type), served with Range
+        self.body = body  # may be replaced between requests (an answer naming this server's URLs)
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -42,6 +43,7 @@ class ReplayServer:
                     self._write_slowly()
 
             def _write_slowly(self):
+                body = outer.body
                 for start in range(0, len(body), piece):
                     self.wfile.write(body[start : start + piece])
                     self.wfile.flush()
