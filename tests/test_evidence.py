@@ -59,7 +59,7 @@ def answer(server, body: bytes, *, media=None, **options):
 
 def outcome(server, body: bytes, **kwargs):
     try:
-        final, seen = answer(server, body, **kwargs)
+        final, _seen = answer(server, body, **kwargs)
     except (GenerationFailed, StillRunning) as error:
         return error.generation, error
     return final, None
@@ -172,7 +172,7 @@ def test_web_pages_and_images_never_complete_and_a_served_mp4_does(relay, placem
     assert final.status != "completed", text
 
     # The same answer with a real mp4 at one of its URLs (whatever its form or path) completes.
-    form, path, relative = placements[video_at % len(placements)]
+    _form, path, _relative = placements[video_at % len(placements)]
     media[path] = (tiny_mp4(), "application/octet-stream")
     final, seen = answer(relay, stream_of(*_split(text, cuts)), media=media)
     assert final.status == "completed" and not final.unverified
@@ -206,7 +206,7 @@ def test_a_json_task_record_is_read_by_its_fields(relay, fenced):
                                    "message": "Your request was blocked by our moderation system."}},
                         indent=2)
     text = f"```json\n{record}\n```" if fenced else record
-    final, error = outcome(relay, stream_of(*[text[i:i + 5] for i in range(0, len(text), 5)]))
+    final, _error = outcome(relay, stream_of(*[text[i:i + 5] for i in range(0, len(text), 5)]))
     assert final.status == "failed" and final.task_id == "vid_5521"
     assert final.error == "Your request was blocked by our moderation system."
 
