@@ -53,6 +53,7 @@ from .evidence import (
     still_running,
     task_candidates,
 )
+from .encodings import EncodingError, Inflater
 from .fair_share import take_turn
 from .http_backend import MAX_KEEPALIVE, use_asyncio_sockets
 from .http_errors import RETRYABLE_STATUS, error_from_response, retry_after
@@ -140,17 +141,22 @@ def _redirect_target(response: httpx.Response) -> tuple[str, str]:
     return url, ""
 
 
-async def _read_capped(response: httpx.Response, limit: int) -> bytes | None:
-    """The body, or None when it is (or declares it is) larger than `limit` bytes."""
+async def _read_capped(response: httpx.Response, limit: int, what: str = "the relay's answer") -> bytes | None:
+    """The body, or None when it is (or declares it is) larger than `limit` bytes. A compressed
+    body is inflated in bounded steps (kki_widgets.encodings): one that inflates past `limit`
+    raises `EncodingError` naming its encoding before that much is in memory."""
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         return None
-    pieces, size = [], 0
-    async for piece in response.aiter_bytes():  # decoded: a gzip bomb counts at its full size
-        size += len(piece)
-        if size > limit:
-            return None
-        pieces.append(piece)
+    inflater = Inflater(response.headers.get("content-encoding"), limit, what)
+    pieces = []
+    try:
+        async for raw in response.aiter_raw():
+            pieces.extend(inflater.feed(raw))
+    except EncodingError:
+        if inflater.encoded:
+            raise
+        return None
     return b"".join(pieces)
 
 
@@ -305,6 +311,9 @@ class AsyncRelayClient:
         headers = {
             "Content-Type": "application/json",
             "Accept": "application/json",
+            # Ask for the bytes as they are: a compressed answer (a proxy may still send one) is
+            # inflated by hand, in bounded steps (kki_widgets.encodings).
+            "Accept-Encoding": "identity",
             **self.settings.headers,
         }
         headers["Authorization"] = f"Bearer {self.settings.api_key.reveal()}"
@@ -317,7 +326,7 @@ class AsyncRelayClient:
     def _headers_for(self, url: str) -> dict:
         """What a GET to `url` carries: the key and custom headers only for the relay itself."""
         if not same_origin(url, self.base_url):
-            return {"Accept": "application/json"}
+            return {"Accept": "application/json", "Accept-Encoding": "identity"}
         headers = self._auth_headers()
         headers.pop("Content-Type", None)
         return headers
@@ -449,12 +458,14 @@ class AsyncRelayClient:
         decoder = SSEDecoder()
         transcript = state.transcript
         previous = transcript.generation
-        async for chunk in response.aiter_raw():
-            state.received_bytes = state.received_bytes or bool(chunk)
-            state.received += len(chunk)
-            self._check_stream_bounds(state.received, started, transcript)
-            for data, extra in decoder.feed(chunk):
-                self._take_event(decode_chunk(data, extra), state)
+        inflater = Inflater(response.headers.get("content-encoding"), MAX_STREAM_BYTES)
+        async for raw in response.aiter_raw():
+            state.received_bytes = state.received_bytes or bool(raw)
+            for chunk in inflater.feed(raw) if inflater.encoded else (raw,):
+                state.received += len(chunk)
+                self._check_stream_bounds(state.received, started, transcript)
+                for data, extra in decoder.feed(chunk):
+                    self._take_event(decode_chunk(data, extra), state)
             state.drain()
             if (
                 transcript.generation.text_length > MAX_ANSWER_CHARS
@@ -590,12 +601,17 @@ class AsyncRelayClient:
         return UNCHECKED
 
     async def _head_of(self, response: httpx.Response) -> bytes:
+        inflater = Inflater(response.headers.get("content-encoding"), 1024 * 1024, "a candidate video")
         pieces, size = [], 0
-        async for piece in response.aiter_raw():
-            pieces.append(piece)
-            size += len(piece)
-            if size >= PROBE_BYTES:
-                break
+        try:
+            async for raw in response.aiter_raw():
+                for piece in inflater.feed(raw):
+                    pieces.append(piece)
+                    size += len(piece)
+                if size >= PROBE_BYTES:
+                    break
+        except EncodingError:
+            pass  # judged on what could be read
         return b"".join(pieces)[:PROBE_BYTES]
 
     async def _media_host_allowed(self, url: str) -> bool:
@@ -639,7 +655,10 @@ class AsyncRelayClient:
 
     async def _error_body(self, response: httpx.Response) -> bytes:
         """An HTTP error's body, bounded and redacted (error_from_response may quote it)."""
-        payload = await _read_capped(response, MAX_ERROR_BYTES)
+        try:
+            payload = await _read_capped(response, MAX_ERROR_BYTES, "the relay's error answer")
+        except EncodingError as error:
+            return f"HTTP {response.status_code} ({error.message})".encode()
         if payload is None:
             return f"HTTP {response.status_code} (an error body over 64 KB)".encode()
         return self.redact(payload.decode("utf-8", "replace")).encode()
@@ -744,7 +763,7 @@ class AsyncRelayClient:
                     continue
                 if response.status_code != 200:
                     return None, f"HTTP {response.status_code}"
-                body = await _read_capped(response, MAX_RAW_BYTES)
+                body = await _read_capped(response, MAX_RAW_BYTES, "the raw-data answer")
             finally:
                 await response.aclose()
             if body is None:
@@ -798,7 +817,7 @@ class AsyncRelayClient:
         ) as response:
             if response.status_code != 200:
                 raise RelayError(f"HTTP {response.status_code} from {urlsplit(url).path}")
-            body = await _read_capped(response, limit)
+            body = await _read_capped(response, limit, f"{urlsplit(url).path}'s answer")
         if body is None:
             raise ProtocolError(f"{urlsplit(url).path} answered more than {limit} bytes")
         try:
