@@ -27,6 +27,7 @@ import httpx
 
 from .addresses import AddressPolicy, AddressRefused, environment_proxy, is_loopback_host, resolve
 from .config import Secret, Settings, resolve_settings
+from .encodings import EncodingError, Inflater
 from .errors import (
     ConfigurationError,
     DeadlineExceeded,
@@ -53,7 +54,6 @@ from .evidence import (
     still_running,
     task_candidates,
 )
-from .encodings import EncodingError, Inflater
 from .fair_share import take_turn
 from .http_backend import MAX_KEEPALIVE, use_asyncio_sockets
 from .http_errors import RETRYABLE_STATUS, error_from_response, retry_after
