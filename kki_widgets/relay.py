@@ -56,7 +56,13 @@ from .evidence import (
 )
 from .fair_share import take_turn
 from .http_backend import MAX_KEEPALIVE, use_asyncio_sockets
-from .http_errors import RETRYABLE_STATUS, error_from_response, retry_after
+from .http_errors import (
+    RETRYABLE_STATUS,
+    error_from_response,
+    is_malformed_redirect,
+    malformed_redirect,
+    retry_after,
+)
 from .loop import block_on, iterate
 from .profiles import RelayProfile, WireRequest
 from .raw_data import completed_text, generation_from_raw, read_raw, task_in_content
@@ -430,7 +436,15 @@ class AsyncRelayClient:
             "POST", self.settings.chat_url, json=body, headers=self._auth_headers()
         )
         log.debug("POST %s model=%s", self.settings.chat_url, body["model"])
-        response = await self._http().send(request, stream=True)
+        try:
+            response = await self._http().send(request, stream=True)
+        except (httpx.RemoteProtocolError, httpx.InvalidURL) as error:
+            if not is_malformed_redirect(error):
+                raise
+            raise RelayError(
+                malformed_redirect("the relay", self.settings.chat_url) + "; requests to the relay "
+                "never follow redirects. Check KKI_BASE_URL"
+            ) from None
         try:
             if response.is_redirect:
                 raise self._redirect_refused(response)
@@ -565,7 +579,9 @@ class AsyncRelayClient:
             ranked = task_candidates(generation.video_url) + ranked
             words = generation.error or ""
         checks: dict[str, str] = {}
-        for candidate in ranked[:MAX_PROBES]:
+        # The task's raw-data URL is followed, not looked at as media (a task to follow has one).
+        skip = generation.raw_url if generation.task_id else None
+        for candidate in [c for c in ranked if c.url != skip][:MAX_PROBES]:
             checks[candidate.url] = await self._probe(candidate.url)
             if checks[candidate.url] == VIDEO:
                 break
@@ -754,7 +770,12 @@ class AsyncRelayClient:
             await self._check_address(url, generation)
             # By hand, hop by hop: the key and custom headers go only to the relay's own origin.
             request = self._http().build_request("GET", url, headers=self._headers_for(url))
-            response = await self._http().send(request, stream=True)
+            try:
+                response = await self._http().send(request, stream=True)
+            except (httpx.RemoteProtocolError, httpx.InvalidURL) as error:
+                if not is_malformed_redirect(error):
+                    raise
+                return None, malformed_redirect("the raw-data URL", url)
             try:
                 if response.is_redirect:
                     url, why_not = _redirect_target(response)

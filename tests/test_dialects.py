@@ -167,10 +167,16 @@ def test_real_relay_answer_through_the_magic(shell, name):
         ip = shell(server.base_url, media=False)
         result = ip.run_cell("%%sora\na fox in the snow")
         expect = meta["expect"]
-        if expect["status"] == "completed":
+        if expect["status"] == "completed" and expect["unreachable"] == "ended":
+            # The fixture's host is unreachable here and its link is no strong evidence (no
+            # video tag, no video extension): the whole answer is shown, never "completed".
+            assert isinstance(result.error_in_exec, TurnFailed)
+            assert expect["video_url"] in str(result.error_in_exec)
+        elif expect["status"] == "completed":
             assert result.error_in_exec is None
             assert result.result.status == "completed"
             assert result.result.generation.video_url == expect["video_url"]
+            assert result.result.generation.unverified  # this kernel could not look at its bytes
         else:
             assert isinstance(result.error_in_exec, TurnFailed)
             assert expect["error_contains"] in str(result.error_in_exec)
@@ -235,8 +241,11 @@ def test_real_relay_answer_through_the_widget(name):
         chat, turn = asyncio.run(main())
         state = chat.turn_data[0]
         expect = meta["expect"]
-        assert state["status"] == turn.status == expect["status"]
-        if expect["status"] == "completed":
+        unreachable = expect["status"] == "completed" and expect["unreachable"] == "ended"
+        assert state["status"] == turn.status == ("failed" if unreachable else expect["status"])
+        if unreachable:
+            assert expect["video_url"] in state["error"]
+        elif expect["status"] == "completed":
             assert state["video_url"] == expect["video_url"]
         else:
             assert expect["error_contains"] in state["error"]
