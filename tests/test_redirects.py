@@ -41,8 +41,8 @@ def test_a_malformed_redirect_from_the_raw_data_url_is_named():
 
 
 def test_a_malformed_redirect_from_a_media_host_is_named(tmp_path):
-    with HostileRelay(lambda r: (302, {"Location": MALFORMED}, b"SECRET-BODY")) as host:
-        with pytest.raises(MediaError) as caught:
-            download(f"{host.origin}/v.mp4", tmp_path, relay_url=host.base_url, retries=0)
+    redirect = (302, {"Location": MALFORMED}, b"SECRET-BODY")
+    with HostileRelay(lambda r: redirect) as host, pytest.raises(MediaError) as caught:
+        download(f"{host.origin}/v.mp4", tmp_path, relay_url=host.base_url, retries=0)
     message = str(caught.value)
     assert "redirect" in message and "127.0.0.1" in message and "SECRET" not in message
