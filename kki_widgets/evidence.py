@@ -288,6 +288,12 @@ def decide(
     return _without_video(generation, message)
 
 
+def completed_unverified(generation: Generation) -> Generation:
+    """A task the relay's structured answer (raw data) calls completed, whose video the kernel
+    cannot reach: completed on that word, marked unverified."""
+    return _completed(generation, generation.video_url, [], {}, unverified=True)
+
+
 def _completed(generation, url, ranked, checks, *, unverified: bool) -> Generation:
     download = generation.download_url if generation.download_url != url else None
     if download and checks.get(download) == NOT_VIDEO:

@@ -47,6 +47,7 @@ from .evidence import (
     UNCHECKED,
     VIDEO,
     candidates,
+    completed_unverified,
     decide,
     final_message,
     judge_head,
@@ -746,6 +747,8 @@ class AsyncRelayClient:
                 failures = 0
                 if updated.status == "completed" and not updated.video_url:
                     updated = updated.with_status("generating")
+                elif updated.status == "completed" and updated.video_url != generation.video_url:
+                    updated = await self._checked_completion(updated)
                 if updated != generation or updated.text_length != generation.text_length:
                     if updated.status == "completed":
                         updated = updated.with_text(completed_text(updated))
@@ -761,6 +764,20 @@ class AsyncRelayClient:
                 )
             await asyncio.sleep(interval * (0.8 + random.random() * 0.4))
             interval = min(interval * 1.5, 15.0)
+
+    async def _checked_completion(self, generation: Generation) -> Generation:
+        """A followed task the relay calls completed, judged by its video's first bytes like a
+        streamed answer: a page or a 404 is no video; a link the kernel cannot reach is taken
+        on the relay's structured word, unverified."""
+        check = await self._probe(generation.video_url)
+        if check == VIDEO:
+            return generation
+        if check == UNCHECKED:
+            return completed_unverified(generation)
+        return generation.with_status(
+            "failed", error=f"the relay calls the task completed, but its video link is no video "
+                            f"(a web page, an image or a missing file): {generation.video_url}"
+        )
 
     async def _poll_raw(self, url: str, generation: Generation) -> tuple[Generation | None, str]:
         """One look at the raw-data URL: the updated state, or None and why not."""
