@@ -341,7 +341,18 @@ UNVERIFIED_NOTICE = (
 def _relay_said_failed(generation: Generation, message: str) -> bool:
     if generation.status == "failed" or generation.notices:
         return True  # a failure line, or a "⚠️" with no video after it: that is the verdict
-    return bool(message) and bool(_FAILURE.search(message)) and not _STILL_RUNNING.search(message)
+    if not message or _STILL_RUNNING.search(message):
+        return False
+    # A relay that accepted a task (it gave an ID) and says nothing explicit about failing is
+    # still making the video ("预计需要 3 分钟" is not a refusal); without a task, looser words
+    # ("needs images: use … instead", "limit reached") are the refusal.
+    wording = _EXPLICIT_FAILURE if generation.task_id else _FAILURE
+    return bool(wording.search(message))
+
+
+_EXPLICIT_FAILURE = re.compile(
+    r"fail|失败|error|错误|violat|polic|guardrail|refus|reject|拒绝|unsafe|审核|违规|denied|blocked|"
+    r"timed? ?out|timeout|超时|cancel|取消|❌|🚫", re.I)
 
 
 def _failed(generation: Generation, reason: str) -> Generation:

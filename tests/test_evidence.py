@@ -326,3 +326,14 @@ def test_one_character_per_delta_with_escapes_and_stop_before_the_video(relay):
         for ch in text)
     final, _ = answer(relay, body + b"data: [DONE]\n\n", media={"/m/2": (tiny_mp4(), "video/mp4")})
     assert final.status == "completed" and final.video_url == url
+
+
+def test_a_task_with_an_estimate_is_still_running_not_refused(relay):
+    final, _ = outcome(relay, stream_of("任务已提交 ✅\n", "任务ID: `vid-20251107-88`\n", "预计需要 3 分钟生成。\n"))
+    assert final.status == "still_running" and final.task_id == "vid-20251107-88"
+    assert "预计需要 3 分钟生成" in final.error
+
+
+def test_a_task_that_the_relay_says_failed_is_failed(relay):
+    final, _ = outcome(relay, stream_of("Task ID: `gen-77aa`\n", "Status: FAILED - upstream moderation blocked it\n"))
+    assert final.status == "failed" and "upstream moderation blocked it" in final.error
