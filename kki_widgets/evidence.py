@@ -47,9 +47,11 @@ _FORM_WEIGHT = {
     "poster": -20,
 }
 # Forms that are strong text evidence by themselves (the relay put the URL in a video player).
-_PLAYER_FORMS = frozenset(("video_src", "source_src", "video_text"))
+# A task record's video field is the relay's own structured word for the result.
+_PLAYER_FORMS = frozenset(("video_src", "source_src", "video_text", "json_video"))
 # Forms where a video extension is strong text evidence (the relay presents it as the result).
-_RESULT_FORMS = frozenset(("link", "anchor", "bare", "json_video"))
+# (An mp4 in image syntax, `![video](….mp4)`, is a habit of several relays.)
+_RESULT_FORMS = frozenset(("link", "anchor", "bare", "image"))
 
 _THINK = re.compile(r"<think>(.*?)(?:</think>|\Z)", re.S | re.I)
 _FENCE = re.compile(r"^```[ \t]*([\w+-]*)[ \t]*\n(.*?)(?:^```[ \t]*$|\Z)", re.S | re.M)
@@ -57,7 +59,9 @@ _TAG = re.compile(r"<(video|source|a|img|iframe|embed)\b([^<>]*)>", re.I)
 _ATTR = re.compile(r"\b(src|href|poster|data-src)\s*=\s*(?:\"([^\"]*)\"|'([^']*)'|([^\s>]+))", re.I)
 _INNER = re.compile(r"<(video|a)\b[^<>]*>([^<]{1,2000})</\1\s*>", re.I)
 _MD_LINK = re.compile(r"(!?)\[([^\[\]\n]{0,300})\]\(\s*<?([^()\s<>]+(?:\([^()\s]*\)[^()\s<>]*)*)>?(?:\s+\"[^\"\n]*\")?\s*\)")
-_BARE = re.compile(r"https?://[^\s<>\"'`\[\]()（）]+", re.I)
+# ASCII only: relays run their words into a URL ("…/a.mp4视频已生成"), and parentheses close
+# markdown around it.
+_BARE = re.compile(r"https?://[A-Za-z0-9\-._~:/?#@!$&*+,;=%]+", re.I)
 _RELATIVE_MEDIA = re.compile(r"(?<![\w/:.=\"'])(/[\w\-./%~]+\.(?:mp4|mov|webm|m4v|m3u8))\b", re.I)
 _VIDEO_LABEL = re.compile(r"\b(?:click here|play|watch|view|video|download)\b|点击|观看|播放|下载|视频", re.I)
 _HTML_TAG = re.compile(r"<[^<>]{0,500}>")
@@ -162,7 +166,7 @@ def _offers(text: str, base_url: str | None):
         yield from _resolved(link.group(3).strip(), form, link.group(2), base_url)
     plain = _MD_LINK.sub(" ", _TAG.sub(" ", text))
     for bare in _BARE.finditer(plain):
-        yield bare.group(0).rstrip(".,;:!?'\"，。；！？、)>"), "bare", ""
+        yield html.unescape(bare.group(0).rstrip(".,;:!?*")), "bare", ""
     if base_url:
         for path in _RELATIVE_MEDIA.finditer(plain):
             yield from _resolved(path.group(1), "relative_text", "", base_url)

@@ -38,6 +38,13 @@ RELAY_STATUS_WORDS = {
     "in_progress": "generating",
     "generating": "generating",
     "started": "generating",
+    "in_queue": "queued",
+    "not_start": "queued",
+    "created": "queued",
+    "in progress": "generating",
+    "timeout": "failed",
+    "expired": "failed",
+    "rejected": "failed",
 }
 
 

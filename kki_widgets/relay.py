@@ -577,7 +577,13 @@ class AsyncRelayClient:
         ranked = candidates(generation.text, reasoning, self.base_url)
         if record is not None:
             generation = await asyncio.to_thread(generation_from_raw, record, generation)
-            ranked = task_candidates(generation.video_url) + ranked
+            # A record speaks by its fields: URLs elsewhere in it may be looked at, never taken on
+            # their words; a failed record's "url" (a help page) is no result at all.
+            ranked = [dataclasses.replace(c, strong=False) for c in ranked]
+            if generation.status == "failed":
+                ranked = []
+            else:
+                ranked = task_candidates(generation.video_url) + ranked
             words = generation.error or ""
         checks: dict[str, str] = {}
         # The task's raw-data URL is followed, not looked at as media (a task to follow has one).

@@ -337,3 +337,28 @@ def test_a_task_with_an_estimate_is_still_running_not_refused(relay):
 def test_a_task_that_the_relay_says_failed_is_failed(relay):
     final, _ = outcome(relay, stream_of("Task ID: `gen-77aa`\n", "Status: FAILED - upstream moderation blocked it\n"))
     assert final.status == "failed" and "upstream moderation blocked it" in final.error
+
+
+def test_a_url_run_into_words_and_an_mp4_in_image_syntax(relay):
+    final, _ = answer(relay, stream_of(f"视频地址：{relay.origin}/k/7.mp4视频已生成，请查收"),
+                      media={"/k/7.mp4": (tiny_mp4(), "video/mp4")})
+    assert final.status == "completed" and final.video_url == f"{relay.origin}/k/7.mp4"
+    final, _ = answer(relay, stream_of("![video](https://media.unreachable.example/out/7.mp4)"))
+    assert final.status == "completed" and final.unverified
+
+
+def test_a_nested_task_record_with_the_gateways_own_words(relay):
+    record = {"request_id": "r-1", "output": {"task_id": "wan-31", "task_status": "SUCCEEDED",
+                                              "video_url": f"{relay.origin}/w/31"}}
+    final, _ = answer(relay, stream_of(json.dumps(record)), media={"/w/31": (tiny_mp4(), "video/mp4")})
+    assert final.status == "completed" and final.video_url == f"{relay.origin}/w/31"
+    running = {"output": {"task_id": "wan-32", "task_status": "RUNNING"}}
+    final, _ = outcome(relay, stream_of(json.dumps(running)))
+    assert final.status == "still_running" and final.task_id == "wan-32"
+
+
+def test_a_failed_record_with_a_link_is_failed(relay):
+    record = {"id": "x-9", "status": "failed", "fail_reason": "prompt rejected by safety filter",
+              "url": "https://media.unreachable.example/help.mp4"}
+    final, _ = outcome(relay, stream_of(json.dumps(record)))
+    assert final.status == "failed" and final.error == "prompt rejected by safety filter"
