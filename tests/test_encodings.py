@@ -154,3 +154,14 @@ def test_a_stacked_gzip_bomb_stays_under_200_mb_and_names_the_encoding(path):
     assert int(peak_mb) < 200, result.stdout
     assert "gzip, gzip" in outcome, outcome
     assert outcome.split(":")[0] in ("EncodingError", "RelayServerError"), outcome
+
+
+def test_zstd_inflates_and_its_bomb_is_bounded():
+    zstandard = pytest.importorskip("zstandard")
+    packer = zstandard.ZstdCompressor()
+    inflater = Inflater("zstd", limit=1 << 20)
+    assert b"".join(inflater.feed(packer.compress(b"frame " * 500))) == b"frame " * 500
+    bomb = packer.compress(bytes(64 * 1024 * 1024))
+    with pytest.raises(EncodingError, match="zstd"):
+        for piece in Inflater("zstd", limit=8 * 1024 * 1024).feed(bomb):
+            assert len(piece) <= 1024 * 1024  # a 16-byte slice of input makes at most a few blocks

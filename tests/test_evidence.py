@@ -137,6 +137,7 @@ FORMS = {
     "anchor text": "<a>{url}</a>",
     "bare": "{url}",
     "think": "<think>checking {url}</think>",
+    "reasoning channel": "{url}",  # sent in delta.reasoning_content, not in content
 }
 NOT_MEDIA_PATHS = ["/web/task_7f3", "/share/abc", "/index.html", "/files/9f8e7d", "/result.mp4",
                    "/thumb.webp", "/cover.png"]
@@ -144,13 +145,19 @@ WORDS = ["Generation Complete ✅", "🎉 视频生成成功！", "Your video is
          "进度 100%", "Done."]
 
 
-def _answer_text(origin: str, placements, words) -> str:
-    lines = []
+def _answer_text(origin: str, placements, words) -> tuple[str, str]:
+    """(content, reasoning) of an answer offering each placement's URL in its form."""
+    lines, reasoning = [], []
     for (form, path, relative), word in zip(placements, words * 3, strict=False):
-        url = path if relative and form not in ("bare", "think") else origin + path
+        url = path if relative and form not in ("bare", "think", "reasoning channel") else origin + path
         lines.append(word)
-        lines.append(FORMS[form].format(url=url))
-    return "\n".join(lines)
+        (reasoning if form == "reasoning channel" else lines).append(FORMS[form].format(url=url))
+    return "\n".join(lines), "\n".join(reasoning)
+
+
+def _body(text: str, reasoning: str, cuts: list[int]) -> bytes:
+    head = chunk(reasoning=reasoning + "\n") if reasoning else b""
+    return head + stream_of(*_split(text, cuts))
 
 
 def _split(text: str, cuts: list[int]) -> list[str]:
@@ -165,16 +172,16 @@ placement = st.tuples(st.sampled_from(sorted(FORMS)), st.sampled_from(NOT_MEDIA_
 @given(placements=st.lists(placement, min_size=1, max_size=4), words=st.lists(st.sampled_from(WORDS), min_size=1),
        cuts=st.lists(st.integers(0, 4000), max_size=12), video_at=st.integers(0, 3))
 def test_web_pages_and_images_never_complete_and_a_served_mp4_does(relay, placements, words, cuts, video_at):
-    text = _answer_text(relay.origin, placements, words)
+    text, reasoning = _answer_text(relay.origin, placements, words)
     media = {path: (WEBP if path.endswith(".webp") else PNG if path.endswith(".png") else PAGE)
              for _, path, _ in placements}
-    final, _ = outcome(relay, stream_of(*_split(text, cuts)), media=media)
+    final, _ = outcome(relay, _body(text, reasoning, cuts), media=media)
     assert final.status != "completed", text
 
     # The same answer with a real mp4 at one of its URLs (whatever its form or path) completes.
     _form, path, _relative = placements[video_at % len(placements)]
     media[path] = (tiny_mp4(), "application/octet-stream")
-    final, seen = answer(relay, stream_of(*_split(text, cuts)), media=media)
+    final, seen = answer(relay, _body(text, reasoning, cuts), media=media)
     assert final.status == "completed" and not final.unverified
     assert final.video_url == relay.origin + path
     assert all(snapshot.status not in ("completed", "failed") for snapshot in seen[:-1])
