@@ -585,14 +585,29 @@ class AsyncRelayClient:
             else:
                 ranked = task_candidates(generation.video_url) + ranked
             words = generation.error or ""
-        checks: dict[str, str] = {}
         # The task's raw-data URL is followed, not looked at as media (a task to follow has one).
         skip = generation.raw_url if generation.task_id else None
-        for candidate in [c for c in ranked if c.url != skip][:MAX_PROBES]:
-            checks[candidate.url] = await self._probe(candidate.url)
-            if checks[candidate.url] == VIDEO:
-                break
+        checks = await self._look_at([c.url for c in ranked if c.url != skip][:MAX_PROBES])
         return decide(generation, ranked, checks, ended=ended, reasoning=reasoning, words=words)
+
+    async def _look_at(self, urls: list[str]) -> dict[str, str]:
+        """What each URL's first bytes say. The best candidate alone first (it is the video in
+        the common case); the others together, all within one PROBE_TIMEOUT, so hosts that
+        drop packets (a firewall) cost the end of an answer seconds, not minutes."""
+        checks: dict[str, str] = {}
+        if not urls:
+            return checks
+        checks[urls[0]] = await self._probe(urls[0])
+        rest = urls[1:]
+        if checks[urls[0]] == VIDEO or not rest:
+            return checks
+        tasks = [asyncio.ensure_future(self._probe(url)) for url in rest]
+        done, pending = await asyncio.wait(tasks, timeout=PROBE_TIMEOUT)
+        for task in pending:
+            task.cancel()
+        for url, task in zip(rest, tasks, strict=True):
+            checks[url] = task.result() if task in done and not task.exception() else UNCHECKED
+        return checks
 
     async def _probe(self, url: str) -> str:
         """VIDEO, NOT_VIDEO or UNCHECKED: the first bytes at `url` (a ranged GET), every hop
