@@ -532,7 +532,7 @@ class AsyncRelayClient:
                 async for followed in self._follow(_while_streaming(generation), started):
                     yield followed
             except StreamInterrupted as error:
-                if not state.finished or isinstance(error, StillRunning):
+                if not state.finished:
                     raise
                 # The relay ended its answer and its raw-data link says nothing more: the task
                 # is still the relay's; say so (resumable), never "failed".
@@ -752,7 +752,7 @@ class AsyncRelayClient:
         last_error = ""
         while True:
             if time.monotonic() > deadline:
-                raise StreamInterrupted(
+                raise _still_running(
                     f"the task did not finish within {self.follow_timeout:.0f} s of following it",
                     task_id=generation.task_id,
                     generation=generation,
@@ -778,7 +778,7 @@ class AsyncRelayClient:
                 if generation.done:
                     return
             if failures >= 8:
-                raise StreamInterrupted(
+                raise _still_running(
                     f"the relay's raw-data URL kept failing ({last_error})",
                     task_id=generation.task_id,
                     generation=generation,
@@ -920,6 +920,15 @@ class AsyncRelayClient:
                 on_update(generation)
         assert final is not None
         return final
+
+
+def _still_running(why: str, *, task_id: str | None, generation: Generation) -> StillRunning:
+    """Following a task gave up, but the relay has it and may still finish it: not a failure."""
+    return StillRunning(
+        f"{why}. The relay has task {task_id} and may still finish it; it was not sent again: "
+        f"%sora resume {task_id} (or Conversation.resume) fetches it later",
+        task_id=task_id, generation=generation,
+    )
 
 
 def _while_streaming(generation: Generation) -> Generation:

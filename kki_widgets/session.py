@@ -29,7 +29,7 @@ from pathlib import Path
 
 from . import pricing
 from .batch import check_prompts, live_counter, run_all, wait_drawing
-from .errors import ConfigurationError, KkiError, RelayError, scrub
+from .errors import ConfigurationError, KkiError, RelayError, StillRunning, scrub
 from .loop import background_loop, block_on, submit
 from .profiles import RelayProfile, WireRequest, get_profile
 from .relay import AsyncRelayClient, RelayClient
@@ -534,7 +534,9 @@ class Conversation:
         except RelayError as error:
             if error.generation is not None and error.generation.task_id:
                 turn.generation = error.generation
-            self._finish(turn, "failed", str(error))
+            # Following gave up while the relay still has the task: resumable, not a failure.
+            ending = "still_running" if isinstance(error, StillRunning) else "failed"
+            self._finish(turn, ending, str(error))
             return
         except KkiError as error:
             self._finish(turn, "failed", str(error))

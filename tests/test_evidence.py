@@ -369,3 +369,16 @@ def test_a_failed_record_with_a_link_is_failed(relay):
               "url": "https://media.unreachable.example/help.mp4"}
     final, _ = outcome(relay, stream_of(json.dumps(record)))
     assert final.status == "failed" and final.error == "prompt rejected by safety filter"
+
+
+def test_a_task_whose_raw_data_never_answers_stays_pending_not_failed(relay):
+    from kki_widgets.session import Conversation
+
+    relay.body = stream_of("Task ID: `gen-cut-01`\n", "进度 20%\n", done=False)  # cut after the ID
+    client = RelayClient(base_url=relay.base_url, api_key=TEST_KEY, max_retries=0, poll_interval=0.01)
+    conversation = Conversation(client=client, store=None)
+    turn = conversation.send("a fox")
+    assert turn.status == "still_running" and turn.task_id == "gen-cut-01"
+    assert "%sora resume gen-cut-01" in turn.error and "not sent again" in turn.error
+    assert [t.task_id for t in conversation.pending] == ["gen-cut-01"]  # resumable
+    assert len(relay.requests) == 1  # never sent again
