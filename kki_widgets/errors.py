@@ -126,6 +126,15 @@ class StreamInterrupted(RelayError):
         )
 
 
+class StillRunning(StreamInterrupted):
+    """The relay's answer ended while the video is still being made there (it gave a task ID or
+    said so). Not a failure: the task is resumed by its ID, never sent again."""
+
+    def _compose(self) -> str:
+        # The message already says what happened, the task ID and how to fetch the video.
+        return self.message
+
+
 class ProtocolError(RelayError):
     hint = "The relay's answer was not in the expected chat-completion stream format."
 

@@ -78,3 +78,22 @@ def error_from_response(status: int, body: bytes, retry_after: float | None = No
     if 400 <= status < 500:
         return BadRequestError(message, **kwargs)
     return RelayError(message, **kwargs)
+
+
+def is_malformed_redirect(error: Exception) -> bool:
+    """httpx builds the next request of every redirect, followed or not: a Location that is no
+    URL surfaces as this RemoteProtocolError (or InvalidURL) from `send`, before any body."""
+    text = str(error).lower()
+    return isinstance(error, (httpx.RemoteProtocolError, httpx.InvalidURL)) and "location" in text
+
+
+def malformed_redirect(where: str, url: str) -> str:
+    """Words for a redirect whose Location is malformed: it names the redirect and the host that
+    sent it, and quotes none of the answer (the header may hold anything)."""
+    from urllib.parse import urlsplit
+
+    host = urlsplit(url).hostname or "the relay"
+    return (
+        f"{where} at {host} answered with a redirect whose Location header is not a valid address; "
+        "it was not followed"
+    )

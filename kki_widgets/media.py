@@ -414,12 +414,23 @@ def _open_response(http, url, headers, policy, limits, timeout) -> httpx.Respons
         request = httpx.Request("GET", url, headers=headers)
         remaining = max(0.1, limits.ends_at - time.monotonic())
         request.extensions["timeout"] = httpx.Timeout(min(timeout, remaining)).as_dict()
-        response = http.send(request, stream=True, follow_redirects=False)
+        try:
+            response = http.send(request, stream=True, follow_redirects=False)
+        except (httpx.RemoteProtocolError, httpx.InvalidURL) as error:
+            if "location" not in str(error).lower():
+                raise
+            raise MediaError(f"{parts.hostname} answered with a redirect whose Location header is not "
+                             "a valid address; it was not followed.") from None
         location = response.headers.get("Location")
         if not (response.is_redirect and location):
             return response
         response.close()
-        url = str(httpx.URL(url).join(location))
+        try:
+            url = str(httpx.URL(url).join(location))
+        except httpx.InvalidURL:
+            host = urlsplit(url).hostname
+            raise MediaError(f"{host} answered with a redirect whose Location header is not a valid "
+                             "address; it was not followed.") from None
     raise MediaError(f"{url} redirected more than {MAX_REDIRECTS} times; giving up.")
 
 

@@ -38,6 +38,13 @@ RELAY_STATUS_WORDS = {
     "in_progress": "generating",
     "generating": "generating",
     "started": "generating",
+    "in_queue": "queued",
+    "not_start": "queued",
+    "created": "queued",
+    "in progress": "generating",
+    "timeout": "failed",
+    "expired": "failed",
+    "rejected": "failed",
 }
 
 
@@ -62,42 +69,92 @@ def generation_from_raw(data, previous: Generation) -> Generation:
     if not isinstance(data, dict):
         return previous
     content = data.get("content")
-    nested = content if isinstance(content, dict) else {}
     markdown = content if isinstance(content, str) else data.get("markdown")
     parsed = parse_transcript(markdown) if isinstance(markdown, str) and markdown else None
-
-    def pick(*names):
-        for source in (data, nested):
-            for name in names:
-                value = source.get(name)
-                if value not in (None, ""):
-                    return value
-        return None
-
-    status = RELAY_STATUS_WORDS.get(str(pick("status", "state") or "").lower())
-    video = pick("video_url", "url", "downloadable_url", "download_url")
-    if not (isinstance(video, str) and video.startswith(("http://", "https://"))):
+    task = read_task(data)
+    status, video = task["status"], task["video_url"]
+    if not video:
         video = parsed.video_url if parsed else None
-    thumbnail = pick("thumbnail_url", "cover_url", "gif_url")
-    error = pick("error", "fail_reason", "failure_reason", "message") if status == "failed" else None
-    if isinstance(error, dict):
-        error = error.get("message")
     merged = previous.merge(parsed, take_text=bool(parsed and parsed.video_url))
     if video and status != "failed":
         status = "completed"
     if status is None:
         status = merged.status
-    sid = pick("sid")
     return dataclasses.replace(
         merged,
-        task_id=merged.task_id or pick("id", "task_id"),
+        task_id=merged.task_id or task["task_id"],
         status=status,
-        progress=100 if status == "completed" else max(merged.progress, _percent(pick("progress"))),
-        sid=merged.sid or (sid if isinstance(sid, str) else None),
-        thumbnail_url=merged.thumbnail_url or (thumbnail if isinstance(thumbnail, str) else None),
+        progress=100 if status == "completed" else max(merged.progress, task["progress"]),
+        sid=merged.sid or task["sid"],
+        thumbnail_url=merged.thumbnail_url or task["thumbnail_url"],
         video_url=merged.video_url or video,
-        error=(str(error) if error else merged.error) if status == "failed" else None,
+        error=(task["error"] or merged.error) if status == "failed" else None,
     )
+
+
+def read_task(data: dict) -> dict:
+    """A task as JSON, read by its fields wherever a relay puts them (top level, `data`,
+    `content`, `result`, `output`): task_id, status (ours), error (the relay's reason, nested or
+    not), video_url, thumbnail_url, progress, sid. The one home of "a task as JSON": raw-data
+    answers and task records a relay streams as its content both come here."""
+    sources = [data] + [data[k] for k in ("data", "content", "result", "task", "output")
+                        if isinstance(data.get(k), dict)]
+
+    def pick(*names):
+        for source in sources:
+            for name in names:
+                value = source.get(name)
+                if value not in (None, "", [], {}):
+                    return value
+        return None
+
+    status = RELAY_STATUS_WORDS.get(str(pick("status", "state", "task_status") or "").lower())
+    error = pick("error", "fail_reason", "failure_reason", "error_message", "message", "reason")
+    for _ in range(4):
+        if isinstance(error, dict):
+            error = error.get("message") or error.get("msg") or error.get("reason") or error.get("error")
+    if status is None and isinstance(pick("error"), (dict, str)) and not pick("video_url", "url"):
+        status = "failed"
+    sid, task_id = pick("sid"), pick("id", "task_id", "taskId", "request_id")
+    return {
+        "task_id": str(task_id)[:200] if isinstance(task_id, (str, int)) and task_id != "" else None,
+        "status": status,
+        "error": str(error)[:2000] if error and status == "failed" else None,
+        "video_url": _http_url(pick("video_url", "url", "downloadable_url", "download_url",
+                                    "output", "video", "result_url")),
+        "thumbnail_url": _http_url(pick("thumbnail_url", "thumbnail", "cover_url", "gif_url", "poster")),
+        "progress": _percent(pick("progress")),
+        "sid": sid if isinstance(sid, str) else None,
+    }
+
+
+def _http_url(value) -> str | None:
+    if isinstance(value, list) and value:
+        value = value[0]
+    if isinstance(value, dict):
+        value = value.get("url")
+    return value if isinstance(value, str) and value.startswith(("http://", "https://")) else None
+
+
+def task_in_content(text: str) -> dict | None:
+    """The task record a relay streamed as its whole content (fenced or not), or None."""
+    body = text.strip()
+    if body.startswith("```"):
+        body = body.split("\n", 1)[1] if "\n" in body else ""
+        body = body.rstrip().removesuffix("```")
+    body = body.strip()
+    if not (body.startswith("{") and body.endswith("}")) or len(body) > 200_000:
+        return None
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    keys = {"id", "task_id", "status", "state", "error", "video_url", "url", "output", "data"}
+    if not keys & set(data) or ("prompt" in data and "status" not in data):
+        return None  # an echoed spec, not a task
+    return data
 
 
 def _percent(progress) -> int:

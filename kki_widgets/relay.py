@@ -13,6 +13,7 @@ thread, so there is one code path and the sync client also works inside a runnin
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import random
@@ -24,8 +25,9 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from .addresses import AddressPolicy, AddressRefused, is_loopback_host, resolve
+from .addresses import AddressPolicy, AddressRefused, environment_proxy, is_loopback_host, resolve
 from .config import Secret, Settings, resolve_settings
+from .encodings import EncodingError, Inflater
 from .errors import (
     ConfigurationError,
     DeadlineExceeded,
@@ -36,18 +38,38 @@ from .errors import (
     RateLimitError,
     RelayError,
     RelayServerError,
+    StillRunning,
     StreamInterrupted,
     scrub,
 )
+from .evidence import (
+    NOT_VIDEO,
+    UNCHECKED,
+    VIDEO,
+    candidates,
+    completed_unverified,
+    decide,
+    final_message,
+    judge_head,
+    judge_status,
+    still_running,
+    task_candidates,
+)
 from .fair_share import take_turn
 from .http_backend import MAX_KEEPALIVE, use_asyncio_sockets
-from .http_errors import RETRYABLE_STATUS, error_from_response, retry_after
+from .http_errors import (
+    RETRYABLE_STATUS,
+    error_from_response,
+    is_malformed_redirect,
+    malformed_redirect,
+    retry_after,
+)
 from .loop import block_on, iterate
 from .profiles import RelayProfile, WireRequest
-from .raw_data import completed_text, read_raw
+from .raw_data import completed_text, generation_from_raw, read_raw, task_in_content
 from .request import normalize_messages, prompt_text
 from .sse import SSEDecoder, decode_chunk
-from .transcript import Generation, Transcript
+from .transcript import TERMINAL, Generation, Transcript
 
 log = logging.getLogger("kki_widgets.relay")
 
@@ -61,6 +83,11 @@ MAX_STREAM_BYTES = 64 * 1024 * 1024
 MAX_ERROR_BYTES = 64 * 1024
 MAX_RAW_BYTES = 1024 * 1024
 MAX_REDIRECTS = 5
+# Looking at a candidate video: its first bytes (enough for any container's signature), how many
+# candidates are looked at before the verdict, and how long one look may take.
+PROBE_BYTES = 4096
+MAX_PROBES = 8
+PROBE_TIMEOUT = 15.0
 # One generation, queue included, from the request to the video (sora-2-pro: minutes, not hours).
 DEFAULT_DEADLINE = 3600.0
 
@@ -121,17 +148,22 @@ def _redirect_target(response: httpx.Response) -> tuple[str, str]:
     return url, ""
 
 
-async def _read_capped(response: httpx.Response, limit: int) -> bytes | None:
-    """The body, or None when it is (or declares it is) larger than `limit` bytes."""
+async def _read_capped(response: httpx.Response, limit: int, what: str = "the relay's answer") -> bytes | None:
+    """The body, or None when it is (or declares it is) larger than `limit` bytes. A compressed
+    body is inflated in bounded steps (kki_widgets.encodings): one that inflates past `limit`
+    raises `EncodingError` naming its encoding before that much is in memory."""
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         return None
-    pieces, size = [], 0
-    async for piece in response.aiter_bytes():  # decoded: a gzip bomb counts at its full size
-        size += len(piece)
-        if size > limit:
-            return None
-        pieces.append(piece)
+    inflater = Inflater(response.headers.get("content-encoding"), limit, what)
+    pieces = []
+    try:
+        async for raw in response.aiter_raw():
+            pieces.extend(inflater.feed(raw))
+    except EncodingError:
+        if inflater.encoded:
+            raise
+        return None
     return b"".join(pieces)
 
 
@@ -148,7 +180,7 @@ class _Attempt:
         self.received_bytes = False  # past this, a retry could pay twice
         self.malformed = 0
         self.finished = False  # the relay said the answer is over ([DONE], finish_reason)
-        self.answered = False  # one whole JSON answer was read (no stream to recover)
+        self.done_marker = False  # the relay sent [DONE]: nothing more will come
         self.outcome: Exception | None = None  # why the stream stopped early, if it did
 
     def add(self, parsed) -> None:
@@ -286,6 +318,9 @@ class AsyncRelayClient:
         headers = {
             "Content-Type": "application/json",
             "Accept": "application/json",
+            # Ask for the bytes as they are: a compressed answer (a proxy may still send one) is
+            # inflated by hand, in bounded steps (kki_widgets.encodings).
+            "Accept-Encoding": "identity",
             **self.settings.headers,
         }
         headers["Authorization"] = f"Bearer {self.settings.api_key.reveal()}"
@@ -298,7 +333,7 @@ class AsyncRelayClient:
     def _headers_for(self, url: str) -> dict:
         """What a GET to `url` carries: the key and custom headers only for the relay itself."""
         if not same_origin(url, self.base_url):
-            return {"Accept": "application/json"}
+            return {"Accept": "application/json", "Accept-Encoding": "identity"}
         headers = self._auth_headers()
         headers.pop("Content-Type", None)
         return headers
@@ -361,8 +396,6 @@ class AsyncRelayClient:
                 try:
                     async for generation in self._send(body, started, state):
                         yield generation
-                    if state.answered:
-                        return
                 except (RelayError, httpx.TransportError, httpx.StreamError) as error:
                     if _after_task_id(error, state):
                         state.outcome = error
@@ -404,7 +437,15 @@ class AsyncRelayClient:
             "POST", self.settings.chat_url, json=body, headers=self._auth_headers()
         )
         log.debug("POST %s model=%s", self.settings.chat_url, body["model"])
-        response = await self._http().send(request, stream=True)
+        try:
+            response = await self._http().send(request, stream=True)
+        except (httpx.RemoteProtocolError, httpx.InvalidURL) as error:
+            if not is_malformed_redirect(error):
+                raise
+            raise RelayError(
+                malformed_redirect("the relay", self.settings.chat_url) + "; requests to the relay "
+                "never follow redirects. Check KKI_BASE_URL"
+            ) from None
         try:
             if response.is_redirect:
                 raise self._redirect_refused(response)
@@ -418,8 +459,7 @@ class AsyncRelayClient:
                 if payload is None:
                     raise ProtocolError(f"the relay's answer passed {MAX_RAW_BYTES // 1024} KB")
                 redacted_payload = self.redact(payload.decode("utf-8", "replace"))
-                state.answered = True
-                yield self._from_whole_answer(redacted_payload.encode())
+                self._read_whole_answer(redacted_payload.encode(), state)
                 return
             async for generation in self._read_events(response, started, state):
                 yield generation
@@ -433,12 +473,14 @@ class AsyncRelayClient:
         decoder = SSEDecoder()
         transcript = state.transcript
         previous = transcript.generation
-        async for chunk in response.aiter_raw():
-            state.received_bytes = state.received_bytes or bool(chunk)
-            state.received += len(chunk)
-            self._check_stream_bounds(state.received, started, transcript)
-            for data, extra in decoder.feed(chunk):
-                self._take_event(decode_chunk(data, extra), state)
+        inflater = Inflater(response.headers.get("content-encoding"), MAX_STREAM_BYTES)
+        async for raw in response.aiter_raw():
+            state.received_bytes = state.received_bytes or bool(raw)
+            for chunk in inflater.feed(raw) if inflater.encoded else (raw,):
+                state.received += len(chunk)
+                self._check_stream_bounds(state.received, started, transcript)
+                for data, extra in decoder.feed(chunk):
+                    self._take_event(decode_chunk(data, extra), state)
             state.drain()
             if (
                 transcript.generation.text_length > MAX_ANSWER_CHARS
@@ -450,8 +492,8 @@ class AsyncRelayClient:
                 if current.task_id and not previous.task_id:
                     self.submissions += 1
                 previous = current
-                yield current
-            if state.finished:
+                yield _while_streaming(current)
+            if state.done_marker:
                 break
         for data, extra in decoder.close():
             parsed = decode_chunk(data, extra)
@@ -468,25 +510,34 @@ class AsyncRelayClient:
             raise self._in_stream_error(parsed.error, state.transcript)
         state.add(parsed)  # the snapshot is built once per network read, by the caller
         if parsed.done or parsed.finish_reason:
+            # Read on after a finish_reason: some relays send "stop" before the video's link.
+            # Only [DONE] (or the end of the body) ends the reading.
             state.finished = True
+            state.done_marker = state.done_marker or parsed.done
 
     async def _recover_or_raise(self, state: _Attempt, started: float) -> AsyncIterator[Generation]:
-        """The answer stopped: its verdict, the followed task, or the error that says why not."""
+        """The answer stopped: the verdict its evidence earns, the followed task, or the error
+        that says why neither is possible."""
         state.flush()
         generation = state.transcript.finish()
-        if generation.done:
-            yield generation
-            return
-        if state.finished and not generation.task_id:
-            # Ended normally, with no video and nothing to follow: the relay has spoken.
-            yield _ended_without_video(generation, state.transcript)
+        verdict = await self._verdict(generation, state.transcript.reasoning_text, state.finished)
+        if verdict is not None and not (verdict.status == "still_running" and verdict.raw_url):
+            yield verdict
             return
         if generation.task_id:
-            # Accepted and paid for, but the answer stopped early: follow the task instead
-            # of sending the prompt again.
+            # Accepted and paid for, but the answer stopped without the video: follow the task
+            # instead of sending the prompt again.
             log.debug("stream ended early (%r); following %s", state.outcome, generation.task_id)
-            async for followed in self._follow(generation, started):
-                yield followed
+            try:
+                async for followed in self._follow(_while_streaming(generation), started):
+                    yield followed
+            except StreamInterrupted as error:
+                if not state.finished:
+                    raise
+                # The relay ended its answer and its raw-data link says nothing more: the task
+                # is still the relay's; say so (resumable), never "failed".
+                words = final_message(generation.text, state.transcript.reasoning_text)
+                yield still_running(error.generation or generation, words)
             return
         if isinstance(state.outcome, RelayError):
             raise state.outcome
@@ -500,27 +551,130 @@ class AsyncRelayClient:
             f"the relay's answer stopped before it showed a task ID{reason}", generation=generation
         )
 
-    def _from_whole_answer(self, payload: bytes) -> Generation:
-        """A relay that ignores `stream: true` and answers with one chat.completion JSON."""
+    def _read_whole_answer(self, payload: bytes, state: _Attempt) -> None:
+        """A relay that ignores `stream: true` and answers one chat.completion JSON (or a task
+        record): its text into the transcript; the verdict is `_recover_or_raise`'s."""
+        text = payload.decode("utf-8", "replace")
         try:
-            data = json.loads(payload)
-            message = data["choices"][0]["message"]
-            content = message["content"]
-        except (ValueError, KeyError, IndexError, TypeError, RecursionError):
-            raise ProtocolError("the relay answered JSON that is not a chat completion") from None
-        transcript = Transcript()
-        transcript.feed(prompt_text(content) if isinstance(content, list) else str(content or ""))
-        reasoning = message.get("reasoning_content") if isinstance(message, dict) else None
-        transcript.append_reasoning(reasoning if isinstance(reasoning, str) else "")
-        generation = transcript.finish()
-        if not generation.done and not generation.task_id:
-            return _ended_without_video(generation, transcript)
-        if not generation.done:
-            raise StreamInterrupted(
-                "the relay's answer has no video and no failure", task_id=generation.task_id,
-                generation=generation,
-            )
-        return generation
+            data = json.loads(text)
+            messages = [c.get("message") or {} for c in data["choices"] if isinstance(c, dict)]
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+            if task_in_content(text) is None:
+                raise ProtocolError("the relay answered JSON that is not a chat completion") from None
+            messages = [{"content": text}]  # a task record: read by its fields
+        for message in messages:
+            content = message.get("content") if isinstance(message, dict) else None
+            reasoning = message.get("reasoning_content") if isinstance(message, dict) else None
+            state.transcript.append(prompt_text(content) if isinstance(content, list) else str(content or ""))
+            state.transcript.append_reasoning(reasoning if isinstance(reasoning, str) else "")
+        state.finished = True
+
+    async def _verdict(self, generation: Generation, reasoning: str, ended: bool) -> Generation | None:
+        """What the ended answer proves (kki_widgets.evidence): its candidate URLs looked at
+        through the address policy, then the verdict; None when nothing is decided yet."""
+        record = task_in_content(generation.text)
+        words = None
+        ranked = candidates(generation.text, reasoning, self.base_url)
+        if record is not None:
+            generation = await asyncio.to_thread(generation_from_raw, record, generation)
+            # A record speaks by its fields: URLs elsewhere in it may be looked at, never taken on
+            # their words; a failed record's "url" (a help page) is no result at all.
+            ranked = [dataclasses.replace(c, strong=False) for c in ranked]
+            if generation.status == "failed":
+                ranked = []
+            else:
+                ranked = task_candidates(generation.video_url) + ranked
+            words = generation.error or ""
+        # The task's raw-data URL is followed, not looked at as media (a task to follow has one).
+        skip = generation.raw_url if generation.task_id else None
+        checks = await self._look_at([c.url for c in ranked if c.url != skip][:MAX_PROBES])
+        return decide(generation, ranked, checks, ended=ended, reasoning=reasoning, words=words)
+
+    async def _look_at(self, urls: list[str]) -> dict[str, str]:
+        """What each URL's first bytes say. The best candidate alone first (it is the video in
+        the common case); the others together, all within one PROBE_TIMEOUT, so hosts that
+        drop packets (a firewall) cost the end of an answer seconds, not minutes."""
+        checks: dict[str, str] = {}
+        if not urls:
+            return checks
+        checks[urls[0]] = await self._probe(urls[0])
+        rest = urls[1:]
+        if checks[urls[0]] == VIDEO or not rest:
+            return checks
+        tasks = [asyncio.ensure_future(self._probe(url)) for url in rest]
+        done, pending = await asyncio.wait(tasks, timeout=PROBE_TIMEOUT)
+        for task in pending:
+            task.cancel()
+        for url, task in zip(rest, tasks, strict=True):
+            checks[url] = task.result() if task in done and not task.exception() else UNCHECKED
+        return checks
+
+    async def _probe(self, url: str) -> str:
+        """VIDEO, NOT_VIDEO or UNCHECKED: the first bytes at `url` (a ranged GET), every hop
+        through the address policy, as the media downloads check theirs."""
+        for _hop in range(MAX_REDIRECTS + 1):
+            if not await self._media_host_allowed(url):
+                return UNCHECKED
+            headers = {**self._headers_for(url), "Accept": "*/*", "Range": f"bytes=0-{PROBE_BYTES - 1}"}
+            request = self._http().build_request("GET", url, headers=headers, timeout=PROBE_TIMEOUT)
+            try:
+                response = await self._http().send(request, stream=True)
+            except (httpx.HTTPError, OSError) as error:
+                log.debug("could not look at a candidate video: %s", type(error).__name__)
+                return UNCHECKED
+            try:
+                if response.is_redirect:
+                    url, why_not = _redirect_target(response)
+                    if why_not:
+                        return NOT_VIDEO
+                    continue
+                if response.status_code >= 300:
+                    return judge_status(response.status_code)
+                head = await self._head_of(response)
+            except (httpx.HTTPError, RelayError):
+                return UNCHECKED
+            finally:
+                await response.aclose()
+            return judge_head(head, response.headers.get("content-type"))
+        return UNCHECKED
+
+    async def _head_of(self, response: httpx.Response) -> bytes:
+        inflater = Inflater(response.headers.get("content-encoding"), 1024 * 1024, "a candidate video")
+        pieces, size = [], 0
+        try:
+            async for raw in response.aiter_raw():
+                for piece in inflater.feed(raw):
+                    pieces.append(piece)
+                    size += len(piece)
+                if size >= PROBE_BYTES:
+                    break
+        except EncodingError:
+            pass  # judged on what could be read
+        return b"".join(pieces)[:PROBE_BYTES]
+
+    async def _media_host_allowed(self, url: str) -> bool:
+        """The address policy of the media downloads (kki_widgets.addresses) for one hop: False
+        when it refuses the host (the kernel must not look; the browser may still play it)."""
+        parts = urlsplit(url)
+        try:
+            host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            return False
+        if not host or parts.scheme not in ("http", "https"):
+            return False
+        if self._address_policy is None:
+            self._address_policy = await asyncio.to_thread(AddressPolicy.for_relay, self.base_url)
+        try:
+            if environment_proxy(url) is not None and not is_loopback_host(urlsplit(self.base_url).hostname):
+                await asyncio.to_thread(self._address_policy.check_through_proxy, host)
+            else:
+                self._address_policy.check(host, await asyncio.to_thread(resolve, host, port))
+        except AddressRefused as error:
+            log.debug("a candidate video's host was refused: %s", error)
+            return False
+        except OSError:
+            return False  # unresolvable here: nothing to look at
+        return True
 
     def _in_stream_error(self, error: dict, transcript: Transcript) -> RelayError:
         # Only the fields the mapping reads, each redacted and bounded: the relay wrote them.
@@ -539,7 +693,10 @@ class AsyncRelayClient:
 
     async def _error_body(self, response: httpx.Response) -> bytes:
         """An HTTP error's body, bounded and redacted (error_from_response may quote it)."""
-        payload = await _read_capped(response, MAX_ERROR_BYTES)
+        try:
+            payload = await _read_capped(response, MAX_ERROR_BYTES, "the relay's error answer")
+        except EncodingError as error:
+            return f"HTTP {response.status_code} ({error.message})".encode()
         if payload is None:
             return f"HTTP {response.status_code} (an error body over 64 KB)".encode()
         return self.redact(payload.decode("utf-8", "replace")).encode()
@@ -595,7 +752,7 @@ class AsyncRelayClient:
         last_error = ""
         while True:
             if time.monotonic() > deadline:
-                raise StreamInterrupted(
+                raise _still_running(
                     f"the task did not finish within {self.follow_timeout:.0f} s of following it",
                     task_id=generation.task_id,
                     generation=generation,
@@ -611,6 +768,8 @@ class AsyncRelayClient:
                 failures = 0
                 if updated.status == "completed" and not updated.video_url:
                     updated = updated.with_status("generating")
+                elif updated.status == "completed" and updated.video_url != generation.video_url:
+                    updated = await self._checked_completion(updated)
                 if updated != generation or updated.text_length != generation.text_length:
                     if updated.status == "completed":
                         updated = updated.with_text(completed_text(updated))
@@ -619,13 +778,27 @@ class AsyncRelayClient:
                 if generation.done:
                     return
             if failures >= 8:
-                raise StreamInterrupted(
+                raise _still_running(
                     f"the relay's raw-data URL kept failing ({last_error})",
                     task_id=generation.task_id,
                     generation=generation,
                 )
             await asyncio.sleep(interval * (0.8 + random.random() * 0.4))
             interval = min(interval * 1.5, 15.0)
+
+    async def _checked_completion(self, generation: Generation) -> Generation:
+        """A followed task the relay calls completed, judged by its video's first bytes like a
+        streamed answer: a page or a 404 is no video; a link the kernel cannot reach is taken
+        on the relay's structured word, unverified."""
+        check = await self._probe(generation.video_url)
+        if check == VIDEO:
+            return generation
+        if check == UNCHECKED:
+            return completed_unverified(generation)
+        return generation.with_status(
+            "failed", error=f"the relay calls the task completed, but its video link is no video "
+                            f"(a web page, an image or a missing file): {generation.video_url}"
+        )
 
     async def _poll_raw(self, url: str, generation: Generation) -> tuple[Generation | None, str]:
         """One look at the raw-data URL: the updated state, or None and why not."""
@@ -635,7 +808,12 @@ class AsyncRelayClient:
             await self._check_address(url, generation)
             # By hand, hop by hop: the key and custom headers go only to the relay's own origin.
             request = self._http().build_request("GET", url, headers=self._headers_for(url))
-            response = await self._http().send(request, stream=True)
+            try:
+                response = await self._http().send(request, stream=True)
+            except (httpx.RemoteProtocolError, httpx.InvalidURL) as error:
+                if not is_malformed_redirect(error):
+                    raise
+                return None, malformed_redirect("the raw-data URL", url)
             try:
                 if response.is_redirect:
                     url, why_not = _redirect_target(response)
@@ -644,7 +822,7 @@ class AsyncRelayClient:
                     continue
                 if response.status_code != 200:
                     return None, f"HTTP {response.status_code}"
-                body = await _read_capped(response, MAX_RAW_BYTES)
+                body = await _read_capped(response, MAX_RAW_BYTES, "the raw-data answer")
             finally:
                 await response.aclose()
             if body is None:
@@ -698,7 +876,7 @@ class AsyncRelayClient:
         ) as response:
             if response.status_code != 200:
                 raise RelayError(f"HTTP {response.status_code} from {urlsplit(url).path}")
-            body = await _read_capped(response, limit)
+            body = await _read_capped(response, limit, f"{urlsplit(url).path}'s answer")
         if body is None:
             raise ProtocolError(f"{urlsplit(url).path} answered more than {limit} bytes")
         try:
@@ -729,6 +907,9 @@ class AsyncRelayClient:
                 task_id=final.task_id,
                 generation=final,
             )
+        if final.status == "still_running":
+            raise StillRunning(final.error or "still running at the relay", task_id=final.task_id,
+                               generation=final)
         return final
 
     async def resume(self, task_id: str, raw_url: str | None = None, on_update=None) -> Generation:
@@ -741,11 +922,21 @@ class AsyncRelayClient:
         return final
 
 
-def _ended_without_video(generation: Generation, transcript: Transcript) -> Generation:
-    """An answer that ended normally with neither a video nor a task ID: failed, in the relay's
-    own last words (there is no task to follow, and nothing was said to be still running)."""
-    words = transcript.last_words or "the relay ended its answer without a video or a task ID"
-    return generation.with_status("failed", error=words)
+def _still_running(why: str, *, task_id: str | None, generation: Generation) -> StillRunning:
+    """Following a task gave up, but the relay has it and may still finish it: not a failure."""
+    return StillRunning(
+        f"{why}. The relay has task {task_id} and may still finish it; it was not sent again: "
+        f"%sora resume {task_id} (or Conversation.resume) fetches it later",
+        task_id=task_id, generation=generation,
+    )
+
+
+def _while_streaming(generation: Generation) -> Generation:
+    """While the answer runs, its words set the state; only the evidence at its end sets the
+    verdict (a "failed" word may be followed by the video, a link may be a web page)."""
+    if generation.status in TERMINAL:
+        return dataclasses.replace(generation, status="generating", error=None)
+    return generation
 
 
 class RelayClient:

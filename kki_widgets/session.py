@@ -29,7 +29,7 @@ from pathlib import Path
 
 from . import pricing
 from .batch import check_prompts, live_counter, run_all, wait_drawing
-from .errors import ConfigurationError, KkiError, RelayError, scrub
+from .errors import ConfigurationError, KkiError, RelayError, StillRunning, scrub
 from .loop import background_loop, block_on, submit
 from .profiles import RelayProfile, WireRequest, get_profile
 from .relay import AsyncRelayClient, RelayClient
@@ -534,7 +534,9 @@ class Conversation:
         except RelayError as error:
             if error.generation is not None and error.generation.task_id:
                 turn.generation = error.generation
-            self._finish(turn, "failed", str(error))
+            # Following gave up while the relay still has the task: resumable, not a failure.
+            ending = "still_running" if isinstance(error, StillRunning) else "failed"
+            self._finish(turn, ending, str(error))
             return
         except KkiError as error:
             self._finish(turn, "failed", str(error))
@@ -542,6 +544,9 @@ class Conversation:
         if turn.generation.status == "completed":
             await keep_media(turn, self.media_dir, self.client.base_url)
             self._finish(turn, "completed", None)
+        elif turn.generation.status == "still_running":
+            # Not a failure: the relay still has the task; it stays pending (resumable).
+            self._finish(turn, "still_running", turn.generation.error)
         else:
             self._finish(turn, "failed", turn.failure_message())
 
@@ -553,7 +558,7 @@ class Conversation:
                 self._head = turn.index
                 if self.store is not None and turn.cache_key:
                     self.store.cache_put(turn.cache_key, turn.cache_entry())
-            if self.store is not None and turn.task_id and status != "cancelled":
+            if self.store is not None and turn.task_id and status not in ("cancelled", "still_running"):
                 self.store.remove_pending(turn.task_id)
             self._persist()
         self._notify(turn)
@@ -658,7 +663,7 @@ class Conversation:
     async def aresume(self, task_id: str | None = None) -> Turn:
         """Fetch an accepted generation by task ID (cut stream, cancelled wait, dead kernel)."""
         turn = self._find_resumable(task_id)
-        turn.status = "generating" if turn.status in ("cancelled", "failed") else turn.status
+        turn.status = "generating" if turn.status in ("cancelled", "failed", "still_running") else turn.status
         turn.error = None
         self._notify(turn)
         updates = self.client.follow(turn.task_id, turn.generation.raw_url)

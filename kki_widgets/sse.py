@@ -239,6 +239,9 @@ def decode_chunk(data: str, extra: list[str] | None = None) -> ChatChunk:
         # Usage-only and other bookkeeping chunks carry no text.
         return ChatChunk()
     choice = choices[0]
+    if len(choices) > 1:
+        # Some relays put the text in choices[1] (choices[0] an empty delta): read them all.
+        return _all_choices(choices)
     if not isinstance(choice, dict):
         return _MALFORMED
     delta = choice.get("delta")
@@ -259,3 +262,21 @@ def decode_chunk(data: str, extra: list[str] | None = None) -> ChatChunk:
     if not content and not reasoning and finish is None:
         return _EMPTY
     return _content_chunk(content, finish if isinstance(finish, str) else None, reasoning)
+
+
+def _all_choices(choices: list) -> ChatChunk:
+    """One chunk of several choices: their text joined in order, the last finish_reason."""
+    content, reasoning, finish = [], [], None
+    for choice in choices:
+        if not isinstance(choice, dict):
+            continue
+        delta = choice.get("delta")
+        if not isinstance(delta, dict):
+            delta = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+        content.append(_text_of(delta.get("content")))
+        reasoning.append(_text_of(delta.get("reasoning_content") or delta.get("reasoning")))
+        if isinstance(choice.get("finish_reason"), str):
+            finish = choice["finish_reason"]
+    if not any(content) and not any(reasoning) and finish is None:
+        return _EMPTY
+    return _content_chunk("".join(content), finish, "".join(reasoning))

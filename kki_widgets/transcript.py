@@ -24,11 +24,15 @@ import json
 import re
 from dataclasses import dataclass, field, fields, replace
 
-STATUSES = ("queued", "generating", "completed", "failed", "cancelled")
-TERMINAL = frozenset(("completed", "failed", "cancelled"))
+# "still_running": the relay's answer ended while the video is still being made there (it gave a
+# task ID, or said so). The client's stream is over, the task is not: it is resumed by task ID,
+# never sent again, and never counted as a failure.
+STATUSES = ("queued", "generating", "completed", "failed", "cancelled", "still_running")
+TERMINAL = frozenset(("completed", "failed", "cancelled", "still_running"))
 RUNNING = frozenset(STATUSES) - TERMINAL
 # How a status reads to a person (the widget sends these to its JS with every turn).
 STATUS_WORDS = {status: status.capitalize() for status in STATUSES}
+STATUS_WORDS["still_running"] = "Still running at the relay"
 
 # An unfinished line longer than this is read as if it had ended: bounds the cost of a hostile
 # stream that never sends a newline, and no honest line comes near it.
@@ -126,6 +130,9 @@ class Generation:
     # The relay's own warnings ("⚠️ 缓存失败: …, 正在返回源链接", "⚠️ … 将忽略图片"): things it did
     # differently from what was asked, that do not stop the video. Shown with the turn.
     notices: tuple = ()
+    # Completed on the answer's words alone: the kernel could not reach the video to check its
+    # bytes (address policy, network, proxy). The browser may still play it.
+    unverified: bool = False
     text_length: int = 0
     _log: _TextLog = field(default=_EMPTY_LOG, repr=False, compare=False)
     _parts: int = field(default=0, repr=False, compare=False)
@@ -158,6 +165,7 @@ class Generation:
         values["unsafe_urls"] = tuple(values["unsafe_urls"] or ())
         notices = values["notices"] if isinstance(values["notices"], (list, tuple)) else ()
         values["notices"] = tuple(str(n)[:MAX_NOTICE] for n in notices[:MAX_NOTICES])
+        values["unverified"] = values["unverified"] is True
         return cls(**values).with_text(data.get("text") or "")
 
     def with_text(self, text: str) -> Generation:
@@ -257,6 +265,7 @@ class Transcript:
         self._line_has_tag = False  # the unfinished line holds "<": its numbers may be CSS
         self._reasoning = ""  # the unfinished line of the reasoning channel
         self._reasoning_length = 0
+        self._reasoning_parts: list[str] = []  # the status channel verbatim (the verdict reads it)
         self._last_words = ""  # the last non-empty line read, on either channel
         self._notices: list[str] = []
         self._generation = Generation()
@@ -316,6 +325,7 @@ class Transcript:
             return
         self._dirty = True
         self._reasoning_length += len(delta)
+        self._reasoning_parts.append(delta)
         if "\n" not in delta:
             # Like `append`: an unfinished line only grows; it is read when it ends.
             self._reasoning += delta
@@ -333,6 +343,13 @@ class Transcript:
     def reasoning_length(self) -> int:
         """Characters received on the status channel (bounded by the client like `.text`)."""
         return self._reasoning_length
+
+    @property
+    def reasoning_text(self) -> str:
+        """Everything received on the status channel (never part of `.text`)."""
+        if len(self._reasoning_parts) > 1:
+            self._reasoning_parts = ["".join(self._reasoning_parts)]
+        return self._reasoning_parts[0] if self._reasoning_parts else ""
 
     @property
     def last_words(self) -> str:

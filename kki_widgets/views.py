@@ -30,7 +30,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from .transcript import TERMINAL
+from .transcript import STATUS_WORDS, TERMINAL
 
 __all__ = [
     "Gallery",
@@ -121,7 +121,8 @@ def compact_line(turn: Any) -> str:
         bits.append(f"{options['duration']} s")
     if status != "completed":
         progress = getattr(generation, "progress", 0) or 0
-        bits.append(f"{status} {progress}%" if status == "generating" and progress else status)
+        words = STATUS_WORDS[status].lower() if status == "still_running" else status
+        bits.append(f"{status} {progress}%" if status == "generating" and progress else words)
     task_id = getattr(generation, "task_id", None)
     if task_id:
         bits.append(f"task {task_id}")
@@ -150,7 +151,7 @@ def _note(turn: Any) -> str | None:
 
 
 def _error(turn: Any) -> str | None:
-    if getattr(turn, "status", None) in ("failed", "cancelled"):
+    if getattr(turn, "status", None) in ("failed", "cancelled", "still_running"):
         return getattr(turn, "error", None) or f"turn {getattr(turn, 'index', '?')} {turn.status}"
     return None
 

@@ -167,7 +167,7 @@ def turn_to_dict(turn: Any, remixes: bool = True) -> dict:
         "task_id": getattr(generation, "task_id", None),
         "sid": getattr(generation, "sid", None),
         **urls,
-        "error": str(error) if error and status in ("failed", "cancelled") else None,
+        "error": str(error) if error and status in ("failed", "cancelled", "still_running") else None,
         "cached": bool(getattr(turn, "cached", False)),
         # Price and takes (pricing.py, session.py): words from Python, the widget only shows them.
         "cost_text": str(getattr(turn, "cost_text", "") or ""),

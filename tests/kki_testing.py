@@ -24,7 +24,7 @@ class ReplayServer:
         raw_status: int = 404,
         content_type: str = "text/event-stream",
         content_encoding: str | None = None,
-        media: dict[str, tuple[int, str, bytes]] | None = None,
+        media: dict[str, tuple] | None = None,
         hold: tuple[bytes, float] | None = None,
     ):
         """`content_encoding`: sent as the answer's Content-Encoding (the body is already encoded,
@@ -40,6 +40,9 @@ class ReplayServer:
         self.pause = pause
         self.requests = []
         self.media_requests: list[tuple[str, str | None]] = []  # (path, Range header)
+        # path → (status, content type, bytes) or (bytes, content type); tests may add paths later.
+        self.media = dict(media or {})
+        self.body = body  # may be replaced between requests (an answer naming this server's URLs)
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -57,6 +60,7 @@ class ReplayServer:
                     self._write_slowly()
 
             def _write_slowly(self):
+                body = outer.body
                 for start in range(0, len(body), piece):
                     self.wfile.write(body[start : start + piece])
                     self.wfile.flush()
@@ -66,9 +70,10 @@ class ReplayServer:
                         time.sleep(hold_seconds)
 
             def do_GET(self):
-                if media and self.path in media:
+                if self.path in outer.media:
                     outer.media_requests.append((self.path, self.headers.get("Range")))
-                    _send_media(self, *media[self.path])
+                    answer = outer.media[self.path]
+                    _send_media(self, *(answer if len(answer) == 3 else (200, answer[1], answer[0])))
                     return
                 # The raw-data endpoint a client polls after a cut: answers raw_status.
                 self.send_response(raw_status)
@@ -476,3 +481,74 @@ def _pump(source, sink) -> None:
         while piece := source.recv(65536):
             sink.sendall(piece)
         sink.shutdown(socket.SHUT_WR)
+
+
+def ranged_answer(body: bytes, content_type: str, range_header: str | None):
+    """(status, headers, payload) of a GET with an optional `Range: bytes=A-B`, as media hosts answer."""
+    headers = {"Content-Type": content_type, "Accept-Ranges": "bytes"}
+    if range_header and range_header.startswith("bytes="):
+        first, _, last = range_header[6:].partition("-")
+        start, end = int(first or 0), min(int(last) if last else len(body) - 1, len(body) - 1)
+        headers["Content-Range"] = f"bytes {start}-{end}/{len(body)}"
+        headers["Content-Length"] = str(end - start + 1)
+        return 206, headers, body[start : end + 1]
+    headers["Content-Length"] = str(len(body))
+    return 200, headers, body
+
+
+class ExternalMedia:
+    """The internet as a test sees it: `urls` (absolute, on hosts that do not resolve here)
+    answer their bytes with Range, every other outside URL 404; this machine's own servers are
+    reached for real. Pass `transport()` to the client and `patch_dns(monkeypatch)` so the
+    address policy sees the outside hosts as public."""
+
+    def __init__(self, urls: dict, *, offline: bool = False, local_ports: tuple[int, ...] = ()):
+        """`offline`: every host but this machine's `local_ports` refuses the connection (the
+        kernel cannot reach the media at all), instead of answering 404."""
+        import httpx
+
+        self.urls = {str(httpx.URL(url)): answer for url, answer in urls.items()}  # → (bytes, type)
+        self.asked: list[str] = []
+        self.offline, self.local_ports = offline, local_ports
+
+    def transport(self):
+        import httpx
+
+        outer = self
+        real = httpx.AsyncHTTPTransport()
+
+        class Transport(httpx.AsyncBaseTransport):
+            async def handle_async_request(self, request):
+                local = request.url.host in ("127.0.0.1", "localhost")
+                if str(request.url) not in outer.urls and local and (
+                    not outer.offline or request.url.port in outer.local_ports
+                ):
+                    return await real.handle_async_request(request)
+                outer.asked.append(str(request.url))
+                if outer.offline and str(request.url) not in outer.urls:
+                    raise httpx.ConnectError("unreachable from this kernel", request=request)
+                if str(request.url) not in outer.urls:
+                    return httpx.Response(404, headers={"Content-Type": "text/html"},
+                                          stream=httpx.ByteStream(b"<h1>404</h1>"))
+                status, headers, payload = ranged_answer(*outer.urls[str(request.url)], request.headers.get("Range"))
+                return httpx.Response(status, headers=headers, stream=httpx.ByteStream(payload))
+
+            async def aclose(self):
+                await real.aclose()
+
+        return Transport()
+
+    @staticmethod
+    def patch_dns(monkeypatch):
+        import ipaddress
+
+        import kki_widgets.relay as relay_module
+
+        original = relay_module.resolve
+
+        def resolve(host, port):
+            if host in ("127.0.0.1", "localhost"):
+                return original(host, port)
+            return [ipaddress.ip_address("93.184.215.14")]  # a public address
+
+        monkeypatch.setattr(relay_module, "resolve", resolve)

@@ -170,10 +170,16 @@ def test_real_relay_answer_through_the_magic(shell, name):
             shown = str(result.error_in_exec or "") + " ".join(result.result.generation.notices if result.result else ())
             assert expect["words_contains"] in shown
             assert result.result is None or result.result.generation.task_id == expect["task_id"]
+        elif expect["status"] == "completed" and expect.get("unreachable") == "ended":
+            # The fixture's host is unreachable here and its link is no strong evidence (no
+            # video tag, no video extension): the whole answer is shown, never "completed".
+            assert isinstance(result.error_in_exec, TurnFailed)
+            assert expect["video_url"] in str(result.error_in_exec)
         elif expect["status"] == "completed":
             assert result.error_in_exec is None
             assert result.result.status == "completed"
             assert result.result.generation.video_url == expect["video_url"]
+            assert result.result.generation.unverified  # this kernel could not look at its bytes
         else:
             assert isinstance(result.error_in_exec, TurnFailed)
             assert expect["error_contains"] in str(result.error_in_exec)
@@ -242,8 +248,11 @@ def test_real_relay_answer_through_the_widget(name):
             assert turn.generation.task_id == expect["task_id"]
             assert expect["words_contains"] in " ".join([state.get("error") or "", *turn.generation.notices])
             return
-        assert state["status"] == turn.status == expect["status"]
-        if expect["status"] == "completed":
+        unreachable = expect["status"] == "completed" and expect.get("unreachable") == "ended"
+        assert state["status"] == turn.status == ("failed" if unreachable else expect["status"])
+        if unreachable:
+            assert expect["video_url"] in state["error"]
+        elif expect["status"] == "completed":
             assert state["video_url"] == expect["video_url"]
         else:
             assert expect["error_contains"] in state["error"]

@@ -21,15 +21,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from kki_testing import (
     TEST_KEY,
+    ExternalMedia,
     ReplayServer,
     expected_outcome,
     media_answer,
     relay_metas,
     replay_fixture,
     sse_body,
+    tiny_mp4,
 )
 
-from kki_widgets.errors import GenerationFailed, StreamInterrupted
+from kki_widgets.errors import GenerationFailed, StillRunning, StreamInterrupted
 from kki_widgets.relay import RelayClient
 from kki_widgets.sse import SSEDecoder, decode_chunk
 from kki_widgets.transcript import Generation, Transcript
@@ -96,17 +98,47 @@ def replay(meta: dict, piece: int) -> ReplayServer:
     return replay_fixture(meta, piece)
 
 
-def check_outcome(meta: dict, generate, server: ReplayServer) -> None:
+def on_the_relay(video: str | None) -> bool:
+    """A video path on the relay itself (relative, or templated on the replay server): reachable."""
+    return bool(video) and (video.startswith("/") or video.startswith("{"))
+
+
+def check_outcome(meta: dict, generate, server: ReplayServer, served: bool = True) -> None:
     expect = expected_outcome(meta, server)
+    if str(expect.get("video_url", "")).startswith("/"):
+        expect["video_url"] = server.origin + expect["video_url"]  # a path relative to the relay
     if expect["status"] == "running":
-        check_still_running(expect, generate)
-    elif expect["status"] == "completed":
+        # The third ending: the relay stopped streaming while its task goes on. Neither completed
+        # nor failed (nothing offers to send it again); the task ID is kept to resume by, and the
+        # relay's own words are shown.
+        with pytest.raises(StillRunning) as caught:
+            generate()
+        generation = caught.value.generation
+        assert generation.task_id == expect["task_id"]
+        assert generation.video_url is None
+        assert expect["words_contains"] in " ".join([generation.error or "", *generation.notices])
+        return
+    if expect["status"] == "completed" and not served:
+        # Nothing reachable from the kernel (the fixtures' hosts): only strong text evidence (a
+        # video tag, a video extension in the result's link) completes, and says it is unverified.
+        if expect["unreachable"] == "unverified":
+            final = generate()
+            assert final.status == "completed" and final.unverified
+            assert final.video_url == expect["video_url"]
+        else:
+            with pytest.raises(GenerationFailed) as caught:
+                generate()
+            assert expect["video_url"] in caught.value.generation.error  # the whole answer shown
+            assert "charge" in caught.value.generation.error
+        return
+    if expect["status"] == "completed":
         seen = []
         final = generate(seen.append)
         assert final.status == "completed"
         # Never "failed" on the way, even when a warning says 失败 before the video comes.
         assert "failed" not in {snapshot.status for snapshot in seen}
         assert final.video_url == expect["video_url"]
+        assert not final.unverified  # its bytes were looked at: an mp4
         assert final.task_id == expect["task_id"]
         if "download_url" in expect:
             assert final.download_url == expect["download_url"]
@@ -119,27 +151,45 @@ def check_outcome(meta: dict, generate, server: ReplayServer) -> None:
         assert expect["error_contains"] in str(caught.value)
 
 
-def check_still_running(expect: dict, generate) -> None:
-    """The third ending: the relay stopped streaming while its task goes on. The turn is neither
-    completed nor failed (so nothing offers to send it again), keeps the task ID to resume by,
-    and shows the relay's own words with the turn."""
-    seen = []
-    final = generate(seen.append)
-    assert final.status not in ("completed", "failed"), (final.status, final.error)
-    assert final.task_id == expect["task_id"]
-    assert final.video_url is None
-    assert any(expect["words_contains"] in notice for notice in final.notices), final.notices
-
-
 @pytest.mark.parametrize("piece", [3, 61])
 @pytest.mark.parametrize("name", sorted(METAS))
-def test_real_answer_through_relay_client(name, piece):
+def test_real_answer_through_relay_client(name, piece, monkeypatch):
+    # The fixture's video URL answers a real mp4 (its host made reachable for the test): the
+    # verdict comes from those bytes.
     meta = METAS[name]
     server = replay(meta, piece)
+    video = meta["expect"].get("video_url")
+    world = ExternalMedia({video: (tiny_mp4(), "video/mp4")} if video and not on_the_relay(video) else {})
+    if video and video.startswith("/"):
+        server.media.setdefault(video, (tiny_mp4(), "video/mp4"))
+    world.patch_dns(monkeypatch)
     try:
-        with RelayClient(base_url=server.base_url, api_key=TEST_KEY, max_retries=0) as client:
+        with RelayClient(base_url=server.base_url, api_key=TEST_KEY, max_retries=0,
+                         transport=world.transport()) as client:
             check_outcome(meta, lambda seen=None: client.generate("a fox in the snow", on_update=seen), server)
         assert len(server.requests) == 1  # one paid request, never sent again
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("name", sorted(METAS))
+def test_real_answer_whose_media_the_kernel_cannot_reach(name, monkeypatch):
+    meta = METAS[name]
+    server = replay(meta, 61)
+    # Nothing but the relay itself answers (the fixtures' hosts, and any loopback port a fixture
+    # names, such as grok2api's default 127.0.0.1:8000, refuse the connection).
+    world = ExternalMedia({}, offline=True, local_ports=(server.server.server_address[1],))
+    world.patch_dns(monkeypatch)
+    try:
+        with RelayClient(base_url=server.base_url, api_key=TEST_KEY, max_retries=0,
+                         transport=world.transport()) as client:
+            # A path on the relay itself is always reachable.
+            video = meta["expect"].get("video_url")
+            if video and video.startswith("/"):
+                server.media.setdefault(video, (tiny_mp4(), "video/mp4"))
+            check_outcome(meta, lambda seen=None: client.generate("a fox", on_update=seen), server,
+                          served=on_the_relay(video))
+        assert len(server.requests) == 1
     finally:
         server.close()
 
@@ -166,7 +216,9 @@ def test_an_answer_that_ends_normally_without_video_or_task_id_fails_in_its_own_
         client = RelayClient(base_url=server.base_url, api_key=TEST_KEY)
         with client, pytest.raises(GenerationFailed) as caught:
             client.generate("a fox")
-        assert caught.value.generation.error == "Hello there, how may I assist you today?"
+        # Ended without a video: the whole answer, and the warning that it may have cost.
+        assert "Hello there, how may I assist you today?" in caught.value.generation.error
+        assert "charge" in caught.value.generation.error
         assert "task ID" not in str(caught.value)
     finally:
         server.close()
