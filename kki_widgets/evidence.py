@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 from urllib.parse import urljoin, urlsplit
 
 from .sniff import sniff
-from .transcript import Generation
+from .transcript import COMPLETE_WORDS, Generation
 
 VIDEO, NOT_VIDEO, UNCHECKED = "video", "not video", "unchecked"
 MAX_CANDIDATES = 16
@@ -287,9 +287,18 @@ def decide(
         return _failed(generation, f"{UNSAFE_ONLY}\n\n{message}".strip())
     if not ended:
         return None
-    if generation.task_id or _STILL_RUNNING.search(message):
+    if generation.task_id or _still_being_made(message):
         return still_running(generation, message)
     return _without_video(generation, message)
+
+
+def _still_being_made(message: str) -> bool:
+    """The relay's last word on the video is that it is still being made: a "done" said after
+    "may still be generating" (a relay that waited on, then answered) supersedes it."""
+    last = None
+    for last in _STILL_RUNNING.finditer(message):  # noqa: B007 - the last one is wanted
+        pass
+    return last is not None and not COMPLETE_WORDS.search(message, last.end())
 
 
 def completed_unverified(generation: Generation) -> Generation:
@@ -343,10 +352,15 @@ UNVERIFIED_NOTICE = (
 
 
 def _relay_said_failed(generation: Generation, message: str) -> bool:
+    still = bool(message) and _still_being_made(message)
     if generation.status == "failed" or generation.notices:
-        return True  # a failure line, or a "⚠️" with no video after it: that is the verdict
-    if not message or _STILL_RUNNING.search(message):
+        # A failure line, or a "⚠️" with no video after it: that is the verdict, unless all it
+        # says is that the relay's own wait ran out while it says the video is still being made.
+        said = " ".join([*generation.notices, generation.error or ""])
+        return not (still and _only_waiting_ran_out(said))
+    if not message or still:
         return False
+    message = _WAITING.sub(" ", message)
     # A relay that accepted a task (it gave an ID) and says nothing explicit about failing is
     # still making the video ("预计需要 3 分钟" is not a refusal); without a task, looser words
     # ("needs images: use … instead", "limit reached") are the refusal.
@@ -354,6 +368,20 @@ def _relay_said_failed(generation: Generation, message: str) -> bool:
     return bool(wording.search(message))
 
 
+def _only_waiting_ran_out(words: str) -> bool:
+    """"获取视频生成结果超时" (fetching the result timed out): the relay's wait ran out, not the
+    generation; any other failure word (a refusal, a policy, an error) is a failure."""
+    return bool(_TIMEOUT.search(words)) and not _EXPLICIT_FAILURE.search(_TIMEOUT.sub(" ", words))
+
+
+_TIMEOUT = re.compile(r"timed? ?out|timeout|超时", re.I)
+# How long to wait is not a refusal: "这可能需要1-2分钟", "请耐心等待", "may take a few minutes".
+_WAITING = re.compile(
+    r"(?:可能)?需要\s*(?:约|大约)?\s*[\d\-–~～几数]+\s*(?:秒|分钟|小时|min|s\b)|请耐心等待|耐心等待|"
+    r"(?:may|might|can|will) take (?:up to |about |around )?(?:a few|several|\d+)[^.\n]{0,20}(?:second|minute|hour)s?|"
+    r"please (?:be patient|wait)",
+    re.I,
+)
 _EXPLICIT_FAILURE = re.compile(
     r"fail|失败|error|错误|violat|polic|guardrail|refus|reject|拒绝|unsafe|审核|违规|denied|blocked|"
     r"timed? ?out|timeout|超时|cancel|取消|❌|🚫", re.I)

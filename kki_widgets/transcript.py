@@ -43,7 +43,9 @@ MAX_LINE = 8192
 _LINK = re.compile(r"\[([^\[\]\n]*)\]\(\s*<?([^()\s<>]+(?:\([^()\s]*\)[^()\s<>]*)*)>?\s*\)")
 _BARE_URL = re.compile(r"(?<![(<\w])((?:https?|javascript|data|vbscript|file):[^\s()<>\[\]`]+)", re.I)
 _BACKTICK = re.compile(r"`([^`\s]{4,200})`")
-_ID_LABEL = re.compile(r"(?:\bID|任务\s*ID|任务编号)\s*[:：]\s*`?([A-Za-z0-9][A-Za-z0-9_:\-.]{3,200})`?", re.I)
+# "ID:" as a word, or after a Chinese label (任务ID, 历史记录ID, 视频ID: CJK letters are word
+# characters, so no \b stands between them and "ID").
+_ID_LABEL = re.compile(r"(?:\bID|(?<=[\u4e00-\u9fff])\s*ID|任务编号)\s*[:：]\s*`?([A-Za-z0-9][A-Za-z0-9_:\-.]{3,200})`?", re.I)
 _SID_LABELLED = re.compile(r"\bsid\s*[:：]\s*`?([A-Za-z0-9_\-]{4,128})", re.I)
 _SID = re.compile(r"(?<![A-Za-z0-9_])(s_[A-Za-z0-9]{8,128})(?![A-Za-z0-9_])")
 # A progress value is a number followed by ".." (the relays' "36..44..") or "%".
@@ -58,7 +60,7 @@ _FENCE_LANG = re.compile(r"^`{3,}\s*([\w+-]*)")
 _DIGIT = re.compile(r"\d")
 _PROGRESS_LABELLED = re.compile(r"(?:progress|进度)\D{0,12}?(\d{1,3})(?!\d)", re.I)
 _GENERATING = re.compile(r"generat|processing|rendering|生成中|正在生成|处理中", re.I)
-_COMPLETE = re.compile(
+COMPLETE_WORDS = _COMPLETE = re.compile(
     r"(?:generat\w*|video)\s*(?:is\s+)?(?:complete|completed|done|finished|succeeded)|生成完成|✅|🎉",
     re.I,
 )

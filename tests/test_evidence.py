@@ -41,7 +41,6 @@ def stream_of(*deltas: str, done: bool = True) -> bytes:
 @pytest.fixture
 def relay():
     server = ReplayServer(b"", piece=7, pause=0)
-    server.origin = server.base_url.removesuffix("/v1")
     yield server
     server.close()
 
