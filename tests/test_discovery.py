@@ -1,0 +1,242 @@
+"""Connecting with only a base URL and a key: the relay's model list decides how options travel.
+
+Against the simulator's catalogs (each lists and serves exactly one family's names, so a wrong
+name meets model_not_found) and small stand-in servers for the shapes and failures of real
+gateways: 404, an HTML page, a hanging answer, junk JSON, a 50 MB list.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from kki_testing import TEST_KEY
+
+from kki_widgets import discovery
+from kki_widgets.errors import ConfigurationError
+from kki_widgets.profiles import BUILTIN
+from kki_widgets.relay_models import NO_FAMILY, detect, model_ids, sized_model
+from kki_widgets.session import Conversation
+from kki_widgets.simulator import Simulator
+from kki_widgets.simulator.catalog import MODEL_LISTS
+
+
+@pytest.fixture(scope="module")
+def catalogs():
+    sims = {}
+    for name in ("sora2api", "flow2api", "plain"):
+        sims[name] = Simulator(queue_seconds=0, generate_seconds=0, step_seconds=0, seed=3, catalog=name).start()
+    yield sims
+    for sim in sims.values():
+        sim.stop()
+
+
+def conversation_at(base_url: str, **options) -> Conversation:
+    return Conversation(base_url=base_url, api_key=TEST_KEY, store=None, media_dir=None, **options)
+
+
+# ---- reading model lists -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("answer", [
+    {"object": "list", "data": [{"id": "sora-2", "object": "model"}, {"id": "gpt-4o"}]},
+    {"success": True, "data": {"1": ["sora-2"], "7": ["gpt-4o", "sora-2"]}},  # new-api /api/models
+    {"success": True, "data": ["sora-2", "gpt-4o"]},  # one-api /api/user/models
+    {"models": [{"name": "models/sora-2"}, {"name": "models/gpt-4o"}]},  # Gemini-style
+    ["sora-2", "gpt-4o"],
+])  # fmt: skip
+def test_every_model_list_shape_gives_the_names(answer):
+    assert model_ids(answer) == ["sora-2", "gpt-4o"]
+
+
+@pytest.mark.parametrize("junk", [None, "sora-2", 42, {"data": "x"}, {"data": [{"id": 3}, {"id": "<img src=x>"}]}])
+def test_junk_lists_give_no_names(junk):
+    assert model_ids(junk) == []
+
+
+def test_video_image_and_chat_models_are_told_apart():
+    found = detect([*MODEL_LISTS["flow2api"], "gpt-4o-mini", "veo_3_0_r2v_fast_portrait"])
+    assert found.profile == "flow2api"
+    assert "gemini-2.5-flash-image-landscape" in found.image and "gpt-4o-mini" in found.chat
+    assert "veo_3_1_t2v_fast_landscape" in found.video and "veo_3_0_r2v_fast_portrait" in found.video
+    names = [offer.name for offer in found.offers]
+    assert "veo3-fast" in names and "veo3" in names
+    assert not any("i2v" in name for name in names)  # twins are picked when a frame is sent
+
+
+def test_sizes_are_offered_where_the_family_sells_them():
+    offers = {offer.name: offer for offer in detect(list(MODEL_LISTS["sora2api"])).offers}
+    assert offers["sora-2-pro"].sizes == ("sd", "hd") and offers["sora-2"].sizes == ()
+    assert offers["sora-2"].durations == (10, 15, 25)
+    assert sized_model(BUILTIN["sora2api"], "sora-2-pro", "1080p") == "sora2pro-hd"
+    with pytest.raises(ConfigurationError, match=r"sizes none.*sora2pro \(sd, hd\)"):
+        sized_model(BUILTIN["sora2api"], "sora-2", "hd")
+    with pytest.raises(ConfigurationError, match="--size 1080p"):
+        sized_model(BUILTIN["words"], "sora-2", "1080p")
+
+
+# ---- the done-when: only a base URL and a key ---------------------------------------------------
+
+def test_a_sora2api_relay_gets_names_not_words(catalogs):
+    sim = catalogs["sora2api"]
+    conversation = conversation_at(sim.base_url)
+    turn = conversation.send("a fox in the snow", orientation="landscape", duration=15)
+    assert turn.status == "completed", turn.error
+    sent = sim.requests[-1]
+    assert sent["model"] == "sora2-landscape-15s"
+    assert sent["messages"][-1]["content"] == "a fox in the snow"  # no orientation words
+    relay = conversation.relay
+    assert relay.profile.name == "sora2api" and relay.chosen_by == "model list"
+    assert "sora2api-style" in relay.reason
+
+
+def test_a_flow2api_relay_gets_veo_names(catalogs):
+    sim = catalogs["flow2api"]
+    conversation = conversation_at(sim.base_url)
+    turn = conversation.send("a lighthouse at dawn", model="veo3-fast", orientation="landscape")
+    assert turn.status == "completed", turn.error
+    assert sim.requests[-1]["model"] == "veo_3_1_t2v_fast_landscape"
+    assert conversation.relay.profile.name == "flow2api"
+
+
+def test_a_plain_relay_gets_words_and_says_so_once(catalogs, caplog):
+    sim = catalogs["plain"]
+    conversation = conversation_at(sim.base_url)
+    with caplog.at_level("WARNING", logger="kki_widgets.discovery"):
+        conversation.send("a cat", orientation="landscape", duration=10)
+        conversation_at(sim.base_url).send("a dog", orientation="portrait")
+    assert sim.requests[-2]["model"] == "sora-2"
+    assert "landscape 16:9" in sim.requests[-2]["messages"][-1]["content"]
+    assert conversation.relay.profile.name == "words" and conversation.relay.reason == NO_FAMILY
+    assert [r.getMessage() for r in caplog.records].count(f"{conversation.client.base_url}: {NO_FAMILY}") == 1
+
+
+def test_an_explicit_profile_wins_over_the_list(catalogs, monkeypatch):
+    sim = catalogs["sora2api"]
+    monkeypatch.setenv("KKI_RELAY_PROFILE", "words")
+    conversation = conversation_at(sim.base_url)
+    relay = conversation.relay
+    assert relay.profile.name == "words" and relay.chosen_by == "configuration"
+
+
+def test_the_cache_keeps_names_and_prices_never_the_key(catalogs, tmp_path):
+    sim = catalogs["sora2api"]
+    conversation_at(sim.base_url).send("a fox", orientation="portrait", duration=10)
+    files = list((tmp_path / "user-cache").glob("relay-*.json"))
+    assert len(files) == 1
+    text = files[0].read_text()
+    assert TEST_KEY not in text and "sora2-landscape-15s" in text and '"sora-2"' in text  # a price
+    assert "balance" not in text and "hard_limit" not in text
+    # A new process reads the cache and does not ask the relay again.
+    discovery.forget()
+    gets = len(sim.requests)
+    again = conversation_at(sim.base_url)
+    again.send("a fox", orientation="landscape", duration=15)
+    assert again.relay.profile.name == "sora2api" and len(sim.requests) == gets + 1
+
+
+# ---- failures are quiet and bounded --------------------------------------------------------------
+
+class StandIn:
+    """A relay whose side endpoints misbehave; its chat endpoint defers to a real simulator."""
+
+    def __init__(self, behaviour: str, chat_base: str):
+        self.behaviour, self.chat_base = behaviour, chat_base
+        self.release = threading.Event()
+        self.seen: list[str] = []
+        handler = self._handler()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.base_url = f"http://127.0.0.1:{self.server.server_port}/v1"
+
+    def close(self):
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+    def _handler(self):
+        stand_in = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                stand_in.seen.append(self.path)
+                stand_in.answer(self)
+
+        return Handler
+
+    def answer(self, handler):
+        kind = self.behaviour
+        if kind == "hang":
+            self.release.wait(30)
+            return
+        if kind == "404":
+            body, status, ctype = b'{"error": "not found"}', 404, "application/json"
+        elif kind == "html":
+            body, status, ctype = b"<html><body>Welcome to nginx</body></html>", 200, "text/html"
+        elif kind == "junk":
+            body, status, ctype = b'{"data": [{"id": 1}, {"nope', 200, "application/json"
+        else:  # "huge": a 50 MB model list
+            body, status, ctype = None, 200, "application/json"
+        handler.send_response(status)
+        handler.send_header("Content-Type", ctype)
+        if body is not None:
+            handler.send_header("Content-Length", str(len(body)))
+            handler.end_headers()
+            handler.wfile.write(body)
+            return
+        handler.send_header("Content-Length", str(50 * 1024 * 1024))
+        handler.end_headers()
+        row = json.dumps({"id": "sora2-landscape-15s", "object": "model"}).encode() + b","
+        try:
+            handler.wfile.write(b'{"object": "list", "data": [')
+            for _ in range(50 * 1024 * 1024 // len(row)):
+                handler.wfile.write(row)
+        except OSError:
+            pass  # the client stopped reading at its bound
+
+
+@pytest.mark.parametrize("behaviour", ["404", "html", "junk", "huge", "hang"])
+def test_discovery_failures_never_fail_a_send(behaviour, fast_simulator, monkeypatch):
+    stand_in = StandIn(behaviour, fast_simulator.base_url)
+    monkeypatch.setattr(discovery, "DISCOVERY_SECONDS", 0.5)
+    try:
+        conversation = conversation_at(stand_in.base_url)
+        described = _discover(conversation)
+        assert described.profile.name == "words"
+        assert described.detection.listed is False
+        assert stand_in.seen, "discovery asked the stand-in"
+        assert discovery.known(conversation.client.base_url).source == "unavailable"
+    finally:
+        stand_in.close()
+
+
+def _discover(conversation):
+    from kki_widgets.loop import block_on
+
+    return block_on(conversation.adiscover())
+
+
+def test_a_send_after_a_hanging_discovery_still_goes_out(fast_simulator, monkeypatch):
+    """The chat endpoint answers; only the side endpoints hang: the send waits at most the bound."""
+    monkeypatch.setattr(discovery, "DISCOVERY_SECONDS", 0.3)
+    hanging = StandIn("hang", fast_simulator.base_url)
+    try:
+        conversation = conversation_at(fast_simulator.base_url)
+        # Point discovery (only) at the hanging host: the client's GETs go there.
+        client = conversation.client
+        real_get = client.get_json
+
+        async def slow_get(url, **kwargs):
+            return await real_get(url.replace(fast_simulator.origin, hanging.base_url[: -len("/v1")]), **kwargs)
+
+        monkeypatch.setattr(client, "get_json", slow_get)
+        turn = conversation.send("a fox", orientation="landscape")
+        assert turn.status == "completed", turn.error
+        assert hanging.seen and conversation.relay.profile.name == "words"
+    finally:
+        hanging.close()
