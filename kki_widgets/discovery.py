@@ -164,7 +164,9 @@ def _remember(facts: RelayFacts) -> RelayFacts:
     detection = detect(facts.models)
     if not detection.recognised and facts.base_url not in _said:
         _said.add(facts.base_url)
-        log.warning("%s: %s", facts.base_url, NO_FAMILY)
+        # Said once per relay, in the log: a %%sora cell has exactly one output (its card);
+        # `%sora connect`, `%sora config`, `Conversation.relay` and the widget's badge say it too.
+        log.info("%s: %s", facts.base_url, NO_FAMILY)
     return facts
 
 

@@ -706,6 +706,18 @@ class AsyncRelayClient:
         except (ValueError, RecursionError):
             raise ProtocolError(f"{urlsplit(url).path} did not answer JSON") from None
 
+    async def probe(self, body: dict, *, timeout: float = 10.0, limit: int = 4096) -> tuple[int, str]:
+        """POST `body` to the chat endpoint once, not streamed, no retries: (HTTP status, the
+        start of the answer, redacted). For `%sora connect`'s ping, whose body asks for nothing
+        billable (a made-up model name, or max_tokens 1 on a free chat model)."""
+        url = self.settings.chat_url
+        async with self._http().stream(
+            "POST", url, json=body, headers=self._headers_for(url), timeout=timeout, follow_redirects=False
+        ) as response:
+            head = await _read_capped(response, limit)
+        text = self.redact((head or b"").decode("utf-8", "replace"))
+        return response.status_code, text
+
     # -- conveniences -----------------------------------------------------------------------
 
     async def generate(

@@ -103,7 +103,7 @@ def test_a_flow2api_relay_gets_veo_names(catalogs):
 def test_a_plain_relay_gets_words_and_says_so_once(catalogs, caplog):
     sim = catalogs["plain"]
     conversation = conversation_at(sim.base_url)
-    with caplog.at_level("WARNING", logger="kki_widgets.discovery"):
+    with caplog.at_level("INFO", logger="kki_widgets.discovery"):
         conversation.send("a cat", orientation="landscape", duration=10)
         conversation_at(sim.base_url).send("a dog", orientation="portrait")
     assert sim.requests[-2]["model"] == "sora-2"
