@@ -41,6 +41,13 @@ def table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
     return "\n".join(lines)
 
 
+def offer_label(offer, price: str) -> dict:
+    """A picker's choice for the widget: the offer, its price, and one line that says both."""
+    lengths = "/".join(str(n) for n in offer.durations) + " s" if offer.durations else "any length"
+    sizes = f" · {'/'.join(offer.sizes)}" if offer.sizes else ""
+    return {**offer.to_dict(), "price": price, "label": f"{offer.name} · {lengths}{sizes} · {price}"}
+
+
 MODEL_HEADER = ("model", "lengths", "orientations", "sizes", "price", "sent as")
 
 
