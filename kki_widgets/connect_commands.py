@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import getpass
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .errors import ConfigurationError
 from .loop import block_on
@@ -41,11 +41,29 @@ def table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
     return "\n".join(lines)
 
 
-def offer_label(offer, price: str) -> dict:
+def offer_label(offer, price: str, title: str | None = None) -> dict:
     """A picker's choice for the widget: the offer, its price, and one line that says both."""
     lengths = "/".join(str(n) for n in offer.durations) + " s" if offer.durations else "any length"
     sizes = f" · {'/'.join(offer.sizes)}" if offer.sizes else ""
-    return {**offer.to_dict(), "price": price, "label": f"{offer.name} · {lengths}{sizes} · {price}"}
+    label = f"{title or offer.name} · {lengths}{sizes} · {price}"
+    return {**offer.to_dict(), "price": price, "label": label}
+
+
+def picker_entries(relay) -> list[dict]:
+    """The widget's model choices: each offer, then each of its other sizes as a choice of its own
+    (the family's stem that sells it, e.g. sora2pro-hd as "sora-2-pro hd"), with its lengths."""
+    entries = []
+    for offer in relay.offers:
+        entries.append(offer_label(offer, relay.price_of(offer)))
+        for size in offer.sizes[1:]:
+            stem = sized_model(relay.profile, offer.name, size)
+            sized = replace(
+                offer, name=stem, sizes=(),
+                durations=relay.profile.durations(stem) or offer.durations,
+                wire_names=tuple(name for name in offer.wire_names if name.startswith(stem)),
+            )  # fmt: skip
+            entries.append(offer_label(sized, relay.price_of(sized), f"{offer.name} {size}"))
+    return entries
 
 
 MODEL_HEADER = ("model", "lengths", "orientations", "sizes", "price", "sent as")

@@ -510,10 +510,10 @@ class VideoChat(anywidget.AnyWidget):
         submit(adiscover()).add_done_callback(lambda _done: self._show_relay())
 
     def _show_relay(self) -> None:
-        from .connect_commands import offer_label
+        from .connect_commands import picker_entries
 
         relay = self.conversation.relay
-        offers = [offer_label(offer, relay.price_of(offer)) for offer in relay.offers]
+        offers = picker_entries(relay)
         with self._lock:
             if self._closed:
                 return

@@ -240,3 +240,28 @@ def test_a_send_after_a_hanging_discovery_still_goes_out(fast_simulator, monkeyp
         assert hanging.seen and conversation.relay.profile.name == "words"
     finally:
         hanging.close()
+
+
+# ---- the cache: where, how long, and damage ------------------------------------------------------
+
+def test_the_cache_folder_is_the_users_never_the_notebooks(monkeypatch, tmp_path):
+    monkeypatch.delenv("KKI_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert discovery.cache_folder() == tmp_path / "xdg" / "kki_widgets"
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/ignored")  # the XDG spec: absolute paths only
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert discovery.cache_folder() == tmp_path / "home" / ".cache" / "kki_widgets"
+    name = discovery.cache_file("https://relay.example/v1").name
+    assert "relay.example" not in name and name.startswith("relay-")
+
+
+def test_an_old_or_damaged_cache_reads_as_nothing(tmp_path):
+    base = "https://relay.example/v1"
+    facts = discovery.RelayFacts(base, ["sora2-landscape-15s"], {}, fetched_at=1000.0)
+    discovery.write_cached(facts)
+    assert discovery.read_cached(base, now=1000.0 + 60).models == ["sora2-landscape-15s"]
+    assert discovery.read_cached(base, now=1000.0 + discovery.TTL_SECONDS + 1) is None
+    assert discovery.read_cached("https://other.example/v1", now=1001.0) is None
+    for damage in ("{", "[]", '{"version": 1}', '{"version": 1, "base_url": "x", "fetched_at": "y"}'):
+        discovery.cache_file(base).write_text(damage)
+        assert discovery.read_cached(base, now=1001.0) is None

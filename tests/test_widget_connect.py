@@ -40,11 +40,16 @@ def test_a_typed_key_connects_and_the_picker_shows_the_relays_models(sora2api_re
     assert not chat.needs_key and chat.conversation is not None
     wait_for(lambda: chat.offers, "the relay's models")
     names = [offer["name"] for offer in chat.offers]
-    assert names[:2] == ["sora-2", "sora-2-pro"] and chat.models[:2] == names[:2]
+    assert names[:3] == ["sora-2", "sora-2-pro", "sora2pro-hd"] and chat.models[:3] == names[:3]
     assert chat.offers[0]["label"] == "sora-2 · 10/15/25 s · $0.10"
     assert "sd/hd" in chat.offers[1]["label"]
+    # The HD size is a choice of its own, sent under the family's HD name with its own lengths.
+    assert chat.offers[2]["name"] == "sora2pro-hd" and chat.offers[2]["label"].startswith("sora-2-pro hd · 10/15 s")
+    chat.model = "sora2pro-hd"
+    assert chat.durations == [10, 15]
     assert chat.relay_badge == "profile: sora2api" and "sora2api-style" in chat.relay_text
 
+    chat.model = "sora-2"
     turn = chat.send("a fox", orientation="landscape", duration=15).result(30)
     assert turn.status == "completed", turn.error
     assert sora2api_relay.requests[-1]["model"] == "sora2-landscape-15s"

@@ -61,6 +61,7 @@ def test_the_key_typed_in_the_widget_connects_and_the_picker_shows_the_relays_mo
     labels = chat.locator(".kki-model option").all_inner_texts()
     assert labels[0] == "sora-2 · 10/15/25 s · $0.10", labels
     assert labels[1] == "sora-2-pro · 10/15/25 s · sd/hd · $0.50", labels
+    assert labels[2].startswith("sora-2-pro hd · 10/15 s · "), labels  # HD: a choice of its own
     badge = chat.locator(".kki-badge-relay")
     assert badge.inner_text() == "profile: sora2api"
     assert "sora2api-style model names" in badge.get_attribute("title")
