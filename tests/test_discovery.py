@@ -174,7 +174,12 @@ class StandIn:
         if kind == "hang":
             self.release.wait(30)
             return
-        if kind == "404":
+        if kind == "dashboard":  # new-api: no /v1/models for this key, the dashboard list instead
+            names = {"1": ["veo_3_1_t2v_fast_landscape", "veo_3_1_t2v_fast_portrait"], "2": ["gpt-4o"]}
+            found = handler.path == "/api/models"
+            body = json.dumps({"success": True, "data": names}).encode() if found else b"{}"
+            status, ctype = (200 if found else 404), "application/json"
+        elif kind == "404":
             body, status, ctype = b'{"error": "not found"}', 404, "application/json"
         elif kind == "html":
             body, status, ctype = b"<html><body>Welcome to nginx</body></html>", 200, "text/html"
@@ -265,3 +270,16 @@ def test_an_old_or_damaged_cache_reads_as_nothing(tmp_path):
     for damage in ("{", "[]", '{"version": 1}', '{"version": 1, "base_url": "x", "fetched_at": "y"}'):
         discovery.cache_file(base).write_text(damage)
         assert discovery.read_cached(base, now=1001.0) is None
+
+
+def test_a_new_api_dashboard_list_chooses_the_profile(fast_simulator):
+    stand_in = StandIn("dashboard", fast_simulator.base_url)
+    try:
+        conversation = conversation_at(stand_in.base_url)
+        relay = _discover(conversation)
+        assert stand_in.seen.index("/v1/models") < stand_in.seen.index("/api/models")  # the fallback
+        assert relay.profile.name == "flow2api" and relay.detection.chat == ("gpt-4o",)
+        wire = conversation.profile.prepare([{"role": "user", "content": "a fox"}], "veo3-fast", "landscape")
+        assert wire.model == "veo_3_1_t2v_fast_landscape"
+    finally:
+        stand_in.close()

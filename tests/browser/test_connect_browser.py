@@ -77,6 +77,10 @@ def test_the_key_typed_in_the_widget_connects_and_the_picker_shows_the_relays_mo
     chat.locator(".kki-model").scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "connect-picker.png"), full_page=True)
     chat.locator(".kki-model").screenshot(path=str(ARTIFACTS / "connect-picker-select.png"))
+    # A closed <select> shows one line: drawn as a list box once, every choice and price shows.
+    chat.locator(".kki-model").evaluate("(sel) => { sel.size = sel.options.length; }")
+    chat.locator(".kki-model").screenshot(path=str(ARTIFACTS / "connect-picker-options.png"))
+    chat.locator(".kki-model").evaluate("(sel) => { sel.size = 0; }")
 
     # Save with the widget state, then search every artifact for the key.
     page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
