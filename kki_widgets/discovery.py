@@ -51,6 +51,9 @@ class RelayFacts:
     prices: dict = field(default_factory=dict)  # model -> pricing.Price
     fetched_at: float = 0.0
     source: str = "relay"  # "relay", "cache" or "unavailable"
+    # The relay refused the key (401/403 on its lists): nothing is remembered, so the next key
+    # typed for this relay is asked about afresh.
+    refused: bool = False
 
     def to_json(self) -> dict:
         prices = {name: {"amount": p.amount, "per": p.per, "charges_failures": p.charges_failures}
@@ -146,12 +149,16 @@ async def discover(client, *, refresh: bool = False, timeout: float | None = Non
         facts = read_cached(base)
         if facts is not None:
             return _remember(facts)
+    refusals: list[int] = []
     try:
-        models, prices = await asyncio.wait_for(_ask(client), timeout or DISCOVERY_SECONDS)
+        models, prices = await asyncio.wait_for(_ask(client, refusals), timeout or DISCOVERY_SECONDS)
     except Exception as error:  # the timeout, or anything odd: "the relay does not say"
         log.debug("discovery at %s gave up: %s", base, type(error).__name__)
         models, prices = None, {}
-    facts = RelayFacts(base, models, prices, time.time(), "relay" if models or prices else "unavailable")
+    source = "relay" if models or prices else "unavailable"
+    facts = RelayFacts(base, models, prices, time.time(), source, refused=bool(refusals) and not models)
+    if facts.refused:
+        return facts
     if models or prices:
         write_cached(facts)
     return _remember(facts)
@@ -170,22 +177,24 @@ def _remember(facts: RelayFacts) -> RelayFacts:
     return facts
 
 
-async def _ask(client) -> tuple[list | None, dict]:
-    models, prices = await asyncio.gather(_model_list(client), _price_list(client))
+async def _ask(client, refusals: list) -> tuple[list | None, dict]:
+    models, prices = await asyncio.gather(_model_list(client, refusals), _price_list(client))
     return models, prices
 
 
-async def _quiet_json(client, url: str):
+async def _quiet_json(client, url: str, refusals: list | None = None):
     try:
         return await client.get_json(url, timeout=DISCOVERY_SECONDS, limit=LIST_BYTES)
     except Exception as error:  # 404, HTML, junk, too big, refused: the relay does not say
         log.debug("nothing readable at %s: %s", url, type(error).__name__)
+        if refusals is not None and getattr(error, "status_code", None) in (401, 403):
+            refusals.append(error.status_code)
         return None
 
 
-async def _model_list(client) -> list | None:
+async def _model_list(client, refusals: list) -> list | None:
     base = client.base_url
-    names = model_ids(await _quiet_json(client, f"{base}/models"))
+    names = model_ids(await _quiet_json(client, f"{base}/models", refusals))
     if not names:
         names = model_ids(await _quiet_json(client, f"{pricing.gateway_root(base)}/api/models"))
     return names or None
@@ -208,6 +217,7 @@ class RelayDescription:
     chosen_by: str  # "configuration", "model list", "default" or "simulator"
     detection: Detection = field(default_factory=Detection)
     prices: dict = field(default_factory=dict)
+    key_refused: bool = False  # the relay's model list refused the key (HTTP 401/403)
 
     @property
     def offers(self) -> tuple:
@@ -236,15 +246,16 @@ def describe(settings, configured: RelayProfile | None, facts: RelayFacts | None
     """The profile a conversation uses and why: an explicit profile wins; else the relay's model
     list decides; else the words default."""
     detection = detect(facts.models) if facts is not None else Detection(listed=False)
-    prices = dict(facts.prices) if facts is not None else {}
+    seen = {"detection": detection, "prices": dict(facts.prices) if facts is not None else {},
+            "key_refused": bool(facts is not None and facts.refused)}  # fmt: skip
     if configured is not None:
         why = "set by configuration (profile=, KKI_RELAY_PROFILE or %config SoraMagics.profile)"
-        return RelayDescription(settings.base_url, configured, why, "configuration", detection, prices)
+        return RelayDescription(settings.base_url, configured, why, "configuration", **seen)
     if settings.simulated:
         why = "the embedded simulator reads the words (and every family's names)"
-        return RelayDescription(settings.base_url, BUILTIN["words"], why, "simulator", detection, prices)
+        return RelayDescription(settings.base_url, BUILTIN["words"], why, "simulator", **seen)
     if facts is None:
         why = "the relay's model list is read before the first send (or %sora connect)"
-        return RelayDescription(settings.base_url, BUILTIN["words"], why, "default", detection, prices)
+        return RelayDescription(settings.base_url, BUILTIN["words"], why, "default", **seen)
     chosen_by = "model list" if detection.recognised else "default"
-    return RelayDescription(settings.base_url, BUILTIN[detection.profile], detection.reason, chosen_by, detection, prices)
+    return RelayDescription(settings.base_url, BUILTIN[detection.profile], detection.reason, chosen_by, **seen)

@@ -697,7 +697,8 @@ class AsyncRelayClient:
             "GET", url, headers=self._headers_for(url), timeout=timeout, follow_redirects=False
         ) as response:
             if response.status_code != 200:
-                raise RelayError(f"HTTP {response.status_code} from {urlsplit(url).path}")
+                raise RelayError(f"HTTP {response.status_code} from {urlsplit(url).path}",
+                                 status_code=response.status_code)  # fmt: skip
             body = await _read_capped(response, limit)
         if body is None:
             raise ProtocolError(f"{urlsplit(url).path} answered more than {limit} bytes")

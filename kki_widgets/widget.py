@@ -274,6 +274,7 @@ class VideoChat(anywidget.AnyWidget):
     ):
         # (model, client options, budget) of a chat whose key the user is still to type.
         self._pending: tuple | None = None
+        self._connected_from: tuple | None = None  # what a typed key connected (undone if refused)
         if conversation is None and _key_to_type(client_options):
             self._pending = (model, dict(client_options), budget)
             budget = None
@@ -491,11 +492,24 @@ class VideoChat(anywidget.AnyWidget):
             conversation.budget = as_budget(budget, "VideoChat(budget=...)")
         with self._lock:
             self.conversation, self._pending = conversation, None
+            self._connected_from = (model, options, budget)
             self._unsubscribe = conversation.subscribe(self._on_turn)
             self.needs_key = False
         self._discover_prices()
         self._discover_relay()
         self._schedule(urgent=True)
+
+    def _refused(self) -> None:
+        """The relay refused the typed key: back to the key field, saying so (nothing was sent)."""
+        with self._lock:
+            if self._closed or self.conversation is None or self.conversation.turns:
+                return
+            self._unsubscribe()
+            self.conversation, self._pending, self._connected_from = None, self._connected_from, None
+            with self.hold_sync():
+                self.needs_key = True
+                self.relay_badge, self.relay_text = "key needed", "Type the relay's API key to connect."
+                self.error = "the relay refused this key (HTTP 401/403 on its model list): type the key again"
 
     def _discover_relay(self) -> None:
         """Read the relay's model list in the background (bounded, quiet), then show what it
@@ -513,6 +527,9 @@ class VideoChat(anywidget.AnyWidget):
         from .connect_commands import picker_entries
 
         relay = self.conversation.relay
+        if relay.key_refused and self._connected_from is not None:
+            self._refused()
+            return
         offers = picker_entries(relay)
         with self._lock:
             if self._closed:

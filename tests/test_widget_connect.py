@@ -73,3 +73,16 @@ def test_an_empty_or_unprintable_key_is_refused_with_words_and_not_echoed(sora2a
     assert "printable ASCII" in errors["e2"] and "déf" not in errors["e2"]
     assert chat.needs_key
     chat.close()
+
+
+def test_a_refused_key_brings_the_key_field_back_and_the_next_key_is_asked_afresh(sora2api_relay):
+    chat = VideoChat(base_url=sora2api_relay.base_url, store=None, media_dir=None)
+    attach(chat)
+    from_js(chat, {"type": "connect", "id": "w1", "key": "sk-wrong-key-000000000000000000"})
+    wait_for(lambda: chat.needs_key, "the key field to come back")
+    assert "refused this key" in chat.error and chat.conversation is None
+    assert "sk-wrong" not in chat.error
+    from_js(chat, {"type": "connect", "id": "w2", "key": TEST_KEY})
+    wait_for(lambda: chat.offers, "the relay's models with the right key")
+    assert not chat.needs_key and chat.relay_badge == "profile: sora2api"
+    chat.close()
