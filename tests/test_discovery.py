@@ -283,3 +283,15 @@ def test_a_new_api_dashboard_list_chooses_the_profile(fast_simulator):
         assert wire.model == "veo_3_1_t2v_fast_landscape"
     finally:
         stand_in.close()
+
+
+@pytest.mark.parametrize(("catalog", "model", "orientation", "duration", "wire"), [
+    ("sora_video2", "sora-2", "landscape", 15, "sora_video2-landscape-15s"),
+    ("veo_3_1", "veo3-fast", "landscape", None, "veo_3_1-landscape-fast"),
+])  # fmt: skip
+def test_every_family_catalog_is_detected_and_its_names_are_sent(catalog, model, orientation, duration, wire):
+    assert detect(list(MODEL_LISTS[catalog])).profile == catalog
+    with Simulator(queue_seconds=0, generate_seconds=0, step_seconds=0, catalog=catalog) as sim:
+        turn = conversation_at(sim.base_url).send("a fox", model=model, orientation=orientation, duration=duration)
+        assert turn.status == "completed", turn.error
+        assert sim.requests[-1]["model"] == wire
