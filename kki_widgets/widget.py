@@ -262,6 +262,8 @@ class VideoChat(anywidget.AnyWidget):
     # A base URL without a key: the view shows a password field. Its value reaches the kernel in
     # one custom message ("connect") and is never a trait: traits are saved with the notebook.
     needs_key = t.Bool(False).tag(sync=True)
+    _connected_from: tuple | None = None  # what a typed key connected (undone if it is refused)
+    _connection_words = ""  # the typed key's balance and ping, in words (the badge's tooltip)
 
     def __init__(
         self,
@@ -274,7 +276,6 @@ class VideoChat(anywidget.AnyWidget):
     ):
         # (model, client options, budget) of a chat whose key the user is still to type.
         self._pending: tuple | None = None
-        self._connected_from: tuple | None = None  # what a typed key connected (undone if refused)
         if conversation is None and _key_to_type(client_options):
             self._pending = (model, dict(client_options), budget)
             budget = None
@@ -498,11 +499,31 @@ class VideoChat(anywidget.AnyWidget):
         self._discover_prices()
         self._discover_relay()
         self._schedule(urgent=True)
+        from .loop import submit
 
-    def _refused(self) -> None:
+        submit(_connection_check(conversation)).add_done_callback(
+            lambda done: self._show_connection(conversation, done)
+        )
+
+    def _show_connection(self, conversation: Any, done: Any) -> None:
+        """The typed key's balance and the chat endpoint's ping, on the badge's tooltip (like
+        `%sora connect`); a refused key brings the key field back."""
+        if done.cancelled() or done.exception() is not None:
+            return
+        words, refused = done.result()
+        if refused:
+            self._refused(conversation)
+            return
+        with self._lock:
+            if not self._closed and self.conversation is conversation:
+                self._connection_words = words
+                self.relay_text = self._relay_words()
+
+    def _refused(self, conversation: Any) -> None:
         """The relay refused the typed key: back to the key field, saying so (nothing was sent)."""
         with self._lock:
-            if self._closed or self.conversation is None or self.conversation.turns:
+            # Only the conversation that key built (a later key may have connected meanwhile).
+            if self._closed or self.conversation is not conversation or conversation.turns:
                 return
             self._unsubscribe()
             self.conversation, self._pending, self._connected_from = None, self._connected_from, None
@@ -521,22 +542,25 @@ class VideoChat(anywidget.AnyWidget):
             return
         from .loop import submit
 
-        submit(adiscover()).add_done_callback(lambda _done: self._show_relay())
+        conversation = self.conversation
+        submit(adiscover()).add_done_callback(lambda _done: self._show_relay(conversation))
 
-    def _show_relay(self) -> None:
+    def _show_relay(self, conversation: Any) -> None:
         from .connect_commands import picker_entries
 
-        relay = self.conversation.relay
+        if self.conversation is not conversation:
+            return  # a refused key's conversation, replaced since
+        relay = conversation.relay
         if relay.key_refused and self._connected_from is not None:
-            self._refused()
+            self._refused(conversation)
             return
         offers = picker_entries(relay)
         with self._lock:
-            if self._closed:
+            if self._closed or self.conversation is not conversation:
                 return
             with self.hold_sync():
                 self.relay_badge = f"profile: {relay.profile.name}"
-                self.relay_text = f"{relay.base_url} — {relay.summary} (chosen by {relay.chosen_by})"
+                self.relay_text = self._relay_words()
                 self.offers = offers
                 names = [offer["name"] for offer in offers]
                 if names and self.model not in names and not self.turn_data:
@@ -545,6 +569,11 @@ class VideoChat(anywidget.AnyWidget):
                     self.models = names if self.model in names else [self.model, *names]
                 self._offer_choices()
             self.price_text = self._price_words()
+
+    def _relay_words(self) -> str:
+        relay = self.conversation.relay
+        words = f"{relay.base_url} — {relay.summary} (chosen by {relay.chosen_by})"
+        return f"{words}. {self._connection_words}" if self._connection_words else words
 
     def _offer_choices(self) -> None:
         """The lengths and orientations the relay sells for the picked model, if it says."""
@@ -735,6 +764,18 @@ def _int_or_none(value: Any) -> int | None:
     if value is None or value == "":
         return None
     return int(value)
+
+
+async def _connection_check(conversation: Any) -> tuple[str, bool]:
+    """(balance and ping in words, whether the relay refused the key): `%sora connect`'s checks."""
+    from .connect_commands import aping
+    from .pricing import money
+
+    relay = await conversation.adiscover()
+    balance = await conversation.prices.abalance()
+    ping = await aping(conversation, relay)
+    words = f"Balance: {money(balance) if balance is not None else 'not reported'}. Chat endpoint: {ping.words}."
+    return words, relay.key_refused or "key was refused" in ping.words
 
 
 def _key_to_type(client_options: dict) -> bool:

@@ -48,6 +48,9 @@ def test_a_typed_key_connects_and_the_picker_shows_the_relays_models(sora2api_re
     chat.model = "sora2pro-hd"
     assert chat.durations == [10, 15]
     assert chat.relay_badge == "profile: sora2api" and "sora2api-style" in chat.relay_text
+    # Like %sora connect: the balance and a ping that generates nothing, on the badge's tooltip.
+    wait_for(lambda: "Chat endpoint" in chat.relay_text, "the connection check")
+    assert "Balance: $" in chat.relay_text and "reachable, key accepted" in chat.relay_text
 
     chat.model = "sora-2"
     turn = chat.send("a fox", orientation="landscape", duration=15).result(30)

@@ -64,7 +64,11 @@ def test_the_key_typed_in_the_widget_connects_and_the_picker_shows_the_relays_mo
     assert labels[2].startswith("sora-2-pro hd · 10/15 s · "), labels  # HD: a choice of its own
     badge = chat.locator(".kki-badge-relay")
     assert badge.inner_text() == "profile: sora2api"
-    assert "sora2api-style model names" in badge.get_attribute("title")
+    lab.wait_until(lambda: "Chat endpoint" in (badge.get_attribute("title") or ""), timeout=30,
+                   message="the balance and ping never reached the badge")  # fmt: skip
+    title = badge.get_attribute("title")
+    assert "sora2api-style model names" in title and "Balance: $100.00" in title, title
+    assert "reachable, key accepted" in title, title
 
     chat.locator(".kki-orientation").select_option("landscape")
     chat.locator(".kki-duration").select_option("15")
