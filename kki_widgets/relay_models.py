@@ -202,9 +202,8 @@ def offers_for(video: list[str], profile: RelayProfile | None) -> list[Offer]:
     grouped: dict[str, list] = {}
     plain = []
     for name in video:
-        if name not in sold:
-            if family_of(name) is None:
-                plain.append(Offer(name, None, ORIENTATIONS, wire_names=(name,)))
+        if name not in sold:  # sent as given (another family's full name is one too)
+            plain.append(Offer(name, None, ORIENTATIONS, wire_names=(name,)))
             continue
         stem, orientation, seconds = sold[name]
         if stem in twins:
