@@ -43,9 +43,10 @@ def table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
 
 def offer_label(offer, price: str, title: str | None = None) -> dict:
     """A picker's choice for the widget: the offer, its price, and one line that says both."""
-    lengths = "/".join(str(n) for n in offer.durations) + " s" if offer.durations else "any length"
+    # A plain name says no lengths: the relay decides, and the length picker stays as it is.
+    lengths = " · " + "/".join(str(n) for n in offer.durations) + " s" if offer.durations else ""
     sizes = f" · {'/'.join(offer.sizes)}" if offer.sizes else ""
-    label = f"{title or offer.name} · {lengths}{sizes} · {price}"
+    label = f"{title or offer.name}{lengths}{sizes} · {price}"
     return {**offer.to_dict(), "price": price, "label": label}
 
 
