@@ -70,6 +70,10 @@
  * @property {string} error
  * @property {string} title
  * @property {number | null} head   the turn the next prompt continues
+ * @property {{ name: string, label: string }[]} offers  the relay's video models (discovery)
+ * @property {string} relay_badge    the profile in use, on the badge
+ * @property {string} relay_text     why that profile (the badge's tooltip)
+ * @property {boolean} needs_key     a relay without a key: the password field shows
  */
 
 /**
@@ -288,7 +292,9 @@ function picker(className, label) {
  */
 function fillSelect(sel, values, current, label = (v) => v) {
   const all = values.includes(current) || !current ? values : [current, ...values];
-  const same = sel.options.length === all.length && all.every((v, i) => sel.options[i].value === v);
+  const same =
+    sel.options.length === all.length &&
+    all.every((v, i) => sel.options[i].value === v && sel.options[i].textContent === label(v));
   if (!same) {
     sel.replaceChildren(
       ...all.map((v) => {
@@ -1010,7 +1016,9 @@ class Composer {
   /** The pickers show the traits (Python moves them to the head's settings as turns finish). */
   updateControls() {
     const m = this.model;
-    fillSelect(this.modelSel, (m.get("models") ?? []).map(String), String(m.get("model") ?? ""));
+    // The relay's own models carry their lengths and price in the label (Python's words).
+    const labels = new Map((m.get("offers") ?? []).map((o) => [String(o.name), String(o.label ?? o.name)]));
+    fillSelect(this.modelSel, (m.get("models") ?? []).map(String), String(m.get("model") ?? ""), (v) => labels.get(v) ?? v);
     fillSelect(this.orientSel, (m.get("orientations") ?? []).map(String), String(m.get("orientation") ?? ""));
     const d = m.get("duration");
     const lengths = ["", ...(m.get("durations") ?? []).map(String)];
@@ -1075,6 +1083,58 @@ class Composer {
     this.input.value = "";
     this.remixFrom = null;
     this.update();
+  }
+}
+
+// ---------------------------------------------------------------------------- 7b. the relay
+
+/**
+ * The relay's badge (the profile in use; why, in its tooltip) and, for a relay named without a
+ * key, a password field. The key goes to the kernel in one "connect" message and leaves the
+ * field at once: it is never a trait, so it is never saved with the notebook.
+ */
+class RelayPart {
+  /**
+   * @param {Model} model
+   * @param {Request} request
+   * @param {(text: string) => void} showError
+   */
+  constructor(model, request, showError) {
+    this.model = model;
+    this.request = request;
+    this.showError = showError;
+    this.badge = h("span", "kki-badge kki-badge-relay");
+    this.keyBox = h("div", "kki-key");
+    this.keyInput = /** @type {HTMLInputElement} */ (h("input", "kki-key-input"));
+    this.keyInput.type = "password";
+    this.keyInput.autocomplete = "new-password";
+    this.keyInput.placeholder = "The relay's API key";
+    this.keyInput.setAttribute("aria-label", "API key");
+    this.keyInput.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && !event.isComposing) this.connect();
+    });
+    this.connectBtn = button("kki-primary kki-connect", "Connect");
+    this.connectBtn.addEventListener("click", () => this.connect());
+    this.keyBox.append(h("span", "kki-key-label", "API key"), this.keyInput, this.connectBtn);
+  }
+
+  connect() {
+    const key = this.keyInput.value.trim();
+    if (!key) return;
+    this.keyInput.value = "";
+    this.connectBtn.disabled = true;
+    this.request({ type: "connect", key }).then((reply) => {
+      this.connectBtn.disabled = false;
+      if (reply.msg.type === "error") this.showError(String(reply.msg.error ?? "Could not connect."));
+    });
+  }
+
+  update() {
+    const words = this.model.get("relay_badge") || "";
+    this.badge.textContent = words;
+    this.badge.title = this.model.get("relay_text") || "";
+    this.badge.hidden = !words || Boolean(this.model.get("simulated"));
+    this.keyBox.hidden = !this.model.get("needs_key");
   }
 }
 
@@ -1143,11 +1203,13 @@ function renderChat({ model, el }, channel) {
   const detach = channel.model ? null : channel.attach(model);
   const header = new Header(model);
   const composer = new Composer(model, channel.request, (text) => header.showError(text));
+  const relay = new RelayPart(model, channel.request, (text) => header.showError(text));
+  header.bar.insertBefore(relay.badge, header.busy);
   const turns = new TurnList(
     () => new TurnView(channel.request, (turn) => composer.remix(turn), (local) => resolveLocal(local, el)),
   );
   const root = h("div", "kki-chat");
-  root.append(header.bar, header.errorBox, turns.list, turns.empty, composer.root);
+  root.append(header.bar, header.errorBox, turns.list, turns.empty, relay.keyBox, composer.root);
   // Stop JupyterLab's notebook shortcuts (e.g. "a", "b", Shift+Enter) from acting on the cell
   // while the user types in the widget.
   root.addEventListener("keydown", (event) => event.stopPropagation());
@@ -1161,10 +1223,12 @@ function renderChat({ model, el }, channel) {
   const stops = [
     listen(model, ["turn_data", "head"], showTurns),
     listen(model, ["title", "simulated", "busy", "error"], () => header.update()),
-    listen(model, ["model", "models", "orientation", "orientations", "duration", "durations", "takes"], () => composer.updateControls()),
+    listen(model, ["model", "models", "offers", "orientation", "orientations", "duration", "durations", "takes"], () => composer.updateControls()),
+    listen(model, ["relay_badge", "relay_text", "needs_key", "simulated"], () => relay.update()),
     listen(model, ["price_text"], () => composer.update()),
   ];
   header.update();
+  relay.update();
   composer.updateControls();
   showTurns();
   return () => {

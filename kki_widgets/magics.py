@@ -67,6 +67,8 @@ LINE_COMMANDS = {
     "pick": "continue the next cell from take N of the latest --takes cell",
     "cost": "same as usage",
     "config": "the settings in use (the key is masked)",
+    "models": "the relay's video models: lengths, orientations, sizes, prices (--refresh asks again)",
+    "connect": "connect URL: read what the relay sells, its prices and your balance, and ping it",
 }
 
 
@@ -142,6 +144,8 @@ class SoraMagics(Magics):
                 printers.for_type_by_name("kki_widgets.turn", name, self._display_value)
             shell.events.register("post_run_cell", self._forget_drawn)
         self._budget: Any = None  # one ledger for every session of this kernel
+        # The key `%sora connect` read (a masked Secret, kept in memory only; None: KKI_API_KEY).
+        self._api_key: Any = None
 
     @observe("budget", "prices")
     def _money_settings_changed(self, change: Any) -> None:
@@ -178,6 +182,7 @@ class SoraMagics(Magics):
             os.environ.get("KKI_BASE_URL"),
             os.environ.get("KKI_API_KEY"),
             os.environ.get("KKI_RELAY_PROFILE"),
+            self._api_key,
         )
         with self._lock:
             if key != self._backend_key:
@@ -189,6 +194,7 @@ class SoraMagics(Magics):
                         base_url=self.base_url or None,
                         model=self.model or None,
                         profile=self.profile or None,
+                        api_key=self._api_key,
                     )
                 except ConfigurationError as error:
                     raise UsageError(str(error)) from None
@@ -269,6 +275,7 @@ class SoraMagics(Magics):
     @argument("--background", "-b", action="store_true", help="return at once; the view updates live")
     @argument("--save", metavar="DIR", help="also copy the finished video into DIR")
     @argument("--takes", "-t", type=int, default=1, metavar="N", help="generate N takes at once; pick one with %%sora pick")
+    @argument("--size", metavar="SIZE", help="hd / 1080p where the relay's models sell sizes (see %%sora models)")
     @line_cell_magic
     def sora(self, line: str, cell: str | None = None):
         """Generate a video from the cell's text; ``%sora COMMAND`` manages the conversation.
@@ -304,6 +311,8 @@ class SoraMagics(Magics):
             # fills them in); only a new video starts from the configured defaults.
             options = {key: options[key] or getattr(self, key) or None for key in options}
         options = {k: v for k, v in options.items() if v is not None}
+        if args.size:
+            options["model"] = self._sized(conversation, options.get("model") or self.model, args.size)
         if args.image:
             options["images"] = [self._image(args.image)]
         if args.from_frame:
@@ -686,17 +695,56 @@ class SoraMagics(Magics):
 
     _cmd_cost = _cmd_usage
 
+    def _sized(self, conversation: Any, model: str | None, size: str) -> str:
+        from .connect_commands import size_option
+
+        try:
+            return size_option(conversation, model or conversation.model, size)
+        except ConfigurationError as error:
+            raise UsageError(str(error)) from None
+
+    def _cmd_models(self, rest: list[str]) -> None:
+        from .connect_commands import models_command
+
+        self._expect(rest, "models", 1)
+        return models_command(self.conversation(), rest)
+
+    def _cmd_connect(self, rest: list[str]) -> None:
+        """Point this kernel at a relay with only its URL: the key from KKI_API_KEY or a hidden
+        prompt (never from the command line, which the notebook saves)."""
+        from .config import Secret, check_key, normalize_base_url
+        from .connect_commands import ask_key, connect_report
+
+        if len(rest) != 1:
+            raise UsageError("%sora connect URL: give the relay's base URL, e.g. %sora connect "
+                             "https://relay.example/v1 (the key comes from KKI_API_KEY or a hidden prompt)")  # fmt: skip
+        try:
+            normalize_base_url(rest[0])
+            key = Secret(ask_key(rest[0]))
+            check_key(key)
+        except ConfigurationError as error:
+            raise UsageError(str(error)) from None
+        self._api_key, self.base_url = key, rest[0]
+        try:
+            print(connect_report(self.conversation()))
+        except ConfigurationError as error:
+            raise UsageError(str(error)) from None
+
     def _cmd_config(self, rest: list[str]) -> None:
         self._expect(rest, "config", 0)
+        from .loop import block_on
+
         client, store = self._backend()
         settings = client.settings
+        relay = block_on(self.conversation().adiscover())  # bounded; the first send would ask too
         rows = [
             ("relay", settings.base_url + ("  (embedded simulator)" if settings.simulated else "")),
             ("key", repr(settings.api_key) if settings.api_key is not None else "none"),
             ("model", self.model or settings.model),
             ("orientation", self.orientation or "relay default"),
             ("duration", str(self.duration) if self.duration else "model default"),
-            ("profile", f"{settings.profile.name} ({settings.profile.description})"),
+            ("profile", f"{relay.profile.name} ({relay.profile.description})"),
+            ("chosen by", f"{relay.chosen_by}: {relay.reason}"),
             ("session", self.session),
             ("wait", str(self.wait)),
             ("display", self.display),

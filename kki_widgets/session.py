@@ -29,6 +29,7 @@ from pathlib import Path
 
 from . import pricing
 from .batch import check_prompts, live_counter, run_all, wait_drawing
+from .discovery import RelayDescription, describe
 from .errors import ConfigurationError, KkiError, RelayError, StillRunning, scrub
 from .loop import background_loop, block_on, submit
 from .profiles import RelayProfile, WireRequest, get_profile
@@ -87,8 +88,13 @@ class Conversation:
             client.async_client if isinstance(client, RelayClient) else client
         )
         self.model = model or self.client.model
-        # How orientation and length reach this relay; the client's (KKI_RELAY_PROFILE) unless given.
-        self.profile: RelayProfile = get_profile(profile) if profile else self.client.profile
+        # How orientation and length reach this relay: the one asked for (here, or the client's
+        # profile=/KKI_RELAY_PROFILE), else the one the relay's model list suggests (`relay`).
+        settings = self.client.settings
+        self._configured_profile: RelayProfile | None = (
+            get_profile(profile) if profile else settings.profile if settings.profile_explicit else None
+        )
+        self._relay_description: tuple = (None, None)
         self.orientation = orientation
         self.duration = duration
         self.max_history = max_history
@@ -139,6 +145,32 @@ class Conversation:
     @property
     def simulated(self) -> bool:
         return self.client.simulated
+
+    @property
+    def relay(self) -> RelayDescription:
+        """The relay in use: the profile chosen for it and why, the video models it sells and
+        their discovered prices (read-only; `%sora config` and the widget's badge show it)."""
+        key = (self._spending.relay_facts, self._configured_profile)
+        cached_key, description = self._relay_description
+        if description is None or cached_key[0] is not key[0] or cached_key[1] is not key[1]:
+            description = describe(self.client.settings, self._configured_profile, key[0])
+            self._relay_description = (key, description)
+        return description
+
+    @property
+    def profile(self) -> RelayProfile:
+        """How orientation and length reach this relay (`relay` says why this one)."""
+        return self.relay.profile
+
+    @profile.setter
+    def profile(self, profile: RelayProfile | str) -> None:
+        self._configured_profile = get_profile(profile)
+        self._relay_description = (None, None)
+
+    async def adiscover(self, refresh: bool = False) -> RelayDescription:
+        """Read the relay's model list and prices now (bounded; never raises for the relay)."""
+        await self._spending.adiscover(refresh)
+        return self.relay
 
     @property
     def models(self) -> list[str]:

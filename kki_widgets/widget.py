@@ -254,6 +254,16 @@ class VideoChat(anywidget.AnyWidget):
     title = t.Unicode("Video chat").tag(sync=True)
     # The turn the next prompt continues (a picked take is marked by it).
     head = t.Int(None, allow_none=True).tag(sync=True)
+    # What the relay sells (discovery): one dict per video model (name, label with lengths and
+    # price, durations, orientations, sizes, price), and the profile chosen and why (the badge).
+    offers = t.List(t.Dict(), default_value=[]).tag(sync=True)
+    relay_badge = t.Unicode("").tag(sync=True)
+    relay_text = t.Unicode("").tag(sync=True)
+    # A base URL without a key: the view shows a password field. Its value reaches the kernel in
+    # one custom message ("connect") and is never a trait: traits are saved with the notebook.
+    needs_key = t.Bool(False).tag(sync=True)
+    _connected_from: tuple | None = None  # what a typed key connected (undone if it is refused)
+    _connection_words = ""  # the typed key's balance and ping, in words (the badge's tooltip)
 
     def __init__(
         self,
@@ -264,7 +274,12 @@ class VideoChat(anywidget.AnyWidget):
         budget: Any = None,
         **client_options: Any,
     ):
-        if conversation is None:
+        # (model, client options, budget) of a chat whose key the user is still to type.
+        self._pending: tuple | None = None
+        if conversation is None and _key_to_type(client_options):
+            self._pending = (model, dict(client_options), budget)
+            budget = None
+        elif conversation is None:
             conversation = _make_conversation(model, client_options)
             # Like a kernel's first %%sora cell, a new widget starts a new video (earlier turns
             # stay listed; "Remix from here" continues one). That makes a rerun of the notebook
@@ -304,8 +319,10 @@ class VideoChat(anywidget.AnyWidget):
         self._fallback_shown = False
         self._fallback_html = ""
         self.on_msg(self._on_custom)
-        self._unsubscribe = conversation.subscribe(self._on_turn)
+        self._unsubscribe = conversation.subscribe(self._on_turn) if conversation is not None else None
+        self.needs_key = conversation is None
         self._discover_prices()
+        self._discover_relay()
         self._flush()
 
     # ---- Python API (the UI goes through the same methods) -----------------------------------
@@ -351,7 +368,7 @@ class VideoChat(anywidget.AnyWidget):
     @property
     def turns(self) -> list:
         """The conversation's `Turn` objects (the UI renders `turn_data`, their dict form)."""
-        return list(self.conversation.turns)
+        return list(getattr(self.conversation, "turns", []))
 
     def refresh(self) -> None:
         """Send the whole state again now.
@@ -376,6 +393,11 @@ class VideoChat(anywidget.AnyWidget):
 
     def _start(self, prompt: str, *, parent: int | None = None, **options: Any) -> VideoChatHandle:
         check_prompt(prompt)  # a ConfigurationError, which is a ValueError
+        if self.conversation is None:
+            raise ConfigurationError(
+                "connect first: type the relay's API key into the key field (or pass api_key=, "
+                "or set KKI_API_KEY)"
+            )
         if parent is not None and not options.get("from_ui"):
             # A remix from Python continues its parent's settings (the conversation inherits
             # them); the pickers follow the head, which is not necessarily this parent.
@@ -414,6 +436,8 @@ class VideoChat(anywidget.AnyWidget):
                     from_ui=True,  # the pickers the user saw (set to the parent's on "Remix")
                     takes=_int_or_none(content.get("takes")),
                 )
+            elif kind == "connect":
+                self._connect(content.get("key"))
             elif kind == "pick":
                 self.pick(int(content["index"]))
             elif kind == "media":
@@ -448,6 +472,125 @@ class VideoChat(anywidget.AnyWidget):
             return
         mime = "video/mp4" if kind == "video" else "image/webp"
         self.send_msg({**reply, "mime": mime}, buffers=[Path(path).read_bytes()])
+
+    # ---- connecting, and what the relay sells ---------------------------------------------------
+
+    def _connect(self, key: Any) -> None:
+        """The key typed into the widget's password field: build the conversation with it (a
+        masked `Secret`; it is in no trait, and the store refuses any write that contains it)."""
+        from .config import Secret
+
+        if self.conversation is not None or self._pending is None:
+            raise ConfigurationError("this chat is already connected to its relay")
+        if not isinstance(key, str) or not key.strip():
+            raise ConfigurationError("type the relay's API key into the key field, then press Connect")
+        model, options, budget = self._pending
+        conversation = _make_conversation(model, {**options, "api_key": Secret(key.strip())})
+        conversation.reset()
+        if budget is not None:
+            from .budget import as_budget
+
+            conversation.budget = as_budget(budget, "VideoChat(budget=...)")
+        with self._lock:
+            self.conversation, self._pending = conversation, None
+            self._connected_from = (model, options, budget)
+            self._unsubscribe = conversation.subscribe(self._on_turn)
+            self.needs_key = False
+        self._discover_prices()
+        self._discover_relay()
+        self._schedule(urgent=True)
+        from .loop import submit
+
+        submit(_connection_check(conversation)).add_done_callback(
+            lambda done: self._show_connection(conversation, done)
+        )
+
+    def _show_connection(self, conversation: Any, done: Any) -> None:
+        """The typed key's balance and the chat endpoint's ping, on the badge's tooltip (like
+        `%sora connect`); a refused key brings the key field back."""
+        if done.cancelled() or done.exception() is not None:
+            return
+        words, refused = done.result()
+        if refused:
+            self._refused(conversation)
+            return
+        with self._lock:
+            if not self._closed and self.conversation is conversation:
+                self._connection_words = words
+                self.relay_text = self._relay_words()
+
+    def _refused(self, conversation: Any) -> None:
+        """The relay refused the typed key: back to the key field, saying so (nothing was sent)."""
+        with self._lock:
+            # Only the conversation that key built (a later key may have connected meanwhile).
+            if self._closed or self.conversation is not conversation or conversation.turns:
+                return
+            self._unsubscribe()
+            self.conversation, self._pending, self._connected_from = None, self._connected_from, None
+            with self.hold_sync():
+                self.needs_key = True
+                self.relay_badge, self.relay_text = "key needed", "Type the relay's API key to connect."
+                self.error = "the relay refused this key (HTTP 401/403 on its model list): type the key again"
+
+    def _discover_relay(self) -> None:
+        """Read the relay's model list in the background (bounded, quiet), then show what it
+        sells in the model picker and why the profile was chosen on the badge."""
+        adiscover = getattr(self.conversation, "adiscover", None)
+        if adiscover is None:
+            self.relay_badge = "key needed" if self.needs_key else ""
+            self.relay_text = "Type the relay's API key to connect." if self.needs_key else ""
+            return
+        from .loop import submit
+
+        conversation = self.conversation
+        submit(adiscover()).add_done_callback(lambda _done: self._show_relay(conversation))
+
+    def _show_relay(self, conversation: Any) -> None:
+        from .connect_commands import picker_entries
+
+        if self.conversation is not conversation:
+            return  # a refused key's conversation, replaced since
+        relay = conversation.relay
+        if relay.key_refused and self._connected_from is not None:
+            self._refused(conversation)
+            return
+        offers = picker_entries(relay)
+        with self._lock:
+            if self._closed or self.conversation is not conversation:
+                return
+            with self.hold_sync():
+                self.relay_badge = f"profile: {relay.profile.name}"
+                self.relay_text = self._relay_words()
+                self.offers = offers
+                names = [offer["name"] for offer in offers]
+                if names and self.model not in names and not self.turn_data:
+                    self.model = names[0]  # a relay that does not sell the default model
+                if names:
+                    self.models = names if self.model in names else [self.model, *names]
+                self._offer_choices()
+            self.price_text = self._price_words()
+
+    def _relay_words(self) -> str:
+        relay = self.conversation.relay
+        words = f"{relay.base_url} — {relay.summary} (chosen by {relay.chosen_by})"
+        return f"{words}. {self._connection_words}" if self._connection_words else words
+
+    def _offer_choices(self) -> None:
+        """The lengths and orientations the relay sells for the picked model, if it says."""
+        offer = next((o for o in self.offers if o["name"] == self.model), None)
+        if offer is None:
+            return
+        if offer["durations"]:
+            self.durations = list(offer["durations"])
+            if self.duration is not None and self.duration not in self.durations:
+                self.duration = None
+        if offer["orientations"]:
+            self.orientations = list(offer["orientations"])
+
+    @t.observe("model")
+    def _on_model_offer(self, _change: Any) -> None:
+        if hasattr(self, "_lock"):
+            self._offer_choices()
 
     # ---- the composer's price -----------------------------------------------------------------
 
@@ -621,6 +764,25 @@ def _int_or_none(value: Any) -> int | None:
     if value is None or value == "":
         return None
     return int(value)
+
+
+async def _connection_check(conversation: Any) -> tuple[str, bool]:
+    """(balance and ping in words, whether the relay refused the key): `%sora connect`'s checks."""
+    from .connect_commands import aping
+    from .pricing import money
+
+    relay = await conversation.adiscover()
+    balance = await conversation.prices.abalance()
+    ping = await aping(conversation, relay)
+    words = f"Balance: {money(balance) if balance is not None else 'not reported'}. Chat endpoint: {ping.words}."
+    return words, relay.key_refused or "key was refused" in ping.words
+
+
+def _key_to_type(client_options: dict) -> bool:
+    """A relay is named (base_url=, KKI_BASE_URL) and no key is known: the widget asks for it."""
+    named = client_options.get("base_url") or os.environ.get("KKI_BASE_URL")
+    known = client_options.get("api_key") or os.environ.get("KKI_API_KEY")
+    return bool(named) and not known and "client" not in client_options
 
 
 def _default_model() -> str:
