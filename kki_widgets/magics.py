@@ -446,10 +446,13 @@ class SoraMagics(Magics):
         from .loop import background_loop
 
         latest: list[Any] = []
+        first: list[Any] = []  # the turn as it was when first announced (queued, its estimate)
         changed = threading.Event()
 
         def on_change(turn: Any) -> None:
             if is_ours(turn):
+                if not first:
+                    first.append(_as_it_is_now(turn))
                 latest[:] = [turn]
                 changed.set()
 
@@ -465,19 +468,28 @@ class SoraMagics(Magics):
                     pass
                 if changed.is_set():
                     changed.clear()
-                    if not shown:
-                        view.show(latest[0])
-                        shown = True
-                    else:
-                        view.update(latest[0])
+                    shown = self._show_or_update(view, shown, first, latest[0])
         except KeyboardInterrupt:
             return self._interrupted(future, latest)
         except ConfigurationError as error:
             raise UsageError(str(error)) from None
         finally:
             unsubscribe()
+        if not shown and first:
+            view.show(first[0])  # a turn faster than one poll still shows where it started
         view.update(turn, final=True)
         return turn
+
+    @staticmethod
+    def _show_or_update(view: Any, shown: bool, first: list, turn: Any) -> bool:
+        """The first drawing is the first state announced, whenever the poll notices it."""
+        if shown:
+            view.update(turn)
+        else:
+            view.show(first[0] if first else turn)
+            if first and first[0] is not turn:
+                view.update(turn)
+        return True
 
     def _interrupted(self, future: concurrent.futures.Future, latest: list) -> Any:
         """Ctrl-C / Interrupt Kernel: stop waiting, cancel locally, say how to get the video."""
@@ -705,6 +717,15 @@ class SoraMagics(Magics):
             ("media_dir", str(self._media_folder(store) or "off (URLs only)")),
         ]
         print("\n".join(f"{name:<12} {value}" for name, value in rows))
+
+
+def _as_it_is_now(turn: Any) -> Any:
+    """A shallow copy of a dataclass turn: the fields the card shows (status, generation, cost)
+    are replaced, never changed in place, as the turn moves on. Other objects as they are."""
+    import copy
+    import dataclasses
+
+    return copy.copy(turn) if dataclasses.is_dataclass(turn) else turn
 
 
 def load_ipython_extension(ipython) -> None:
