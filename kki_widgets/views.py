@@ -12,9 +12,9 @@ Everything here is built to survive sharing (issue 12 in the project's tracker):
 - videos are `<video src=…>` with the copy next to the notebook as a relative URL: JupyterLab's
   untrusted view strips `src` from `<source>` children, and only relative URLs resolve in an
   exported HTML file beside `kki_media/`;
-- the poster is an `<img>` beside the prompt, not `<video poster>`: JupyterLab resolves the
-  relative `src` of an `<img>` through its file server but leaves `poster` alone, so a poster
-  attribute would show nothing there;
+- the poster is an `<img>` beside the prompt: JupyterLab resolves the relative `src` of an
+  `<img>` through its file server but leaves `poster` alone. The `<video>` carries the poster
+  too, for every other view (an exported page, GitHub, a trusted notebook served as files);
 - links to the relay's loopback simulator die with the kernel: they are left out once a turn is
   over (`durable_url`);
 - everything from the relay is escaped; only http(s) or "./" URLs reach `src`/`href`.
@@ -37,6 +37,7 @@ __all__ = [
     "TurnTable",
     "UsageReport",
     "chat_html",
+    "chat_text",
     "compact_line",
     "durable_url",
     "gallery_html",
@@ -149,6 +150,12 @@ def _note(turn: Any) -> str | None:
     return str(note) if note else None
 
 
+def _remix_of(turn: Any) -> int | None:
+    """The turn this one continues by remix (a frame continuation says so in its note)."""
+    parent = getattr(turn, "parent", None)
+    return parent if isinstance(parent, int) and not _note(turn) else None
+
+
 def _error(turn: Any) -> str | None:
     if getattr(turn, "status", None) in ("failed", "cancelled"):
         return getattr(turn, "error", None) or f"turn {getattr(turn, 'index', '?')} {turn.status}"
@@ -159,6 +166,8 @@ def turn_text(turn: Any) -> str:
     """The card's plain-text twin (terminals, logs, `text/plain`)."""
     lines = [f"[turn {getattr(turn, 'index', '?')}] {_prompt(turn)}"]
     lines.append(f"  {compact_line(turn)}")
+    if _remix_of(turn) is not None:
+        lines.append(f"  remix of #{_remix_of(turn)}")
     src = video_src(turn)
     if src:
         lines.append(f"  video: {src}")
@@ -175,8 +184,10 @@ def _attr(value: str) -> str:
     return html.escape(value, quote=True)
 
 
-def turn_html(turn: Any, *, video: bool = True) -> str:
-    """One turn as a card: poster, prompt, one compact line, progress, links, player, notes."""
+def turn_html(turn: Any, *, video: bool = True, preload: str = "metadata") -> str:
+    """One turn as a card: poster, prompt, one compact line, progress, links, player, notes.
+
+    `preload="none"`: the player fetches nothing until played (VideoChat's hidden twin)."""
     index = getattr(turn, "index", 0)
     status = getattr(turn, "status", "queued")
     poster = poster_src(turn)
@@ -187,6 +198,9 @@ def turn_html(turn: Any, *, video: bool = True) -> str:
         f'<div class="kki-card-prompt"><b>{html.escape(_prompt(turn))}</b></div>',
         f'<div class="kki-card-line" style="opacity:.75">#{index} · {html.escape(compact_line(turn))}</div>',
     ]
+    parent = _remix_of(turn)
+    if parent is not None:
+        info.append(f'<div class="kki-card-remix">remix of <a href="#kki-turn-{parent}">#{parent}</a></div>')
     if status in ("queued", "generating"):
         progress = int(getattr(getattr(turn, "generation", None), "progress", 0) or 0)
         info.append(f'<progress max="100" value="{progress}" style="width:220px"></progress>')
@@ -199,13 +213,14 @@ def turn_html(turn: Any, *, video: bool = True) -> str:
         info.append(f'<div class="kki-card-links">{" · ".join(links)}</div>')
     head.append(f'<div style="min-width:0">{"".join(info)}</div>')
     parts = [
-        f'<div class="kki-card" data-status="{_attr(status)}" style="{_CARD_STYLE}">',
+        f'<div class="kki-card" id="kki-turn-{int(index)}" data-status="{_attr(status)}" style="{_CARD_STYLE}">',
         f'<div style="display:flex;gap:10px;align-items:flex-start">{"".join(head)}</div>',
     ]
     src = video_src(turn) if video else None
     if src:
+        poster_attr = f' poster="{_attr(poster)}"' if poster else ""
         parts.append(
-            f'<video class="kki-card-video" controls preload="metadata" playsinline '
+            f'<video class="kki-card-video" controls preload="{_attr(preload)}" playsinline{poster_attr} '
             f'src="{_attr(src)}" style="{_VIDEO_STYLE}"></video>'
         )
     parts += [f'<div class="kki-card-warning">⚠ {html.escape(w)}</div>' for w in _warnings(turn)]
@@ -388,11 +403,27 @@ def chat_html(turns: Sequence[Any], title: str = "VideoChat") -> str:
     Marked `kki-chat-fallback` so the widget's own CSS hides it wherever the live widget renders
     (the two are separate outputs of one cell; see `VideoChat._ipython_display_`).
     """
-    body = "".join(turn_html(t) for t in turns) if turns else "<p>No turns yet.</p>"
+    body = "".join(turn_html(t, preload="none") for t in turns) if turns else "<p>No turns yet.</p>"
     return (
-        f'<div class="kki-chat-fallback"><div style="opacity:.75">{html.escape(title)} · '
+        f'{_NO_MODEL_ERROR}<div class="kki-chat-fallback"><div style="opacity:.75">{html.escape(title)} · '
         f"{len(turns)} turn{'s' if len(turns) != 1 else ''}</div>{body}</div>"
     )
+
+
+# JupyterLab without saved widget state draws "Error displaying widget: model not found" as an
+# empty `.jupyter-widgets` box with only that text, in the output just above this twin, which
+# shows the same turns: hidden there (only where the notebook is trusted: untrusted HTML loses
+# <style>, and an untrusted view draws no widget to fail).
+_NO_MODEL_ERROR = (
+    "<style>.jp-OutputArea-child:has(> .jp-OutputArea-output > .jupyter-widgets:not(:has(*)))"
+    ":has(+ .jp-OutputArea-child .kki-chat-fallback){display:none}</style>"
+)
+
+
+def chat_text(turns: Sequence[Any], title: str = "VideoChat") -> str:
+    """`chat_html`'s plain-text twin: the title, the count, each turn's `turn_text`."""
+    count = f"{len(turns)} turn{'s' if len(turns) != 1 else ''}"
+    return "\n".join([f"{title} · {count}", *(turn_text(t) for t in turns)])
 
 
 # ---------------------------------------------------------------------------- live cell views

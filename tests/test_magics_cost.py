@@ -177,5 +177,5 @@ def test_history_shows_what_each_turn_cost(sim, new_shell):
     assert run(ip, "%%sora\na paper boat on a rainy street").cached
     assert len(sim.requests) == 2
     costs = history_costs(run(ip, "%sora history"))
-    assert costs["a paper boat on a rainy street"] == "$0.10; replayed free since"
+    assert costs["a paper boat on a rainy street"] == "$0.10, then $0.00 (replayed, not paid)"
     assert costs["a lighthouse at dusk"] == "unknown"
