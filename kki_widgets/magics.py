@@ -50,6 +50,12 @@ __all__ = ["SoraMagics", "TurnTable", "interpolate", "load_ipython_extension"]
 # The live card of a cell (kept under its old name: tests patch it to simulate an interrupt).
 _CompactView = LiveCard
 
+# %sora history in a kernel that cannot tell its notebook (nbconvert --execute, papermill).
+HEADLESS_NOTE = (
+    "this run's turns only: a headless run that does not name its notebook keeps them in memory "
+    "(name it with KKI_NOTEBOOK=<name>, or papermill -p KKI_NOTEBOOK <name>)"
+)
+
 # How often the waiting cell refreshes its view (the generation itself runs on another thread).
 POLL_SECONDS = 0.2
 LINE_COMMANDS = {
@@ -571,7 +577,9 @@ class SoraMagics(Magics):
     def _cmd_history(self, rest: list[str]) -> TurnTable:
         self._expect(rest, "history", 0)
         conversation = self.conversation()
-        return TurnTable(conversation.name, conversation.turns, conversation.head)
+        _, store = self._backend()
+        note = HEADLESS_NOTE if getattr(store, "private_conversations", False) else ""
+        return TurnTable(conversation.name, conversation.turns, conversation.head, note=note)
 
     def _cmd_show(self, rest: list[str]) -> Any:
         self._expect(rest, "show", 1)
@@ -669,7 +677,11 @@ class SoraMagics(Magics):
         counters = store.usage()
         conversation = self.conversation()
         spend = merge_usage([self.conversation(name).usage() for name in self._session_names()])
+        headless = getattr(store, "private_conversations", False)
         report = {
+            # What the counters cover: a kernel that cannot tell its notebook shares them with
+            # every unnamed headless run in this folder (.kki/default.json).
+            "counted": "this folder's headless runs" if headless else "this notebook",
             "session": conversation.name,
             "turns": len(conversation.turns),
             "paid_requests": counters.get("paid_requests", 0),

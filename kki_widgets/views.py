@@ -257,8 +257,9 @@ class TurnTable:
 
     HEADERS = ("#", "from", "status", "model", "prompt", "task", "cost", "video")
 
-    def __init__(self, name: str, turns: list, head: int | None):
+    def __init__(self, name: str, turns: list, head: int | None, note: str = ""):
         self.name, self.turns, self.head = name, turns, head
+        self.note = note  # what the table covers, when that is not the whole notebook
 
     def _rows(self) -> list[tuple[str, ...]]:
         from .pricing import cost_cell
@@ -296,7 +297,7 @@ class TurnTable:
         rows = [self.HEADERS, *self._rows()]
         clipped = [tuple(c if len(c) <= 48 else c[:47] + "…" for c in row) for row in rows]
         widths = [max(len(row[i]) for row in clipped) for i in range(len(self.HEADERS))]
-        lines = [f"session {self.name!r} (* = current)"]
+        lines = [f"session {self.name!r} (* = current)" + (f"; {self.note}" if self.note else "")]
         lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in clipped]
         return "\n".join([*lines, self.total()])
 
@@ -313,8 +314,9 @@ class TurnTable:
             link = f'<a href="{_attr(row[-1])}" target="_blank" rel="noopener noreferrer">video</a>' if row[-1] else ""
             cells.append(f"<td>{thumb}{link}</td>")
             body.append(f"<tr>{''.join(cells)}</tr>")
+        note = f"; {html.escape(self.note)}" if self.note else ""
         return (
-            f"<p>session <b>{name}</b> (* = current)</p>"
+            f"<p>session <b>{name}</b> (* = current){note}</p>"
             f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
             f"<p>{html.escape(self.total())}</p>"
         )
@@ -328,7 +330,7 @@ class UsageReport(dict):
 
         note = " (simulated relay: nothing was charged)" if self.get("simulated") else ""
         first = (
-            f"session {self['session']!r}: {self['turns']} turns; this notebook: "
+            f"session {self['session']!r}: {self['turns']} turns; {self.get('counted', 'this notebook')}: "
             f"{self['paid_requests']} paid requests, {self['cache_hits']} replays from the store{note}"
         )
         return "\n".join([first, *usage_lines(self)])

@@ -593,3 +593,30 @@ def test_text_reprs_say_the_turn_count_and_the_last_status_as_they_are_now():
     # The drawn line follows the turn, so a saved notebook does not keep "queued" next to a video.
     assert updates and updates[-1] == "<VideoChatHandle turn #1: Completed>"
     assert "object at 0x" not in repr(chat)
+
+
+def test_a_card_says_what_it_remixes_shows_its_poster_and_the_twin_loads_nothing(tmp_path, monkeypatch):
+    from kki_widgets.transcript import Generation
+    from kki_widgets.turn import Turn
+    from kki_widgets.views import chat_html, turn_html, turn_text
+
+    monkeypatch.chdir(tmp_path)
+    media = tmp_path / "kki_media"
+    media.mkdir()
+    turns = []
+    for index, parent in ((0, None), (1, 0)):
+        (media / f"v{index}.mp4").write_bytes(b"x")
+        (media / f"t{index}.webp").write_bytes(b"x")
+        turns.append(Turn(index=index, prompt=f"shot {index}", parent=parent, status="completed",
+                          generation=Generation(status="completed", progress=100),
+                          path=str(media / f"v{index}.mp4"), thumbnail_path=str(media / f"t{index}.webp"),
+                          finished_at=1.0))  # fmt: skip
+    card = turn_html(turns[1])
+    assert 'remix of <a href="#kki-turn-0">#0</a>' in card and 'id="kki-turn-1"' in card
+    assert "remix of" not in turn_html(turns[0])
+    assert "remix of #0" in turn_text(turns[1])
+    video = card.split("<video", 1)[1].split(">", 1)[0]
+    assert 'poster="./kki_media/t1.webp"' in video and 'preload="metadata"' in video
+    # The widget's hidden twin fetches no video while the live widget is shown.
+    twin = chat_html(turns)
+    assert twin.count('preload="none"') == 2 and 'preload="metadata"' not in twin

@@ -1,0 +1,296 @@
+"""VideoChat outside JupyterLab, in a real chromium: Voila, marimo, and a restored notebook whose
+kernel no longer holds the widget (issue 22).
+
+In each host the finished turn plays, shows its poster and a Download link, and nothing of our
+own is called an "Unsafe link". Every kernel talks to a simulator run by this test process.
+Screenshots land in tests/artifacts/hosts-*.png.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kki_widgets.simulator import Simulator
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+VENV_BIN = Path(sys.executable).parent
+KEY = "sim-test-key"
+PROMPT = "a paper boat sailing across a rain puddle"
+# What `make voila` and the README give Voila: its defaults plus the widget's media folder.
+VOILA_ALLOWLIST = r"['.*\.(png|jpg|gif|svg)', '(.*/)?kki_media/[^/]+\.(mp4|webm|mov|webp|png|jpe?g|gif)']"
+WIDGET_CELL = (
+    "from kki_widgets import VideoChat\n"
+    "chat = VideoChat()\n"
+    # A kernel's cell runs on its event loop: the conversation's send blocks, the widget follows.
+    f"chat.conversation.send({PROMPT!r})\n"
+)
+
+# The finished turn's player: loaded far enough to show a frame, then played for a moment.
+PLAYS = """async () => {
+  const turn = document.querySelector('.kki-turn[data-status="completed"]');
+  const v = turn && turn.querySelector('video.kki-video');
+  if (!v) return null;
+  v.muted = true;
+  const started = Date.now();
+  while (v.readyState < 2 && Date.now() - started < 20000) await new Promise((r) => setTimeout(r, 100));
+  let played = false;
+  if (v.readyState >= 2) {
+    try { await v.play(); } catch (e) {}
+    const t0 = v.currentTime;
+    await new Promise((r) => setTimeout(r, 500));
+    played = v.currentTime > t0;
+    v.pause();
+  }
+  const thumb = turn.querySelector('img.kki-thumb');
+  const link = turn.querySelector('a.kki-download');
+  let download = null;
+  if (link && !link.hidden && link.href) {
+    const answer = await fetch(link.href);
+    download = {status: answer.status, bytes: (await answer.arrayBuffer()).byteLength, href: link.href};
+  }
+  return {
+    src: v.currentSrc, readyState: v.readyState, played, error: v.error && v.error.code,
+    poster: v.getAttribute('poster'),
+    posterLoaded: Boolean(thumb && thumb.complete && thumb.naturalWidth > 0 && thumb.currentSrc === v.poster),
+    download,
+    text: document.querySelector('.kki-chat').innerText,
+  };
+}"""
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[Simulator]:
+    with Simulator(queue_seconds=0.05, generate_seconds=0.3, step_seconds=0.1, api_key=KEY, seed=22) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def relay_url(sim) -> str:
+    return sim.base_url
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _env(sim: Simulator, **extra: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("JPY_SESSION_NAME", "KKI_MODEL")}
+    env.update(KKI_BASE_URL=sim.base_url, KKI_API_KEY=KEY, PYTHONUNBUFFERED="1", **extra)
+    return env
+
+
+@contextlib.contextmanager
+def _server(command: list[str], cwd: Path, env: dict, url: str, log: Path) -> Iterator[None]:
+    """A host's server, started in its own session and stopped with it (only what we started)."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                   start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"{command[0]} exited early:\n{log.read_text(errors='replace')[-3000:]}")
+            try:
+                with urllib.request.urlopen(url, timeout=2):
+                    break
+            except urllib.error.HTTPError:
+                break  # it answers
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{command[0]} never answered:\n{log.read_text(errors='replace')[-3000:]}")
+            time.sleep(0.25)
+        yield
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, 15)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, 9)
+            process.wait(5)
+
+
+def _notebook(path: Path, cells: list[str]) -> Path:
+    nb = {
+        "cells": [
+            {"cell_type": "code", "execution_count": None, "id": f"cell{i}", "metadata": {},
+             "outputs": [], "source": source}
+            for i, source in enumerate(cells)
+        ],
+        "metadata": {
+            "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+            "language_info": {"name": "python"},
+        },
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(nb), encoding="utf-8")
+    return path
+
+
+def _shoot(page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"hosts-{name}.png"), full_page=True)
+
+
+def _assert_finished_turn_plays(result: dict | None, where: str) -> None:
+    assert result is not None, f"{where}: no finished turn with a player"
+    assert result["readyState"] >= 2 and result["played"], (where, result)
+    assert result["poster"] and result["posterLoaded"], (where, result)
+    download = result["download"]
+    assert download and download["status"] == 200 and download["bytes"] > 1000, (where, result)
+    assert "Unsafe link" not in result["text"], (where, result["text"])
+    assert "127.0.0.1:9" not in result["src"]
+
+
+# ---------------------------------------------------------------------------- Voila
+@pytest.mark.parametrize("allowlist", [True, False], ids=["media-allowed", "voila-defaults"])
+def test_voila_plays_the_finished_turn_with_poster_and_download(sim, browser, tmp_path, allowlist):
+    folder = tmp_path / "voila root"
+    _notebook(folder / "shots" / "chat.ipynb", [WIDGET_CELL + "chat"])
+    port = _free_port()
+    voila = VENV_BIN / "voila"
+    command = [str(voila) if voila.exists() else "voila", str(folder), "--no-browser", f"--port={port}",
+               "--Voila.ip=127.0.0.1", "--Voila.port_retries=0"]  # fmt: skip
+    if allowlist:
+        command.append(f"--VoilaConfiguration.file_allowlist={VOILA_ALLOWLIST}")
+    base = f"http://127.0.0.1:{port}"
+    with _server(command, folder, _env(sim), f"{base}/", tmp_path / "voila.log"):
+        context = browser.new_context(viewport={"width": 1100, "height": 1000})
+        page = context.new_page()
+        try:
+            page.goto(f"{base}/voila/render/shots/chat.ipynb", timeout=120_000)
+            page.wait_for_selector('.kki-turn[data-status="completed"] video.kki-video', state="visible", timeout=120_000)
+            result = page.evaluate(PLAYS)
+            _shoot(page, f"voila-{'allowlist' if allowlist else 'defaults'}")
+        finally:
+            context.close()
+    _assert_finished_turn_plays(result, "voila")
+    if allowlist:
+        # Served by Voila from the notebook's folder, as the README's setting allows.
+        assert result["src"].startswith(f"{base}/voila/files/shots/kki_media/"), result
+    else:
+        # Voila's default allowlist answers 403 for .mp4/.webp: the kernel sent the bytes.
+        assert result["src"].startswith("blob:"), result
+
+
+# ---------------------------------------------------------------------------- marimo
+MARIMO_APP = '''import marimo
+
+app = marimo.App()
+
+
+@app.cell
+def _():
+    import marimo as mo
+    from kki_widgets import VideoChat
+
+    chat = VideoChat()
+    chat.conversation.send(PROMPT)
+    view = mo.ui.anywidget(chat)
+    view
+    return
+
+
+if __name__ == "__main__":
+    app.run()
+'''
+
+
+def test_marimo_plays_the_finished_turn_with_poster_and_download(sim, browser, tmp_path):
+    pytest.importorskip("marimo")
+    folder = tmp_path / "marimo"
+    folder.mkdir()
+    (folder / "app.py").write_text(MARIMO_APP.replace("PROMPT", repr(PROMPT)), encoding="utf-8")
+    port = _free_port()
+    marimo = VENV_BIN / "marimo"
+    command = [str(marimo) if marimo.exists() else "marimo", "run", "app.py", "--headless", "--no-token",
+               f"--port={port}", "--host=127.0.0.1"]  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    with _server(command, folder, _env(sim), f"{base}/", tmp_path / "marimo.log"):
+        context = browser.new_context(viewport={"width": 1100, "height": 1000})
+        page = context.new_page()
+        try:
+            page.goto(base, timeout=120_000)
+            page.wait_for_selector('.kki-turn[data-status="completed"] video.kki-video', state="visible", timeout=120_000)
+            result = page.evaluate(PLAYS)
+            _shoot(page, "marimo")
+        finally:
+            context.close()
+    _assert_finished_turn_plays(result, "marimo")
+    # marimo serves no notebook-relative files: the player and the link hold the kernel's bytes.
+    assert result["src"].startswith("blob:") and result["download"]["href"].startswith("blob:"), result
+
+
+# ---------------------------------------------------------------------------- no kernel
+@pytest.fixture(scope="module")
+def saved_widget_notebook(sim, tmp_path_factory) -> Path:
+    """A widget notebook run headlessly (nbclient saves the widget state), like a shared copy."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    from jupyter_client.manager import KernelManager
+
+    class VenvKernelManager(KernelManager):
+        def format_kernel_cmd(self, extra_arguments=None):
+            return [sys.executable, "-m", "ipykernel_launcher", "-f", self.connection_file]
+
+    folder = tmp_path_factory.mktemp("restored")
+    path = _notebook(folder / "restored.ipynb", [WIDGET_CELL + "chat"])
+    notebook = nbformat.read(path, as_version=4)
+    client = nbclient.NotebookClient(notebook, timeout=90, kernel_name="python3",
+                                     resources={"metadata": {"path": str(folder)}})  # fmt: skip
+    client.kernel_manager_class = VenvKernelManager
+    client.execute(env=_env(sim))
+    nbformat.write(notebook, path)
+    return folder
+
+
+def test_a_restored_widget_without_its_kernel_keeps_the_prompt_and_says_why(saved_widget_notebook, lab, page):
+    from nbformat import read, write
+    from nbformat.sign import NotebookNotary
+
+    shutil.copytree(saved_widget_notebook / "kki_media", lab.root / "kki_media", dirs_exist_ok=True)
+    notebook = read(saved_widget_notebook / "restored.ipynb", as_version=4)
+    NotebookNotary().sign(notebook)  # trusted: JupyterLab restores the widget from its saved state
+    write(notebook, lab.root / "restored.ipynb")
+    lab.open(page, "restored.ipynb?reset")
+    # The kernel JupyterLab started knows nothing of this widget: the view finds out by itself.
+    page.wait_for_selector(".kki-offline", state="visible", timeout=60_000)
+    result = page.evaluate(PLAYS)
+    _assert_finished_turn_plays(result, "restored widget")
+    assert "/files/kki_media/" in result["src"], result
+    composer = page.locator(".kki-composer")
+    assert "kki-disconnected" in (composer.get_attribute("class") or "")
+    assert page.locator(".kki-send").is_disabled() and page.locator(".kki-model").is_disabled()
+    assert page.locator(".kki-price").is_hidden()  # no price for a send that cannot happen
+    box = page.locator(".kki-input")
+    box.fill("now the boat reaches the sea")
+    box.press("Enter")
+    page.wait_for_timeout(300)
+    assert box.input_value() == "now the boat reaches the sea"
+    assert "no kernel: run the cell to reconnect" in page.locator(".kki-error-text").inner_text()
+    assert page.locator('.kki-turn').count() == 1  # nothing was added
+    # The cell's saved text says what is there, not an object's address.
+    outputs = json.dumps(notebook.cells[0].outputs)
+    assert "object at 0x" not in outputs and "VideoChatHandle" not in outputs
+    _shoot(page, "lab-restored-without-kernel")
