@@ -41,9 +41,9 @@ WIDGET_CELL = (
 )
 
 # The finished turn's player: loaded far enough to show a frame, then played for a moment.
-PLAYS = """async () => {
-  const turn = document.querySelector('.kki-turn[data-status="completed"]');
-  const v = turn && turn.querySelector('video.kki-video');
+# Called on the turn's element (marimo draws widgets in a shadow root, out of document's reach).
+PLAYS = """async (turn) => {
+  const v = turn.querySelector('video.kki-video');
   if (!v) return null;
   v.muted = true;
   const started = Date.now();
@@ -68,7 +68,7 @@ PLAYS = """async () => {
     poster: v.getAttribute('poster'),
     posterLoaded: Boolean(thumb && thumb.complete && thumb.naturalWidth > 0 && thumb.currentSrc === v.poster),
     download,
-    text: document.querySelector('.kki-chat').innerText,
+    text: turn.closest('.kki-chat').innerText,
   };
 }"""
 
@@ -148,6 +148,10 @@ def _notebook(path: Path, cells: list[str]) -> Path:
     return path
 
 
+def _finished_turn_plays(page) -> dict:
+    return page.locator('.kki-turn[data-status="completed"]').first.evaluate(PLAYS)
+
+
 def _shoot(page, name: str) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"hosts-{name}.png"), full_page=True)
@@ -164,13 +168,20 @@ def _assert_finished_turn_plays(result: dict | None, where: str) -> None:
 
 
 # ---------------------------------------------------------------------------- Voila
-@pytest.mark.parametrize("allowlist", [True, False], ids=["media-allowed", "voila-defaults"])
-def test_voila_plays_the_finished_turn_with_poster_and_download(sim, browser, tmp_path, allowlist):
+@pytest.mark.parametrize(
+    ("mode", "allowlist"),
+    [("tree", True), ("one-notebook", True), ("tree", False)],
+    ids=["tree-media-allowed", "one-notebook-media-allowed", "tree-voila-defaults"],
+)
+def test_voila_plays_the_finished_turn_with_poster_and_download(sim, browser, tmp_path, mode, allowlist):
+    # Tree mode (`voila folder/`) renders /voila/render/<path>; `voila nb.ipynb` (make voila)
+    # serves one notebook at the root, its folder being the files root.
     folder = tmp_path / "voila root"
-    _notebook(folder / "shots" / "chat.ipynb", [WIDGET_CELL + "chat"])
+    notebook = _notebook(folder / "shots" / "chat.ipynb", [WIDGET_CELL + "chat"])
     port = _free_port()
     voila = VENV_BIN / "voila"
-    command = [str(voila) if voila.exists() else "voila", str(folder), "--no-browser", f"--port={port}",
+    served = str(folder) if mode == "tree" else str(notebook)
+    command = [str(voila) if voila.exists() else "voila", served, "--no-browser", f"--port={port}",
                "--Voila.ip=127.0.0.1", "--Voila.port_retries=0"]  # fmt: skip
     if allowlist:
         command.append(f"--VoilaConfiguration.file_allowlist={VOILA_ALLOWLIST}")
@@ -179,16 +190,19 @@ def test_voila_plays_the_finished_turn_with_poster_and_download(sim, browser, tm
         context = browser.new_context(viewport={"width": 1100, "height": 1000})
         page = context.new_page()
         try:
-            page.goto(f"{base}/voila/render/shots/chat.ipynb", timeout=120_000)
-            page.wait_for_selector('.kki-turn[data-status="completed"] video.kki-video', state="visible", timeout=120_000)
-            result = page.evaluate(PLAYS)
-            _shoot(page, f"voila-{'allowlist' if allowlist else 'defaults'}")
+            page.goto(f"{base}/voila/render/shots/chat.ipynb" if mode == "tree" else f"{base}/", timeout=120_000)
+            try:
+                page.wait_for_selector('.kki-turn[data-status="completed"] video.kki-video', state="visible", timeout=120_000)
+                result = _finished_turn_plays(page)
+            finally:
+                _shoot(page, f"voila-{mode}-{'allowlist' if allowlist else 'defaults'}")
         finally:
             context.close()
     _assert_finished_turn_plays(result, "voila")
     if allowlist:
         # Served by Voila from the notebook's folder, as the README's setting allows.
-        assert result["src"].startswith(f"{base}/voila/files/shots/kki_media/"), result
+        where = "shots/kki_media/" if mode == "tree" else "kki_media/"
+        assert result["src"].startswith(f"{base}/voila/files/{where}"), result
     else:
         # Voila's default allowlist answers 403 for .mp4/.webp: the kernel sent the bytes.
         assert result["src"].startswith("blob:"), result
@@ -232,9 +246,11 @@ def test_marimo_plays_the_finished_turn_with_poster_and_download(sim, browser, t
         page = context.new_page()
         try:
             page.goto(base, timeout=120_000)
-            page.wait_for_selector('.kki-turn[data-status="completed"] video.kki-video', state="visible", timeout=120_000)
-            result = page.evaluate(PLAYS)
-            _shoot(page, "marimo")
+            try:
+                page.wait_for_selector('.kki-turn[data-status="completed"] video.kki-video', state="visible", timeout=120_000)
+                result = _finished_turn_plays(page)
+            finally:
+                _shoot(page, "marimo")
         finally:
             context.close()
     _assert_finished_turn_plays(result, "marimo")
@@ -276,7 +292,7 @@ def test_a_restored_widget_without_its_kernel_keeps_the_prompt_and_says_why(save
     lab.open(page, "restored.ipynb?reset")
     # The kernel JupyterLab started knows nothing of this widget: the view finds out by itself.
     page.wait_for_selector(".kki-offline", state="visible", timeout=60_000)
-    result = page.evaluate(PLAYS)
+    result = _finished_turn_plays(page)
     _assert_finished_turn_plays(result, "restored widget")
     assert "/files/kki_media/" in result["src"], result
     composer = page.locator(".kki-composer")
