@@ -766,7 +766,7 @@ class TurnView {
     this.media.hidden = !video && !poster;
     const download = this.downloadUrl();
     setHref(this.download, download);
-    const name = (this.turn?.local_url ?? "").split("/").pop() ?? "";
+    const name = (safeLocalPath(this.turn?.local_url) ?? "").split("/").pop() ?? "";
     this.download.setAttribute("download", name);
   }
 
