@@ -412,12 +412,13 @@ def chat_html(turns: Sequence[Any], title: str = "VideoChat") -> str:
     )
 
 
-# JupyterLab without saved widget state draws "Error displaying widget: model not found" as an
-# empty `.jupyter-widgets` box with only that text, in the output just above this twin, which
-# shows the same turns: hidden there (only where the notebook is trusted: untrusted HTML loses
-# <style>, and an untrusted view draws no widget to fail).
+# JupyterLab without saved widget state draws "Error displaying widget: model not found" in the
+# widget's output (its renderer then carries the class jupyter-widgets and only that text), just
+# above this twin, which shows the same turns: that output is hidden. Only where the notebook is
+# trusted (untrusted HTML loses <style>, and an untrusted view draws no widget). A loading widget
+# is left alone: hidden, JupyterLab would never render it.
 _NO_MODEL_ERROR = (
-    "<style>.jp-OutputArea-child:has(> .jp-OutputArea-output > .jupyter-widgets:not(:has(*)))"
+    "<style>.jp-OutputArea-child:has(> .jp-OutputArea-output.jupyter-widgets):not(:has(.kki-chat))"
     ":has(+ .jp-OutputArea-child .kki-chat-fallback){display:none}</style>"
 )
 

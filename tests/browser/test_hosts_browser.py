@@ -310,3 +310,38 @@ def test_a_restored_widget_without_its_kernel_keeps_the_prompt_and_says_why(save
     outputs = json.dumps(notebook.cells[0].outputs)
     assert "object at 0x" not in outputs and "VideoChatHandle" not in outputs
     _shoot(page, "lab-restored-without-kernel")
+
+
+@pytest.mark.parametrize(
+    ("trusted", "state"),
+    [(True, False), (False, True)],
+    ids=["lab-defaults-no-widget-state", "untrusted-copy"],
+)
+def test_without_a_live_widget_the_static_card_shows_alone(saved_widget_notebook, lab, page, trusted, state):
+    # JupyterLab's default saves no widget state ("model not found" where the widget was); an
+    # untrusted copy draws no widget at all and falls back to the output's text.
+    from nbformat import read, write
+    from nbformat.sign import NotebookNotary
+
+    shutil.copytree(saved_widget_notebook / "kki_media", lab.root / "kki_media", dirs_exist_ok=True)
+    notebook = read(saved_widget_notebook / "restored.ipynb", as_version=4)
+    if not state:
+        notebook.metadata.pop("widgets", None)
+    if trusted:
+        NotebookNotary().sign(notebook)
+    name = f"static-{'trusted' if trusted else 'untrusted'}.ipynb"
+    write(notebook, lab.root / name)
+    lab.open(page, f"{name}?reset")
+    card = page.locator(".kki-chat-fallback .kki-card")
+    card.first.wait_for(state="visible", timeout=60_000)
+    # The widget manager gives up on the saved model ("Loading widget..." turns into an error).
+    page.get_by_text("Loading widget").first.wait_for(state="hidden", timeout=30_000)
+    _shoot(page, f"lab-{'defaults' if trusted else 'untrusted'}-static-card")
+    outputs = page.locator(".jp-OutputArea-output")
+    shown = " ".join(outputs.all_inner_texts())
+    assert "object at 0x" not in shown and "VideoChat(" not in shown, shown
+    errors = page.get_by_text("Error displaying widget")
+    assert all(not errors.nth(i).is_visible() for i in range(errors.count()))
+    if trusted:
+        assert page.locator(".kki-chat").count() == 0  # no state: no live widget, only the card
+    assert card.count() == 1 and PROMPT in card.first.inner_text()
