@@ -1306,9 +1306,12 @@ class Channel {
         this.expire(id, seconds);
         return;
       }
-      this.waiting.delete(id);
       this.setState("disconnected");
-      resolve(noKernel(id));
+      // Nothing still waiting will be answered either: say so now, not one timeout each.
+      for (const [waiting, answer] of [...this.waiting]) {
+        this.waiting.delete(waiting);
+        answer(noKernel(waiting));
+      }
     }, seconds * 1000);
   }
 }
