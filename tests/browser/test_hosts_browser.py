@@ -249,11 +249,18 @@ def test_marimo_plays_the_finished_turn_with_poster_and_download(sim, browser, t
             try:
                 page.wait_for_selector('.kki-turn[data-status="completed"] video.kki-video', state="visible", timeout=120_000)
                 result = _finished_turn_plays(page)
+                # A prompt typed in marimo becomes a turn: the kernel answers this page.
+                box = page.locator(".kki-input")
+                box.fill("now the boat reaches the sea")
+                box.press("Enter")
+                page.locator('.kki-turn[data-index="1"][data-status="completed"]').wait_for(state="attached", timeout=60_000)
+                assert box.input_value() == "" and page.locator(".kki-offline").is_hidden()
             finally:
                 _shoot(page, "marimo")
         finally:
             context.close()
     _assert_finished_turn_plays(result, "marimo")
+    assert sim.requests[-1]["messages"][-1]["content"].startswith("now the boat reaches the sea")
     # marimo serves no notebook-relative files: the player and the link hold the kernel's bytes.
     assert result["src"].startswith("blob:") and result["download"]["href"].startswith("blob:"), result
 
