@@ -50,6 +50,12 @@ __all__ = ["SoraMagics", "TurnTable", "interpolate", "load_ipython_extension"]
 # The live card of a cell (kept under its old name: tests patch it to simulate an interrupt).
 _CompactView = LiveCard
 
+# %sora history in a kernel that cannot tell its notebook (nbconvert --execute, papermill).
+HEADLESS_NOTE = (
+    "this run's turns only: a headless run that does not name its notebook keeps them in memory "
+    "(name it with KKI_NOTEBOOK=<name>, or papermill -p KKI_NOTEBOOK <name>)"
+)
+
 # How often the waiting cell refreshes its view (the generation itself runs on another thread).
 POLL_SECONDS = 0.2
 LINE_COMMANDS = {
@@ -455,10 +461,13 @@ class SoraMagics(Magics):
         from .loop import background_loop
 
         latest: list[Any] = []
+        first: list[Any] = []  # the turn as it was when first announced (queued, its estimate)
         changed = threading.Event()
 
         def on_change(turn: Any) -> None:
             if is_ours(turn):
+                if not first:
+                    first.append(_as_it_is_now(turn))
                 latest[:] = [turn]
                 changed.set()
 
@@ -474,19 +483,28 @@ class SoraMagics(Magics):
                     pass
                 if changed.is_set():
                     changed.clear()
-                    if not shown:
-                        view.show(latest[0])
-                        shown = True
-                    else:
-                        view.update(latest[0])
+                    shown = self._show_or_update(view, shown, first, latest[0])
         except KeyboardInterrupt:
             return self._interrupted(future, latest)
         except ConfigurationError as error:
             raise UsageError(str(error)) from None
         finally:
             unsubscribe()
+        if not shown and first:
+            view.show(first[0])  # a turn faster than one poll still shows where it started
         view.update(turn, final=True)
         return turn
+
+    @staticmethod
+    def _show_or_update(view: Any, shown: bool, first: list, turn: Any) -> bool:
+        """The first drawing is the first state announced, whenever the poll notices it."""
+        if shown:
+            view.update(turn)
+        else:
+            view.show(first[0] if first else turn)
+            if first and first[0] is not turn:
+                view.update(turn)
+        return True
 
     def _interrupted(self, future: concurrent.futures.Future, latest: list) -> Any:
         """Ctrl-C / Interrupt Kernel: stop waiting, cancel locally, say how to get the video."""
@@ -568,7 +586,9 @@ class SoraMagics(Magics):
     def _cmd_history(self, rest: list[str]) -> TurnTable:
         self._expect(rest, "history", 0)
         conversation = self.conversation()
-        return TurnTable(conversation.name, conversation.turns, conversation.head)
+        _, store = self._backend()
+        note = HEADLESS_NOTE if getattr(store, "private_conversations", False) else ""
+        return TurnTable(conversation.name, conversation.turns, conversation.head, note=note)
 
     def _cmd_show(self, rest: list[str]) -> Any:
         self._expect(rest, "show", 1)
@@ -666,7 +686,11 @@ class SoraMagics(Magics):
         counters = store.usage()
         conversation = self.conversation()
         spend = merge_usage([self.conversation(name).usage() for name in self._session_names()])
+        headless = getattr(store, "private_conversations", False)
         report = {
+            # What the counters cover: a kernel that cannot tell its notebook shares them with
+            # every unnamed headless run in this folder (.kki/default.json).
+            "counted": "this folder's headless runs" if headless else "this notebook",
             "session": conversation.name,
             "turns": len(conversation.turns),
             "paid_requests": counters.get("paid_requests", 0),
@@ -753,6 +777,15 @@ class SoraMagics(Magics):
             ("media_dir", str(self._media_folder(store) or "off (URLs only)")),
         ]
         print("\n".join(f"{name:<12} {value}" for name, value in rows))
+
+
+def _as_it_is_now(turn: Any) -> Any:
+    """A shallow copy of a dataclass turn: the fields the card shows (status, generation, cost)
+    are replaced, never changed in place, as the turn moves on. Other objects as they are."""
+    import copy
+    import dataclasses
+
+    return copy.copy(turn) if dataclasses.is_dataclass(turn) else turn
 
 
 def load_ipython_extension(ipython) -> None:

@@ -355,7 +355,8 @@ def cost_cell(turn) -> str:
         words = f"{money(turn.cost)} (not charged)"
     else:
         words = money(turn.cost) + (f" ({note})" if note else "")
-    return words + ("; replayed free since" if turn.cached else "")
+    # Its one charge stays (the column adds up to the spend); its replays cost what a replay does.
+    return words + (f", then {money(0.0)} (replayed, not paid)" if turn.cached else "")
 
 
 @dataclass(frozen=True)

@@ -136,9 +136,18 @@ def locate_notebook(user_ns: dict | None = None) -> Path | None:
       that does not exist from cwd is resolved as ``cwd / basename``.
     - VS Code puts ``__vsc_ipynb_file__`` into the IPython user namespace.
     - ``KKI_NOTEBOOK`` names it explicitly (for headless runs: nbclient, nbconvert, papermill
-      start kernels in the notebook's folder but tell them nothing else).
+      start kernels in the notebook's folder but tell them nothing else): in the environment, or
+      as a variable of the notebook (papermill's ``-p KKI_NOTEBOOK quickstart``). A bare name is
+      a notebook in the kernel's folder.
     """
-    explicit = os.environ.get(NOTEBOOK_ENV, "").strip()
+    if user_ns is None:
+        with contextlib.suppress(Exception):  # IPython missing or no shell running: not a notebook
+            from IPython import get_ipython
+
+            shell = get_ipython()
+            user_ns = shell.user_ns if shell is not None else None
+    parameter = (user_ns or {}).get(NOTEBOOK_ENV)
+    explicit = os.environ.get(NOTEBOOK_ENV, "").strip() or (parameter.strip() if isinstance(parameter, str) else "")
     if explicit:
         return Path(explicit).expanduser().absolute()
     session_name = os.environ.get("JPY_SESSION_NAME", "").strip()
@@ -154,12 +163,6 @@ def locate_notebook(user_ns: dict | None = None) -> Path | None:
             if candidate.suffix == ".ipynb":
                 return Path.cwd() / candidate.name
 
-    if user_ns is None:
-        with contextlib.suppress(Exception):  # IPython missing or no shell running: not a notebook
-            from IPython import get_ipython
-
-            shell = get_ipython()
-            user_ns = shell.user_ns if shell is not None else None
     vscode_file = (user_ns or {}).get("__vsc_ipynb_file__")
     if vscode_file:
         return Path(vscode_file)
@@ -218,6 +221,12 @@ class NotebookStore:
         self._seq = 0  # the last journal line applied
         self._needs_snapshot = False  # a version-1 file: the next change rewrites it
         self._sent = store_format.SentMemo()  # what recent turns sent: checks remixes in O(1)
+
+    @property
+    def private_conversations(self) -> bool:
+        """Conversations kept in this object (a headless kernel that cannot tell its notebook):
+        the file holds only what this folder's unnamed headless runs share (cache, counters)."""
+        return self._private is not None
 
     def __repr__(self) -> str:  # never shows the secret
         private = ", conversations kept in memory" if self._private is not None else ""

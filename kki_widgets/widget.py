@@ -33,7 +33,7 @@ from .media import relative_media_url
 from .profiles import ORIENTATIONS
 from .request import check_prompt
 from .transcript import RUNNING, STATUS_WORDS, TERMINAL
-from .views import chat_html, durable_url
+from .views import chat_html, chat_text, durable_url
 
 __all__ = ["FLUSH_INTERVAL", "VideoChat", "VideoChatHandle", "safe_url", "turn_to_dict"]
 
@@ -190,8 +190,9 @@ class VideoChatHandle:
     plain code; both give the finished `Turn`.
     """
 
-    def __init__(self, inner: Any):
+    def __init__(self, inner: Any, conversation: Any = None):
         self._inner = inner
+        self._conversation = conversation
 
     @property
     def turn(self) -> Any:
@@ -220,7 +221,29 @@ class VideoChatHandle:
 
     def __repr__(self) -> str:
         turn = self.turn
-        return f"<VideoChatHandle turn={getattr(turn, 'index', '?')} status={getattr(turn, 'status', '?')}>"
+        status = getattr(turn, "status", "?")
+        return f"<VideoChatHandle turn #{getattr(turn, 'index', -1) + 1}: {STATUS_WORDS.get(status, status)}>"
+
+    def _ipython_display_(self) -> None:
+        """The handle's line, kept true as the turn moves on (a cell's value is drawn once, when
+        the cell ends: a saved "queued" next to a finished video reads as a lie)."""
+        from IPython.display import display
+
+        text = repr(self)
+        shown = display({"text/plain": text}, raw=True, display_id=True)
+        if self._conversation is None or shown is None or self.done():
+            return
+        last = [text]
+
+        def follow(turn: Any) -> None:
+            if turn is not self.turn or repr(self) == last[0]:
+                return
+            last[0] = repr(self)
+            shown.update({"text/plain": last[0]}, raw=True)
+            if getattr(turn, "status", None) in TERMINAL:
+                unsubscribe()
+
+        unsubscribe = self._conversation.subscribe(follow)
 
 
 class VideoChat(anywidget.AnyWidget):
@@ -363,7 +386,16 @@ class VideoChat(anywidget.AnyWidget):
         inner = self.conversation.start(prompt, force=True, **options)
         self.error = ""
         self._schedule(urgent=True)
-        return VideoChatHandle(inner)
+        return VideoChatHandle(inner, self.conversation)
+
+    def __repr__(self) -> str:
+        """The conversation as it is now, in one line (text front ends, logs, `print(chat)`)."""
+        turns = list(getattr(self.conversation, "turns", []) or [])
+        if not turns:
+            return f"VideoChat {self.title!r}: no turns yet"
+        status = getattr(turns[-1], "status", "queued")
+        count = f"{len(turns)} turn{'s' if len(turns) != 1 else ''}"
+        return f"VideoChat {self.title!r}: {count}, the last {STATUS_WORDS.get(status, status).lower()}"
 
     @property
     def turns(self) -> list:
@@ -415,7 +447,7 @@ class VideoChat(anywidget.AnyWidget):
         inner = self.conversation.start(prompt.strip(), **merged)
         self.error = ""
         self._schedule(urgent=True)
-        return VideoChatHandle(inner)
+        return VideoChatHandle(inner, self.conversation)
 
     # ---- front-end messages ------------------------------------------------------------------
 
@@ -443,6 +475,8 @@ class VideoChat(anywidget.AnyWidget):
             elif kind == "media":
                 self._send_media(content)
                 return
+            elif kind == "hello":
+                pass  # a view checking that this kernel still holds its widget: "ok" says so
             elif kind == "cancel":
                 self.cancel(_int_or_none(content.get("index")))
             elif kind == "retry":
@@ -732,15 +766,19 @@ class VideoChat(anywidget.AnyWidget):
         and the cell is blank. As its own output the static HTML is always drawn there (and in
         untrusted views and GitHub); the widget's CSS hides it wherever the widget itself renders.
         """
-        from IPython.display import HTML, display
+        from IPython.display import display
 
         bundle = super()._repr_mimebundle_()
         if bundle is None:
             return
         data, metadata = bundle if isinstance(bundle, tuple) else (bundle, {})
-        display({k: v for k, v in data.items() if k != "text/html"}, metadata=metadata, raw=True)
+        # Where the widget cannot draw (an untrusted copy), a front end shows this output's text:
+        # nothing, since the twin below says it all, and as it is now (a repr would be frozen
+        # at display time: "no turns yet" above two finished videos).
+        widget = {**{k: v for k, v in data.items() if k != "text/html"}, "text/plain": ""}
+        display(widget, metadata=metadata, raw=True)
         self._fallback_html = self._static_html()
-        display(HTML(self._fallback_html), display_id=self._fallback_id)
+        display(self._static_bundle(), raw=True, display_id=self._fallback_id)
         self._fallback_shown = True
 
     def _update_fallback(self, turns: list) -> None:
@@ -748,10 +786,16 @@ class VideoChat(anywidget.AnyWidget):
             return
         text = self._static_html(turns)
         if text != self._fallback_html:
-            from IPython.display import HTML, update_display
+            from IPython.display import update_display
 
             self._fallback_html = text
-            update_display(HTML(text), display_id=self._fallback_id)
+            update_display(self._static_bundle(turns), raw=True, display_id=self._fallback_id)
+
+    def _static_bundle(self, turns: list | None = None) -> dict:
+        """The twin as HTML cards and, for text front ends, the same turns in words."""
+        if turns is None:
+            turns = list(getattr(self.conversation, "turns", []) or [])
+        return {"text/html": self._fallback_html, "text/plain": chat_text(turns, self.title)}
 
     def _static_html(self, turns: list | None = None) -> str:
         """What GitHub / nbconvert / untrusted views show: every turn as a card (kki_widgets.views)."""
