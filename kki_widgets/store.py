@@ -10,6 +10,7 @@ Two files per notebook in ``<notebook dir>/.kki/``: the snapshot ``<notebook ste
      "cache":         {key: {"generation": {..., "answer": sha256}, "paths": {...},
                              "created_at"}},
      "pending":       [{"task_id": ..., ...}],       # accepted by the relay, not finished yet
+     "claims":        {key: {"owner", "sent_at", "task_id", ...}},  # requests in flight
      "usage":         {"paid_requests": n, "cache_hits": n, ...},
      "journal_seq":   n}                             # the last journal line it holds
 
@@ -118,6 +119,11 @@ def _answers_op(answers: ChainMap) -> list[dict]:
     """The op for the answers a change added (written into the ChainMap's first mapping)."""
     added = {k: v for k, v in answers.maps[0].items() if k not in answers.maps[1]}
     return [{"op": "answers", "answers": added}] if added else []
+
+
+def _claims_of(store: dict) -> dict:
+    claims = store.get("claims")
+    return claims if isinstance(claims, dict) else {}
 
 
 def _reveal(secret: Any) -> str | None:
@@ -422,6 +428,89 @@ class NotebookStore:
         def change(store: dict) -> list[dict]:
             known = any(t.get("task_id") == task_id for t in store["pending"])
             return [{"op": "unpending", "task_id": task_id}] if known else []
+
+        self._mutate(change)
+
+    # ----------------------------------------------------------------------------- claims
+    def claim(self, key: str, record: dict, *, force: bool = False) -> tuple[str, dict | None]:
+        """Claim request ``key`` before sending it: one locked check-and-insert, fsynced.
+
+        Returns ``("claimed", None)`` when this caller may send; ``("cached", entry)`` when the
+        request finished meanwhile (replay it); ``("claimed_by", claim)`` when another claim
+        holds it (see `kki_widgets.claims.verdict`). ``force``: claim it anyway (the user asked
+        to send again).
+        """
+        outcome: list = []
+
+        def change(store: dict) -> list[dict]:
+            entry = store["cache"].get(key)
+            existing = _claims_of(store).get(key)
+            if not force and entry is not None:
+                outcome[:] = ["cached", store_format.inflate_entry(entry, store["answers"], self.root)]
+                return []
+            if not force and isinstance(existing, dict):
+                outcome[:] = ["claimed_by", copy.deepcopy(existing)]
+                return []
+            outcome[:] = ["claimed", None]
+            return [{"op": "claim", "key": key, "claim": copy.deepcopy(record)}]
+
+        self._mutate(change)
+        return outcome[0], outcome[1]
+
+    def claim_state(self, key: str) -> tuple[dict | None, dict | None]:
+        """(the cache entry, the claim) of request ``key`` as the files say now."""
+        if self._absent():
+            return None, None
+        with self._locked():
+            store = self._state()
+            entry = store["cache"].get(key)
+            claim = _claims_of(store).get(key)
+            return (
+                None if entry is None else store_format.inflate_entry(entry, store["answers"], self.root),
+                copy.deepcopy(claim) if isinstance(claim, dict) else None,
+            )
+
+    def claims(self) -> dict[str, dict]:
+        """Every claim, by request key (a copy)."""
+        return {k: v for k, v in (self.load().get("claims") or {}).items() if isinstance(v, dict)}
+
+    def update_claim(
+        self, key: str, claim_id: str | None, *, expect_owner: Any = _KEEP, **fields: Any
+    ) -> dict | None:
+        """Add ``fields`` to claim ``key`` (task ID, links, a new owner...) if it is still claim
+        ``claim_id``; returns the claim as it is afterwards, or None when there is none. With
+        ``expect_owner``, only if its owner is still that one (two kernels taking over a dead
+        kernel's claim: one wins)."""
+        result: list = [None]
+
+        def change(store: dict) -> list[dict]:
+            existing = _claims_of(store).get(key)
+            if not isinstance(existing, dict):
+                return []
+            if existing.get("id") != claim_id or (
+                expect_owner is not _KEEP and existing.get("owner") != expect_owner
+            ):
+                result[0] = copy.deepcopy(existing)
+                return []
+            updated = {**copy.deepcopy(existing), **copy.deepcopy(fields)}
+            result[0] = copy.deepcopy(updated)
+            return [] if updated == existing else [{"op": "claim", "key": key, "claim": updated}]
+
+        self._mutate(change)
+        return result[0]
+
+    def settle_claim(self, key: str, claim_id: str | None, error: str | None = None) -> None:
+        """The request ended: remove its claim, or with ``error`` keep it as failed (a rerun
+        then says so instead of sending again). Only claim ``claim_id``: a claim made since by
+        a forced send is that send's."""
+        def change(store: dict) -> list[dict]:
+            existing = _claims_of(store).get(key)
+            if not isinstance(existing, dict) or existing.get("id") != claim_id:
+                return []
+            if error is None:
+                return [{"op": "unclaim", "key": key}]
+            return [{"op": "claim", "key": key,
+                     "claim": {**existing, "state": "failed", "error": error, "owner": None}}]  # fmt: skip
 
         self._mutate(change)
 

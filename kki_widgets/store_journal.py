@@ -11,7 +11,8 @@ the store (about 200 ms at 1,000 turns); appending one line costs the same at 10
 stays inspectable and diffs well in git.
 
 - The ops are data, not code: put answers, put turns (and set conversation fields), delete a
-  conversation, put a cache entry, put or remove a pending task, set a usage counter. Each one
+  conversation, put a cache entry, put or remove a pending task, set a usage counter, put or
+  remove a claim (a request in flight, `kki_widgets.claims`). Each one
   *sets* a value, so replaying a line whose change is already in the snapshot changes nothing;
   lines also carry a sequence number and the snapshot records the last one it holds
   (``journal_seq``), so a snapshot written just before a crash never has its changes applied twice.
@@ -67,6 +68,8 @@ _CHECKS = {
     "pending": lambda op: isinstance(op.get("task"), dict) and isinstance(op["task"].get("task_id"), str),
     "unpending": lambda op: isinstance(op.get("task_id"), str),
     "usage": lambda op: isinstance(op.get("counter"), str) and type(op.get("value")) is int,
+    "claim": lambda op: isinstance(op.get("key"), str) and isinstance(op.get("claim"), dict),
+    "unclaim": lambda op: isinstance(op.get("key"), str),
 }
 
 
@@ -109,6 +112,17 @@ def apply(store: dict, ops: list[dict]) -> None:
                 store["pending"].append(op["task"])
         elif kind == "usage":
             store["usage"][op["counter"]] = op["value"]
+        elif kind == "claim":
+            _claims(store)[op["key"]] = op["claim"]
+        elif kind == "unclaim":
+            _claims(store).pop(op["key"], None)
+
+
+def _claims(store: dict) -> dict:
+    """The store's claims (a snapshot written before claims existed, or edited, has none)."""
+    if not isinstance(store.get("claims"), dict):
+        store["claims"] = {}
+    return store["claims"]
 
 
 def line(seq: int, encoded_ops: list[str]) -> str:
