@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
 import threading
 import time
 import uuid
@@ -36,20 +35,27 @@ WINDOW_SECONDS = 24 * 3600.0
 #: Tests name a point where the process stops (then kill it): claimed, sent, task_id, progress,
 #: video. Deterministic kill points instead of sleeps.
 PAUSE_ENV = "KKI_TEST_PAUSE_AT"
+RELEASE_ENV = "KKI_TEST_RELEASE"
 
 _held: dict[str, int] = {}  # claim key -> how many followers of it this process runs
 _held_lock = threading.Lock()
 _paused: set[str] = set()
 
 
-def _start_ticks(pid: int) -> int | None:
-    """When process `pid` started, in clock ticks since boot (Linux), or None where unknown."""
+def _process_stat(pid: int) -> tuple[str, int] | None:
+    """(state letter, start in clock ticks since boot) of process `pid` (Linux), or None."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as handle:
             stat = handle.read().decode("ascii", "replace")
-        return int(stat.rsplit(")", 1)[1].split()[19])
+        fields = stat.rsplit(")", 1)[1].split()
+        return fields[0], int(fields[19])
     except (OSError, ValueError, IndexError):
         return None
+
+
+def _start_ticks(pid: int) -> int | None:
+    stat = _process_stat(pid)
+    return None if stat is None else stat[1]
 
 
 def owner() -> dict[str, Any]:
@@ -94,8 +100,13 @@ def _alive(who: Any, key: str) -> bool | None:
         return False
     except PermissionError:
         pass  # another user's process: it exists
+    stat = _process_stat(pid)
+    if stat is None:
+        return True  # no /proc: the signal said it exists
+    if stat[0] in ("Z", "X"):
+        return False  # killed, not yet reaped by its parent: gone all the same
     started = who.get("started")
-    return started is None or _start_ticks(pid) in (None, started)  # a reused pid is not it
+    return started is None or stat[1] == started  # a reused pid is another process
 
 
 def verdict(claim: dict, key: str, window: float = WINDOW_SECONDS, now: float | None = None) -> str:
@@ -143,9 +154,12 @@ def message(kind: str, claim: dict, window: float = WINDOW_SECONDS) -> str:
 
 def pause_point(name: str) -> None:
     """For tests only: with ``KKI_TEST_PAUSE_AT=name`` the process says so on stdout and stops
-    here (once) until a line arrives on stdin, so a test kills or interrupts it at a known step."""
+    here (once) until the file ``KKI_TEST_RELEASE`` names exists, so a test kills or interrupts
+    it at a known step."""
     if os.environ.get(PAUSE_ENV) != name or name in _paused:
         return
     _paused.add(name)
     print(f"kki-paused-at {name}", flush=True)
-    sys.stdin.readline()
+    release_file = os.environ.get(RELEASE_ENV) or None
+    while not (release_file and os.path.exists(release_file)):
+        time.sleep(0.01)

@@ -26,6 +26,9 @@ class Claiming:
 
     def _begin_one(self, turn, request, force: bool, take: int | None) -> tuple[Any, Any, bool]:
         """One take's start: (turn, run, fresh). `run()` ends the turn (None: over already)."""
+        running = None if force or turn.cache_key is None else self._running_turn(turn.cache_key)
+        if running is not None:  # this kernel follows it already (an interrupted cell's turn)
+            return running, functools.partial(self._until_done, running), False
         replay = None if force else self._replay(turn, move_head=take is None)
         if replay is not None:
             if take and replay.take is None:
@@ -34,9 +37,6 @@ class Claiming:
         key = turn.cache_key
         if self.store is None or key is None:
             return turn, self._sender(turn, request), True
-        running = None if force else self._running_turn(key)
-        if running is not None:  # this kernel follows it already (an interrupted cell's turn)
-            return running, functools.partial(self._until_done, running), False
         restored = None if force else self._unfinished(key)
         record = claims.new_claim(self.name, turn.prompt)
         if restored is not None:  # a store from before claims: its pending task is the claim
