@@ -45,6 +45,9 @@ Why it is built this way:
   journal is removed; lines it already holds are skipped by their sequence number.
 - A paid generation must never be forgotten: a snapshot that cannot be parsed, or a journal
   damaged before its end, is moved aside (with a warning naming both paths), never overwritten.
+  So is one that is a symbolic link, larger than ``max_snapshot_bytes`` (checked before reading)
+  or nested deeper than `store_journal.MAX_DEPTH`: the notebook goes on with what is left, and a
+  tampered folder costs neither a RecursionError nor gigabytes of memory.
 - The store sits next to the notebook and may be committed to git: it must never contain the API
   key, so every line and every snapshot is checked against the configured secret and refused if
   the key appears.
@@ -74,6 +77,8 @@ from .atomic import replacing
 from .store_frames import FrameFiles
 
 log = logging.getLogger("kki_widgets.store")
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
 __all__ = [
     "STORE_VERSION",
@@ -205,6 +210,9 @@ class NotebookStore:
 
     #: The journal is folded into the snapshot once it is bigger than the snapshot and this.
     compact_min_bytes = 256 * 1024
+    #: A snapshot larger than this is not read (moved aside): a store of 10,000 turns is a few
+    #: MB, and reading 300 MB of JSON costs gigabytes of memory.
+    max_snapshot_bytes = 32 * 1024 * 1024
 
     def __init__(self, path: str | os.PathLike, *, secret: Any = None, private_conversations: bool = False):
         """``private_conversations``: conversations live in this object only (an unidentified
@@ -217,6 +225,7 @@ class NotebookStore:
         self._lock = FileLock(str(self.path) + ".lock", timeout=LOCK_TIMEOUT_SECONDS)
         self._batch = threading.local()  # the ops of an open batch(), per thread
         self._journal = store_journal.Journal(self.path.with_name(self.path.stem + ".journal"))
+        self._journal.max_bytes = self.max_snapshot_bytes
         self._frames = FrameFiles(self.root)
         # The store as last read (snapshot + journal), and what it was read from.
         self._cache: dict[str, Any] | None = None
@@ -661,11 +670,11 @@ class NotebookStore:
         moved aside; version 1 → migrated (and written as version 2 by the next change)."""
         self._needs_snapshot = False
         try:
-            raw = self.path.read_bytes()
-        except FileNotFoundError:
-            return store_format.empty_store(), 0
-        try:
-            data = json.loads(raw.decode("utf-8"))
+            raw = self._snapshot_bytes()
+            if raw is None:
+                return store_format.empty_store(), 0
+            data = store_journal.decode(raw)
+            del raw
             if not isinstance(data, dict) or not isinstance(data.get("version"), int):
                 raise ValueError("not a kki_widgets store (no integer 'version')")
         except (ValueError, UnicodeDecodeError) as exc:
@@ -683,6 +692,29 @@ class NotebookStore:
         store = store_format.empty_store()
         store.update(data)
         return store, seq if type(seq) is int else 0
+
+    def _snapshot_bytes(self) -> bytes | None:
+        """The snapshot's bytes (None: there is none); ValueError for a link or an oversize file,
+        checked before anything is read."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY | _NOFOLLOW)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise ValueError("it is a symbolic link (it may have come with a copied folder)") from None
+            raise
+        try:
+            size = os.fstat(fd).st_size
+            if size > self.max_snapshot_bytes:
+                raise ValueError(
+                    f"{size:,} bytes, over the cap of {self.max_snapshot_bytes:,} bytes "
+                    "(NotebookStore.max_snapshot_bytes)"
+                )
+            with os.fdopen(os.dup(fd), "rb") as handle:
+                return handle.read()
+        finally:
+            os.close(fd)
 
     def _move_aside(self, reason: Exception) -> None:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
