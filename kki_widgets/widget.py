@@ -264,7 +264,8 @@ class VideoChat(anywidget.AnyWidget):
         budget: Any = None,
         **client_options: Any,
     ):
-        if conversation is None:
+        made_here = conversation is None
+        if made_here:
             conversation = _make_conversation(model, client_options)
             # Like a kernel's first %%sora cell, a new widget starts a new video (earlier turns
             # stay listed; "Remix from here" continues one). That makes a rerun of the notebook
@@ -305,6 +306,8 @@ class VideoChat(anywidget.AnyWidget):
         self._fallback_html = ""
         self.on_msg(self._on_custom)
         self._unsubscribe = conversation.subscribe(self._on_turn)
+        if made_here:  # a restarted kernel: show the turns claimed in the store and follow them
+            self.resumed = conversation.resume_pending()
         self._discover_prices()
         self._flush()
 

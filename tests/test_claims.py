@@ -211,3 +211,23 @@ def test_two_kernels_rerunning_one_cell_at_once_cost_one_generation(after, slow_
     if task_id:
         assert outcomes[0]["task_id"] == task_id
     assert NotebookStore(kernels[0].store).claims() == {}
+
+
+def test_a_videochat_after_a_kernel_restart_shows_the_claimed_turn_and_follows_it(slow_relay, tmp_path, monkeypatch):
+    from kki_widgets.widget import VideoChat
+
+    task_id = stop_at("progress", signal.SIGKILL, slow_relay, tmp_path)
+    monkeypatch.setenv("KKI_NOTEBOOK", str(tmp_path / "notebook.ipynb"))  # the store's notebook
+    monkeypatch.setenv("KKI_BASE_URL", slow_relay.base_url)
+    monkeypatch.setenv("KKI_API_KEY", TEST_KEY)
+    chat = VideoChat()
+    [handle] = chat.resumed
+    assert handle.turn.task_id == task_id and not handle.turn.done  # shown as unfinished
+    turn = handle.result(timeout=60)
+    assert turn.status == "completed" and turn.task_id == task_id
+    assert turn.note.startswith("picked up the generation started at ")
+    assert slow_relay.submissions == 1  # followed, not sent again
+    chat._flush()
+    [shown] = chat.turn_data
+    assert shown["status"] == "completed" and shown["task_id"] == task_id
+    chat.close()
