@@ -79,6 +79,8 @@ from .store_frames import FrameFiles
 log = logging.getLogger("kki_widgets.store")
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+# What flock says on a filesystem without working locks (NFS without lockd, some FUSE mounts).
+_NO_LOCKS = {errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP}
 
 __all__ = [
     "STORE_VERSION",
@@ -553,6 +555,13 @@ class NotebookStore:
                 f"holds it. If no kernel is running, delete {self._lock.lock_file}."
             ) from exc
         except OSError as exc:
+            if exc.errno in _NO_LOCKS:
+                raise StoreError(
+                    f"the filesystem of {self.path.parent} cannot lock files ({exc.strerror}: a "
+                    "network folder without a lock service?). Two kernels could then pay for one "
+                    "request twice, so the store is not used unlocked: set SoraMagics.store_path "
+                    "(or NotebookStore(path)) to a local folder, or enable locking on the mount."
+                ) from None
             if exc.errno != errno.ELOOP:
                 raise
             # filelock opens with O_NOFOLLOW: a planted link is refused, its target untouched.

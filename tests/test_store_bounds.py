@@ -156,3 +156,19 @@ def test_a_tampered_store_costs_under_300_mb_and_the_next_sora_cell_works(kind, 
     assert "nb." in warning and ".corrupt-" in warning
     for path in tmp_path.glob(".kki/*.corrupt-*"):
         path.unlink()  # 300 MB each: do not keep them in the temp folder
+
+
+def test_a_filesystem_without_locks_is_named_with_the_fix(tmp_path, monkeypatch):
+    import errno
+    import fcntl
+
+    from kki_widgets.store import StoreError
+
+    def no_locks(*args):
+        raise OSError(errno.ENOLCK, "No locks available")  # NFS without lockd
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    store = NotebookStore(tmp_path / ".kki" / "nb.json")
+    with pytest.raises(StoreError, match="cannot lock files") as caught:
+        store.claim("k", {"id": "k"})
+    assert str(tmp_path / ".kki") in str(caught.value) and "store_path" in str(caught.value)
