@@ -123,6 +123,7 @@ class SoraMagics(Magics):
     profile = Unicode(None, allow_none=True, help="How the relay reads orientation/length: words, fields, sora2api, sora_video2, flow2api, veo_3_1 (None: KKI_RELAY_PROFILE or words).").tag(config=True)
     prices = Dict(None, allow_none=True, help="Model → dollars per generation, or {'per_second': dollars} (used where the relay publishes no prices).").tag(config=True)
     budget = Float(None, allow_none=True, help="Dollars this kernel may spend; a request past it is refused before it is sent (None: no cap).").tag(config=True)
+    claim_hours = Float(24.0, help="A request sent this many hours ago that never finished is not waited for or sent again by a rerun (--force sends it).").tag(config=True)
 
     def __init__(self, shell=None, **kwargs):
         super().__init__(shell=shell, **kwargs)
@@ -231,6 +232,7 @@ class SoraMagics(Magics):
                     max_history=self.max_history or None,
                     prices=self.prices,
                     budget=self._shared_budget(),
+                    claim_window=self.claim_hours * 3600,
                 )
                 self._conversations[name] = conversation
                 self._resume_left_over(conversation)

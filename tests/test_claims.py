@@ -231,3 +231,40 @@ def test_a_videochat_after_a_kernel_restart_shows_the_claimed_turn_and_follows_i
     [shown] = chat.turn_data
     assert shown["status"] == "completed" and shown["task_id"] == task_id
     chat.close()
+
+
+def test_a_claim_older_than_the_window_is_settled_as_failed_not_sent(slow_relay, tmp_path):
+    from kki_widgets import Conversation
+
+    stop_at("task_id", signal.SIGKILL, slow_relay, tmp_path)
+    store = NotebookStore(tmp_path / ".kki" / "notebook.json", secret=TEST_KEY)
+    conv = Conversation(base_url=slow_relay.base_url, api_key=TEST_KEY, store=store, claim_window=0)
+    turn = conv.send(CELL.split("\n", 1)[1])
+    assert turn.status == "failed" and "more than 0 h ago" in turn.error and "--force" in turn.error
+    assert slow_relay.submissions == 1  # neither sent again nor followed
+
+
+def claim(**fields) -> dict:
+    return {"id": "c", "sent_at": time.time() - 60, "state": "sent", **fields}
+
+
+def test_what_a_rerun_does_with_a_claim():
+    me, key = claims.owner(), "key-of-a-request"
+    dead = {**me, "pid": 2**22 + 12345}  # above pid_max's default: no such process
+    reused = {**me, "started": -1}  # this pid, but a process that started at another time
+    assert claims.verdict(claim(owner=dead), key) == "ask"
+    assert claims.verdict(claim(owner=dead, task_id="task_1"), key) == "follow"
+    assert claims.verdict(claim(owner={**me, "host": "elsewhere"}, task_id="task_1"), key) == "follow"
+    assert claims.verdict(claim(owner={**me, "pid": os.getppid(), "started": None}), key) == "wait"
+    assert claims.verdict(claim(owner=me), key) == "ask"  # this process, not following it
+    claims.hold(key)
+    try:
+        assert claims.verdict(claim(owner=me), key) == "wait"
+        assert claims.verdict(claim(owner=reused), key) == "wait"  # own pid: held decides
+    finally:
+        claims.release(key)
+    assert claims.verdict(claim(owner=None, task_id="t", state="failed", error="policy"), key) == "failed"
+    assert claims.verdict(claim(owner=dead, sent_at=time.time() - 90_000), key) == "expired"
+    assert claims.verdict(claim(owner=dead, sent_at=time.time() - 90), key, window=60) == "expired"
+    words = claims.message("ask", claim(owner=dead))
+    assert "may have been charged" in words and "--force" in words and "Retry" in words
