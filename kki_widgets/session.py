@@ -671,6 +671,9 @@ class Conversation(Claiming):
     async def aresume(self, task_id: str | None = None) -> Turn:
         """Fetch an accepted generation by task ID (cut stream, cancelled wait, dead kernel)."""
         turn = self._find_resumable(task_id)
+        claim = self.store.claim_state(turn.cache_key)[1] if self.store and turn.cache_key else None
+        if claim is not None and claims.verdict(claim, turn.cache_key, self.claim_window) == "follow":
+            self._take_over(turn, claim)  # this follower settles the claim when the turn ends
         turn.status = "generating" if turn.status in ("cancelled", "failed") else turn.status
         turn.error = None
         self._notify(turn)
