@@ -131,6 +131,7 @@ class SoraMagics(Magics):
     profile = Unicode(None, allow_none=True, help="How the relay reads orientation/length: words, fields, sora2api, sora_video2, flow2api, veo_3_1 (None: KKI_RELAY_PROFILE or words).").tag(config=True)
     prices = Dict(None, allow_none=True, help="Model → dollars per generation, or {'per_second': dollars} (used where the relay publishes no prices).").tag(config=True)
     budget = Float(None, allow_none=True, help="Dollars this kernel may spend; a request past it is refused before it is sent (None: no cap).").tag(config=True)
+    claim_hours = Float(24.0, help="A request sent this many hours ago that never finished is not waited for or sent again by a rerun (--force sends it).").tag(config=True)
 
     def __init__(self, shell=None, **kwargs):
         super().__init__(shell=shell, **kwargs)
@@ -243,6 +244,7 @@ class SoraMagics(Magics):
                     max_history=self.max_history or None,
                     prices=self.prices,
                     budget=self._shared_budget(),
+                    claim_window=self.claim_hours * 3600,
                 )
                 self._conversations[name] = conversation
                 self._resume_left_over(conversation)
@@ -250,17 +252,18 @@ class SoraMagics(Magics):
 
     @staticmethod
     def _resume_left_over(conversation: Any) -> None:
-        """Generations an earlier kernel paid for but never received are fetched, not lost."""
-        pending = conversation.pending
-        if not pending:
+        """Generations an earlier kernel paid for but never received are fetched, not lost (and
+        not sent again: rerunning their cells picks up these same fetches)."""
+        handles = conversation.resume_pending()
+        if not handles:
             return
-        ids = ", ".join(turn.task_id for turn in pending)
+        ids = ", ".join(handle.turn.task_id for handle in handles)
         print(
-            f"Fetching {len(pending)} unfinished generation(s) from an earlier kernel in the "
-            f"background (no new charge): {ids}. `%sora history` shows them when they arrive.",
+            f"Fetching {len(handles)} unfinished generation(s) from an earlier kernel in the "
+            f"background (no new charge): {ids}. Rerunning their cells picks them up; "
+            "`%sora history` shows them when they arrive.",
             file=sys.stderr,
         )
-        conversation.resume_pending()
 
     def _session_names(self) -> list[str]:
         _, store = self._backend()
@@ -507,18 +510,24 @@ class SoraMagics(Magics):
         return True
 
     def _interrupted(self, future: concurrent.futures.Future, latest: list) -> Any:
-        """Ctrl-C / Interrupt Kernel: stop waiting, cancel locally, say how to get the video."""
-        future.cancel()
+        """Ctrl-C / Interrupt Kernel: stop waiting, not the generation. The turn goes on in the
+        background (its claim in the store says so), so rerunning the cell picks it up free."""
         turn = latest[0] if latest else None
         task_id = turn.generation.task_id if turn is not None else None
-        if task_id:
+        if future.done() or turn is None:
+            print("Stopped waiting; nothing was running for this cell.", file=sys.stderr)
+        elif task_id:
             print(
-                f"Stopped waiting. The relay accepted task {task_id} and may still finish it "
-                f"(it may be charged): run  %sora resume {task_id}  to fetch it without paying again.",
+                f"Stopped waiting. The generation keeps running at the relay (task {task_id}): "
+                f"rerun this cell to pick it up at no charge (or  %sora resume {task_id}).",
                 file=sys.stderr,
             )
         else:
-            print("Stopped before the relay accepted the prompt; nothing was charged.", file=sys.stderr)
+            print(
+                "Stopped waiting. The request was sent and keeps running in the background: "
+                "rerun this cell to pick it up at no charge.",
+                file=sys.stderr,
+            )
         return turn
 
     def _start_in_background(self, conversation: Any, prompt: str, send_options: dict, view: Any) -> Any:

@@ -299,10 +299,12 @@ class VideoChat(anywidget.AnyWidget):
     ):
         # (model, client options, budget) of a chat whose key the user is still to type.
         self._pending: tuple | None = None
+        made_here = False
         if conversation is None and _key_to_type(client_options):
             self._pending = (model, dict(client_options), budget)
             budget = None
         elif conversation is None:
+            made_here = True
             conversation = _make_conversation(model, client_options)
             # Like a kernel's first %%sora cell, a new widget starts a new video (earlier turns
             # stay listed; "Remix from here" continues one). That makes a rerun of the notebook
@@ -344,6 +346,8 @@ class VideoChat(anywidget.AnyWidget):
         self.on_msg(self._on_custom)
         self._unsubscribe = conversation.subscribe(self._on_turn) if conversation is not None else None
         self.needs_key = conversation is None
+        if made_here:  # a restarted kernel: show the turns claimed in the store and follow them
+            self.resumed = conversation.resume_pending()
         self._discover_prices()
         self._discover_relay()
         self._flush()
