@@ -70,6 +70,10 @@
  * @property {string} error
  * @property {string} title
  * @property {number | null} head   the turn the next prompt continues
+ * @property {{ name: string, label: string }[]} offers  the relay's video models (discovery)
+ * @property {string} relay_badge    the profile in use, on the badge
+ * @property {string} relay_text     why that profile (the badge's tooltip)
+ * @property {boolean} needs_key     a relay without a key: the password field shows
  */
 
 /**
@@ -98,7 +102,8 @@ const ALLOWED_PROTOCOLS = new Set(["http:", "https:", "blob:"]);
 
 /**
  * Return the URL if it may go into `src`/`href`, else null.
- * Allowed: http(s), blob:, and same-origin absolute paths such as `/files/...`.
+ * Allowed: http(s), blob:, same-origin absolute paths such as `/files/...`, and the widget's own
+ * notebook-relative paths ("./kki_media/clip.mp4", see `safeLocalPath`).
  * Browsers drop tabs/newlines inside URLs ("java\nscript:" is javascript:), so the check runs on
  * the URL the browser would actually parse, not on the raw string.
  * @param {unknown} raw
@@ -110,6 +115,7 @@ export function safeUrl(raw) {
   const cleaned = raw.replace(/[\t\n\r]/g, "").replace(/^[\u0000-\u0020]+|[\u0000-\u0020]+$/g, "");
   // eslint-disable-next-line no-control-regex
   if (!cleaned || /[\u0000-\u001f\u007f]/.test(cleaned)) return null;
+  if (safeLocalPath(cleaned)) return cleaned;
   if (cleaned.startsWith("/")) {
     // "//host" and "/\host" are other-origin URLs in disguise.
     if (cleaned.startsWith("//") || cleaned.startsWith("/\\")) return null;
@@ -119,7 +125,7 @@ export function safeUrl(raw) {
   try {
     url = new URL(cleaned);
   } catch {
-    return null; // relative paths other than "/..." are not expected from Python
+    return null; // relative paths other than "./" and "/..." are not expected from Python
   }
   if (!ALLOWED_PROTOCOLS.has(url.protocol)) return null;
   return cleaned;
@@ -140,16 +146,43 @@ export function safeLocalPath(raw) {
   return raw;
 }
 
-/** The server's base URL from the page's config (JupyterLab and Notebook 7), "/" otherwise. */
-function pageBaseUrl() {
+/**
+ * The page's Jupyter config (JupyterLab, Notebook 7 and Voila write one), or null elsewhere
+ * (an exported HTML file, marimo).
+ * @returns {Record<string, unknown> | null}
+ */
+function pageConfig() {
   try {
     const node = document.getElementById("jupyter-config-data");
-    const base = node ? JSON.parse(node.textContent || "{}").baseUrl : null;
-    if (typeof base === "string" && base.startsWith("/")) return base.endsWith("/") ? base : `${base}/`;
+    const config = node ? JSON.parse(node.textContent || "{}") : null;
+    return config && typeof config === "object" ? config : null;
   } catch {
-    // no page config: not a Jupyter page
+    return null; // not a Jupyter page
   }
+}
+
+/** The server's base URL from the page's config, "/" otherwise. */
+function pageBaseUrl() {
+  const base = pageConfig()?.baseUrl;
+  if (typeof base === "string" && base.startsWith("/")) return base.endsWith("/") ? base : `${base}/`;
   return "/";
+}
+
+/** The page's path under the server's base URL, decoded ("lab/tree/dir/nb.ipynb"). */
+function pagePath() {
+  const base = pageBaseUrl();
+  const path = decodeURIComponent(location.pathname);
+  return path.startsWith(base) ? path.slice(base.length) : path.replace(/^\//, "");
+}
+
+/**
+ * Voila: the notebook's folder under the server's root, as path segments. Its tree mode renders
+ * /voila/render/<dir>/<nb>.ipynb; `voila nb.ipynb` serves one notebook, whose folder is the root.
+ * @returns {string[]}
+ */
+function voilaFolder() {
+  const match = /^voila\/render\/(.+\.ipynb)$/.exec(pagePath());
+  return match ? match[1].split("/").slice(0, -1).filter(Boolean) : [];
 }
 
 /**
@@ -166,17 +199,17 @@ function notebookPath(el) {
     const match = tab && /(?:^|\n)Path: ([^\n]+)/.exec(tab.getAttribute("title") || "");
     if (match) return match[1].trim();
   }
-  const base = pageBaseUrl();
-  const path = decodeURIComponent(location.pathname);
-  const rest = path.startsWith(base) ? path.slice(base.length) : path.replace(/^\//, "");
-  const match = /^(?:(?:lab|doc)(?:\/workspaces\/[^/]+)?\/tree|notebooks)\/(.+\.ipynb)$/.exec(rest);
+  const match = /^(?:(?:lab|doc)(?:\/workspaces\/[^/]+)?\/tree|notebooks)\/(.+\.ipynb)$/.exec(pagePath());
   return match ? match[1] : null;
 }
 
 /**
- * Where this page can load a file next to the notebook, or null.
- * - an exported HTML file (file://) or any page without a Jupyter server: the relative path,
- *   which the browser resolves against the page, i.e. next to the exported notebook;
+ * Where this page can load a file next to the notebook, or null (then the kernel sends it).
+ * - a page without a Jupyter server (an exported HTML file, marimo): the relative path, which the
+ *   browser resolves against the page, i.e. next to an exported notebook (marimo answers 404 and
+ *   the kernel's bytes take over);
+ * - Voila: its /voila/files/ route, which serves kki_media only when VoilaConfiguration.
+ *   file_allowlist lets it (README, `make voila`);
  * - JupyterLab / Notebook 7: the server's /files/ route in the notebook's folder.
  * @param {string} local "./kki_media/clip.mp4"
  * @param {HTMLElement} el
@@ -185,11 +218,18 @@ function notebookPath(el) {
 export function resolveLocal(local, el) {
   const safe = safeLocalPath(local);
   if (!safe) return null;
-  if (!document.getElementById("jupyter-config-data")) return safe;
-  const notebook = notebookPath(el);
-  if (notebook === null) return null;
-  const folder = notebook.split("/").slice(0, -1).filter(Boolean).map(encodeURIComponent);
-  return `${pageBaseUrl()}files/${[...folder, safe.slice(2)].join("/")}`;
+  const config = pageConfig();
+  if (!config) return safe;
+  let route = "files/";
+  let folder = voilaFolder();
+  if (config.appUrl === "voila/") {
+    route = "voila/files/";
+  } else {
+    const notebook = notebookPath(el);
+    if (notebook === null) return null;
+    folder = notebook.split("/").slice(0, -1).filter(Boolean);
+  }
+  return `${pageBaseUrl()}${route}${[...folder.map(encodeURIComponent), safe.slice(2)].join("/")}`;
 }
 
 // ---------------------------------------------------------------------------- 3. DOM helpers
@@ -288,7 +328,9 @@ function picker(className, label) {
  */
 function fillSelect(sel, values, current, label = (v) => v) {
   const all = values.includes(current) || !current ? values : [current, ...values];
-  const same = sel.options.length === all.length && all.every((v, i) => sel.options[i].value === v);
+  const same =
+    sel.options.length === all.length &&
+    all.every((v, i) => sel.options[i].value === v && sel.options[i].textContent === label(v));
   if (!same) {
     sel.replaceChildren(
       ...all.map((v) => {
@@ -599,11 +641,21 @@ class TurnView {
     const completed = turn.status === "completed";
     this.sources.video.set(completed ? this.candidates(turn.local_url, turn.video_url) : []);
     this.sources.thumbnail.set(this.candidates(turn.local_thumbnail_url, turn.thumbnail_url));
+    // No URL this page can load (Voila without a notebook path, a finished turn whose relay
+    // link died with its kernel): the kernel's bytes are the only way, so ask now, not after an
+    // error that an empty source never raises.
+    if (completed && !this.sources.video.list.length) this.askKernel("video");
+    if (!this.sources.thumbnail.list.length && (turn.local_thumbnail_url || turn.thumbnail_url)) this.askKernel("thumbnail");
     this.showMedia();
-    const local = completed ? this.candidates(turn.local_url, null)[0] : null;
-    const download = local ?? turn.download_url ?? turn.video_url;
-    const dropped = setHref(this.download, completed ? download : null);
-    if (dropped && download !== turn.video_url) notices.push("Unsafe link removed (download).");
+    if (completed && turn.download_url && !safeUrl(turn.download_url)) notices.push("Unsafe link removed (download).");
+  }
+
+  /** The Download link's URL: the kernel's bytes, the local copy, else the relay's file. */
+  downloadUrl() {
+    const turn = this.turn;
+    if (!turn || turn.status !== "completed") return null;
+    const local = this.candidates(turn.local_url, null)[0];
+    return this.sources.video.blob ?? local ?? safeUrl(turn.download_url) ?? safeUrl(turn.video_url);
   }
 
   /**
@@ -675,10 +727,21 @@ class TurnView {
     if (sources.blob) return; // the kernel's own bytes failed to play: nothing left to try
     if (sources.advance()) {
       this.showMedia();
-    } else if (this.turn && !sources.asked && (kind === "thumbnail" || this.turn.status === "completed")) {
-      sources.asked = true;
-      this.request({ type: "media", index: this.turn.index, kind }).then((reply) => this.setBytes(kind, reply));
+    } else if (this.turn && (kind === "thumbnail" || this.turn.status === "completed")) {
+      this.askKernel(kind);
     }
+  }
+
+  /**
+   * Ask the kernel for the file itself (once per list of candidates). Without a kernel the
+   * answer is an error at once and the candidates stay as they are.
+   * @param {"video" | "thumbnail"} kind
+   */
+  askKernel(kind) {
+    const sources = this.sources[kind];
+    if (!this.turn || sources.asked || sources.blob) return;
+    sources.asked = true;
+    this.request({ type: "media", index: this.turn.index, kind }).then((reply) => this.setBytes(kind, reply));
   }
 
   /**
@@ -699,12 +762,38 @@ class TurnView {
     const video = this.sources.video.current();
     const poster = this.sources.thumbnail.current();
     setMediaAttr(this.video, "poster", poster);
-    setMediaAttr(this.video, "src", video);
+    this.setVideoSource(video);
     this.video.hidden = !video;
-    // Before the video exists the thumbnail (if any) stands in for it.
-    setMediaAttr(this.thumb, "src", video ? null : poster);
+    // Before the video exists the thumbnail stands in for it. Once the video shows, the <img>
+    // still loads the poster (hidden, from the browser's cache): a <video poster> that fails
+    // raises no error, the <img> does, and its error moves on to the next candidate.
+    setMediaAttr(this.thumb, "src", poster);
     this.thumb.hidden = Boolean(video) || !poster;
     this.media.hidden = !video && !poster;
+    const download = this.downloadUrl();
+    setHref(this.download, download);
+    const name = (safeLocalPath(this.turn?.local_url) ?? "").split("/").pop() ?? "";
+    this.download.setAttribute("download", name);
+  }
+
+  /**
+   * Point the player at `url`, keeping where it was: the local copy replaces the relay's URL
+   * when the download finishes, often while the user watches.
+   * @param {string | null} url
+   */
+  setVideoSource(url) {
+    const video = this.video;
+    const before = video.getAttribute("src");
+    if ((url ?? null) === before) return;
+    const at = before ? video.currentTime : 0;
+    const playing = Boolean(before) && !video.paused && !video.ended;
+    setMediaAttr(video, "src", url);
+    if (!url || (!at && !playing)) return;
+    const resume = () => {
+      if (at) video.currentTime = Math.min(at, Number.isFinite(video.duration) ? video.duration : at);
+      if (playing) video.play().catch(() => {});
+    };
+    video.addEventListener("loadedmetadata", resume, { once: true });
   }
 
   dispose() {
@@ -935,17 +1024,22 @@ class Composer {
    * @param {Model} model
    * @param {Request} request
    * @param {(text: string) => void} showError
+   * @param {() => "unknown" | "connected" | "disconnected"} [kernel]  the channel's state
    */
-  constructor(model, request, showError) {
+  constructor(model, request, showError, kernel = () => "connected") {
     this.model = model;
     this.request = request;
     this.showError = showError;
+    this.kernel = kernel;
     /** @type {number | null} the turn "Remix from here" chose; null: the conversation's head */
     this.remixFrom = null;
     /** the chip's words for `remixFrom` (Python's, from the turn) */
     this.remixWords = "";
     this.root = h("div", "kki-composer");
-    this.root.append(this.buildRemixChip(), this.buildInput(), ...this.buildControls());
+    // Shown while no kernel can answer: the box keeps what was typed, the controls are off.
+    this.offline = h("div", "kki-offline", NO_KERNEL);
+    this.offline.setAttribute("role", "status");
+    this.root.append(this.buildRemixChip(), this.buildInput(), ...this.buildControls(), this.offline);
   }
 
   buildRemixChip() {
@@ -1010,7 +1104,9 @@ class Composer {
   /** The pickers show the traits (Python moves them to the head's settings as turns finish). */
   updateControls() {
     const m = this.model;
-    fillSelect(this.modelSel, (m.get("models") ?? []).map(String), String(m.get("model") ?? ""));
+    // The relay's own models carry their lengths and price in the label (Python's words).
+    const labels = new Map((m.get("offers") ?? []).map((o) => [String(o.name), String(o.label ?? o.name)]));
+    fillSelect(this.modelSel, (m.get("models") ?? []).map(String), String(m.get("model") ?? ""), (v) => labels.get(v) ?? v);
     fillSelect(this.orientSel, (m.get("orientations") ?? []).map(String), String(m.get("orientation") ?? ""));
     const d = m.get("duration");
     const lengths = ["", ...(m.get("durations") ?? []).map(String)];
@@ -1018,12 +1114,17 @@ class Composer {
     fillSelect(this.takesSel, TAKES, String(m.get("takes") ?? 1), (v) => (v === "1" ? "1 take" : `${v} takes`));
   }
 
-  /** The remix chip, Send's state and the price words. */
+  /** The remix chip, Send's state, the price words, and whether a kernel can answer at all. */
   update() {
+    const offline = this.kernel() === "disconnected";
+    this.root.classList.toggle("kki-disconnected", offline);
+    this.offline.hidden = !offline;
+    for (const control of [this.modelSel, this.orientSel, this.durSel, this.takesSel]) control.disabled = offline;
     this.remixChip.hidden = this.remixFrom === null;
     this.remixText.textContent = this.remixFrom === null ? "" : this.remixWords;
-    this.sendBtn.disabled = this.input.value.trim() === "";
-    const price = this.model.get("price_text") || "";
+    this.sendBtn.disabled = offline || this.input.value.trim() === "";
+    // A price is a promise about the next send; without a kernel there is none.
+    const price = offline ? "" : this.model.get("price_text") || "";
     this.price.textContent = price;
     this.price.hidden = !price;
   }
@@ -1053,6 +1154,12 @@ class Composer {
   submit() {
     const prompt = this.input.value.trim();
     if (!prompt) return;
+    if (this.kernel() === "disconnected") {
+      this.showError(NO_KERNEL); // what was typed stays in the box
+      return;
+    }
+    // Until the kernel has answered once, the box empties only when it takes the prompt.
+    const sure = this.kernel() === "connected";
     const typed = this.input.value;
     const takes = Number(this.takesSel.value);
     this.request({
@@ -1064,26 +1171,100 @@ class Composer {
       takes: takes > 1 ? takes : null,
       index: this.remixFrom,
     }).then((reply) => {
-      if (reply.msg.type !== "error") return;
+      if (reply.msg.type !== "error") {
+        if (!sure && this.input.value === typed) this.clear();
+        return;
+      }
       this.showError(String(reply.msg.error ?? "Something went wrong."));
       // Give the prompt back so a failed send does not lose what the user typed.
       if (this.input.value === "") {
         this.input.value = typed;
-        this.update();
       }
+      this.update();
     });
+    if (sure) this.clear();
+  }
+
+  clear() {
     this.input.value = "";
     this.remixFrom = null;
     this.update();
   }
 }
 
+// ---------------------------------------------------------------------------- 7b. the relay
+
+/**
+ * The relay's badge (the profile in use; why, in its tooltip) and, for a relay named without a
+ * key, a password field. The key goes to the kernel in one "connect" message and leaves the
+ * field at once: it is never a trait, so it is never saved with the notebook.
+ */
+class RelayPart {
+  /**
+   * @param {Model} model
+   * @param {Request} request
+   * @param {(text: string) => void} showError
+   */
+  constructor(model, request, showError) {
+    this.model = model;
+    this.request = request;
+    this.showError = showError;
+    this.badge = h("span", "kki-badge kki-badge-relay");
+    this.keyBox = h("div", "kki-key");
+    this.keyInput = /** @type {HTMLInputElement} */ (h("input", "kki-key-input"));
+    this.keyInput.type = "password";
+    this.keyInput.autocomplete = "new-password";
+    this.keyInput.placeholder = "The relay's API key";
+    this.keyInput.setAttribute("aria-label", "API key");
+    this.keyInput.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && !event.isComposing) this.connect();
+    });
+    this.connectBtn = button("kki-primary kki-connect", "Connect");
+    this.connectBtn.addEventListener("click", () => this.connect());
+    this.keyBox.append(h("span", "kki-key-label", "API key"), this.keyInput, this.connectBtn);
+  }
+
+  connect() {
+    const key = this.keyInput.value.trim();
+    if (!key) return;
+    this.keyInput.value = "";
+    this.connectBtn.disabled = true;
+    this.request({ type: "connect", key }).then((reply) => {
+      this.connectBtn.disabled = false;
+      if (reply.msg.type === "error") this.showError(String(reply.msg.error ?? "Could not connect."));
+    });
+  }
+
+  update() {
+    const words = this.model.get("relay_badge") || "";
+    this.badge.textContent = words;
+    this.badge.title = this.model.get("relay_text") || "";
+    this.badge.hidden = !words || Boolean(this.model.get("simulated"));
+    this.keyBox.hidden = !this.model.get("needs_key");
+  }
+}
+
 // ---------------------------------------------------------------------------- 8. the kernel
+
+/** What the widget says when no kernel will answer it (a restored notebook, a stopped kernel). */
+export const NO_KERNEL = "no kernel: run the cell to reconnect";
+/** Seconds a request waits before the channel looks at the kernel (media: the bytes travel). */
+const ANSWER_SECONDS = { media: 60, other: 6 };
+
+/** @param {string} id @returns {Reply} */
+function noKernel(id) {
+  return { msg: { type: "error", id, error: NO_KERNEL }, buffers: [] };
+}
 
 /**
  * Requests to the kernel and their answers, matched by id (quak's pattern): `initialize` owns the
  * model's one `msg:custom` listener, and every view's request gets a promise of its reply. Python
  * answers each request exactly once ({type: "ok" | "error" | "media", id}, VideoChat._on_custom).
+ *
+ * A view restored from a saved notebook has no comm: what it sends goes nowhere, silently. So the
+ * channel greets the kernel when it attaches, and a request not answered in time is an error
+ * unless the host says the kernel is busy (a cell is running: it answers when the cell ends).
+ * `state` is "unknown" until the first answer, then "connected", or "disconnected".
  */
 class Channel {
   constructor() {
@@ -1092,12 +1273,17 @@ class Channel {
     this.nextId = 0;
     /** @type {Map<string, (reply: Reply) => void>} */
     this.waiting = new Map();
+    /** @type {"unknown" | "connected" | "disconnected"} */
+    this.state = "unknown";
+    /** @type {Set<() => void>} */
+    this.watchers = new Set();
     /**
      * @param {any} msg
      * @param {(ArrayBuffer | DataView)[]} [buffers]
      */
     this.receive = (msg, buffers) => {
       if (!msg || typeof msg !== "object" || typeof msg.id !== "string") return;
+      this.setState("connected");
       const resolve = this.waiting.get(msg.id);
       this.waiting.delete(msg.id);
       resolve?.({ msg, buffers: buffers ?? [] });
@@ -1111,6 +1297,7 @@ class Channel {
   attach(model) {
     this.model = model;
     model.on("msg:custom", this.receive);
+    this.request({ type: "hello" }); // a restored view learns now, not when the user sends
     return () => {
       model.off("msg:custom", this.receive);
       this.model = null;
@@ -1118,16 +1305,75 @@ class Channel {
     };
   }
 
+  /** @param {() => void} fn  called when `state` changes; returns the function that stops it */
+  watch(fn) {
+    this.watchers.add(fn);
+    return () => this.watchers.delete(fn);
+  }
+
+  /** @param {"unknown" | "connected" | "disconnected"} state */
+  setState(state) {
+    if (state === this.state) return;
+    this.state = state;
+    for (const fn of this.watchers) fn();
+  }
+
+  /**
+   * The kernel as the host's widget manager sees it: "gone" (none, dead, disconnected), "busy",
+   * "ready", or "unknown" where the manager keeps no kernel (marimo, an HTML export).
+   */
+  kernelState() {
+    /** @type {any} */
+    const manager = /** @type {any} */ (this.model)?.widget_manager;
+    if (!manager || typeof manager !== "object" || !("kernel" in manager)) return "unknown";
+    let kernel;
+    try {
+      kernel = manager.kernel;
+    } catch {
+      return "unknown";
+    }
+    if (!kernel) return "gone";
+    if (kernel.isDisposed || kernel.status === "dead" || kernel.connectionStatus === "disconnected") return "gone";
+    return ["busy", "starting", "restarting", "autorestarting"].includes(kernel.status) ? "busy" : "ready";
+  }
+
   /** @type {Request} */
   request = (msg) => {
     const model = this.model;
-    if (!model) return Promise.resolve({ msg: { type: "error", id: "", error: "The widget is not connected to its kernel." }, buffers: [] });
+    if (!model || this.kernelState() === "gone") {
+      this.setState("disconnected");
+      return Promise.resolve(noKernel(""));
+    }
     const id = `k${Date.now().toString(36)}-${this.nextId++}`;
+    const seconds = msg.type === "media" ? ANSWER_SECONDS.media : ANSWER_SECONDS.other;
     return new Promise((resolve) => {
       this.waiting.set(id, resolve);
+      this.expire(id, seconds);
       model.send({ ...msg, id });
     });
   };
+
+  /**
+   * No answer after `seconds`: wait on while the kernel is busy, else answer for it.
+   * @param {string} id
+   * @param {number} seconds
+   */
+  expire(id, seconds) {
+    setTimeout(() => {
+      const resolve = this.waiting.get(id);
+      if (!resolve) return;
+      if (this.kernelState() === "busy") {
+        this.expire(id, seconds);
+        return;
+      }
+      this.setState("disconnected");
+      // Nothing still waiting will be answered either: say so now, not one timeout each.
+      for (const [waiting, answer] of [...this.waiting]) {
+        this.waiting.delete(waiting);
+        answer(noKernel(waiting));
+      }
+    }, seconds * 1000);
+  }
 }
 
 // ---------------------------------------------------------------------------- 9. the widget
@@ -1142,12 +1388,14 @@ function renderChat({ model, el }, channel) {
   // A front end that never called initialize (anywidget < 0.9): this view listens itself.
   const detach = channel.model ? null : channel.attach(model);
   const header = new Header(model);
-  const composer = new Composer(model, channel.request, (text) => header.showError(text));
+  const composer = new Composer(model, channel.request, (text) => header.showError(text), () => channel.state);
+  const relay = new RelayPart(model, channel.request, (text) => header.showError(text));
+  header.bar.insertBefore(relay.badge, header.busy);
   const turns = new TurnList(
     () => new TurnView(channel.request, (turn) => composer.remix(turn), (local) => resolveLocal(local, el)),
   );
   const root = h("div", "kki-chat");
-  root.append(header.bar, header.errorBox, turns.list, turns.empty, composer.root);
+  root.append(header.bar, header.errorBox, turns.list, turns.empty, relay.keyBox, composer.root);
   // Stop JupyterLab's notebook shortcuts (e.g. "a", "b", Shift+Enter) from acting on the cell
   // while the user types in the widget.
   root.addEventListener("keydown", (event) => event.stopPropagation());
@@ -1161,10 +1409,13 @@ function renderChat({ model, el }, channel) {
   const stops = [
     listen(model, ["turn_data", "head"], showTurns),
     listen(model, ["title", "simulated", "busy", "error"], () => header.update()),
-    listen(model, ["model", "models", "orientation", "orientations", "duration", "durations", "takes"], () => composer.updateControls()),
+    listen(model, ["model", "models", "offers", "orientation", "orientations", "duration", "durations", "takes"], () => composer.updateControls()),
+    listen(model, ["relay_badge", "relay_text", "needs_key", "simulated"], () => relay.update()),
     listen(model, ["price_text"], () => composer.update()),
+    channel.watch(() => composer.update()),
   ];
   header.update();
+  relay.update();
   composer.updateControls();
   showTurns();
   return () => {

@@ -88,6 +88,9 @@ class Settings:
     headers: dict = field(default_factory=dict, repr=False)
     simulated: bool = False
     profile: RelayProfile = field(default_factory=get_profile)
+    # Whether the profile was asked for (argument or KKI_RELAY_PROFILE): then it always wins over
+    # the one the relay's model list suggests (discovery.describe).
+    profile_explicit: bool = False
 
     @property
     def cache_identity(self) -> str:
@@ -147,7 +150,8 @@ def resolve_settings(
     profile: RelayProfile | str | None = None,
 ) -> Settings:
     """Settings from explicit arguments, else the environment, else the embedded simulator."""
-    chosen_profile = get_profile(profile or os.environ.get("KKI_RELAY_PROFILE") or None)
+    asked_profile = profile or os.environ.get("KKI_RELAY_PROFILE") or None
+    chosen_profile = get_profile(asked_profile)
     key = api_key if api_key is not None else os.environ.get("KKI_API_KEY") or None
     if isinstance(key, str):
         key = Secret(key.strip()) if key.strip() else None
@@ -173,6 +177,7 @@ def resolve_settings(
             headers=extra,
             simulated=True,
             profile=chosen_profile,
+            profile_explicit=asked_profile is not None,
         )
     return Settings(
         base_url=normalize_base_url(url or DEFAULT_BASE_URL),
@@ -181,6 +186,7 @@ def resolve_settings(
         headers=extra,
         simulated=False,
         profile=chosen_profile,
+        profile_explicit=asked_profile is not None,
     )
 
 

@@ -19,10 +19,12 @@ working folder, so no escaping of user (or relay) text is needed.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import subprocess
 import tempfile
+import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +32,7 @@ from pathlib import Path
 from .atomic import replacing
 from .media import ClipInfo, MediaError, ffmpeg_exe, probe
 
-__all__ = ["Film", "find_font", "last_frame", "make_film", "srt_text"]
+__all__ = ["Film", "find_font", "fit_title", "last_frame", "libass_text", "make_film", "srt_text"]
 
 FONT_CANDIDATES = (
     "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
@@ -138,6 +140,7 @@ class _Segment:
     clip: ClipInfo | None = None  # None: a title card
     title: str | None = None
     caption: str | None = None
+    font_size: int = 0  # a title card's, chosen so its wrapped lines fit the frame
 
 
 def _segments(clips: list[ClipInfo], captions, titles, title_seconds: float) -> list[_Segment]:
@@ -211,11 +214,47 @@ def srt_text(captions: Sequence[str | None], times: Sequence[tuple[float, float]
     return "\n".join(cues)
 
 
+# libass (the `subtitles` filter) reads "{…}" in a cue as a styling block and hides it, and a
+# backslash before N, n or h as a line break or space: a burned caption must show what was
+# written. libass reads a backslash before a brace as the plain brace; a word joiner (invisible)
+# after a backslash keeps it a backslash, and one after "{" keeps ffmpeg's SRT reader from taking
+# "{\\…}" for a tag block and dropping it before libass sees it.
+_LIBASS_ESCAPES = str.maketrans({"\\": "\\\u2060", "{": "\\{\u2060", "}": "\\}"})
+
+
+def libass_text(cues: str) -> str:
+    """SubRip text as libass must read it to draw every character as written (only for burning:
+    the ``.srt`` next to the film stays plain, players other than libass show it verbatim)."""
+    return cues.translate(_LIBASS_ESCAPES)
+
+
+# A title card's text: DejaVu Sans averages ~0.6 em per character; lines keep a 5 % margin.
+_CHAR_EM = 0.6
+_TITLE_LINES_MAX = 6
+
+
+def fit_title(text: str, size: tuple[int, int]) -> tuple[str, int]:
+    """The title wrapped to the frame's width, and the font size that fits its lines in the frame.
+
+    The size starts at a fourteenth of the height (as a one-line card always had) and shrinks,
+    down to 14 px, while the wrapped text is wider or taller than 90 % of the frame."""
+    width, height = size
+    paragraphs = [" ".join(line.split()) for line in text.splitlines()] or [""]
+    font_size = max(14, height // 14)
+    while True:
+        per_line = max(4, int(width * 0.9 / (font_size * _CHAR_EM)))
+        lines = [wrapped for p in paragraphs for wrapped in (textwrap.wrap(p, per_line) or [""])]
+        tall = len(lines) * (font_size + 8) > height * 0.9 or len(lines) > _TITLE_LINES_MAX
+        if not tall or font_size <= 14:
+            return "\n".join(lines), font_size
+        font_size = max(14, int(font_size * 0.85))
+
+
 def _video_chain(index: int, segment: _Segment, size: tuple[int, int], fps: float, font) -> str:
     width, height = size
     if segment.clip is None:
         text = (
-            f",drawtext=fontfile={font}:textfile=title{index}.txt:expansion=none:fontsize={max(14, height // 14)}"
+            f",drawtext=fontfile={font}:textfile=title{index}.txt:expansion=none:fontsize={segment.font_size or max(14, height // 14)}"
             ":fontcolor=white:line_spacing=8:x=(w-text_w)/2:y=(h-text_h)/2"
             if font
             else ""
@@ -304,6 +343,7 @@ def make_film(
     infos = _probe_clips(clips, captions, transitions)
     segments = _segments(infos, captions, titles, title_seconds)
     size, fps = _picture(infos[0], size, fps)
+    segments = [_fitted(segment, size) for segment in segments]
     shortest = min(segment.duration for segment in segments)
     fade = min(max(0.0, fade), shortest * 0.45) if transitions == "crossfade" else 0.0
     starts, total = _layout(segments, fade)
@@ -315,12 +355,20 @@ def make_film(
     graph = _graph(segments, size, fps, fade, with_audio, find_font(), bool(burn_captions and cues))
     # Each file is written under a temporary name and renamed: a half-cut film never has its name.
     with replacing(out_path, prefix=".film-", suffix=".mp4") as film:
-        _encode(segments, graph, with_audio, total, cues, film, progress)
+        _encode(segments, graph, with_audio, total, libass_text(cues), film, progress)
     srt_path = out_path.with_suffix(".srt") if cues else None
     if srt_path is not None:
         with replacing(srt_path, prefix=".film-", suffix=".srt") as srt:
             Path(srt).write_text(cues, encoding="utf-8")
     return Film(out_path, srt_path, round(total, 3), tuple(times))
+
+
+def _fitted(segment: _Segment, size: tuple[int, int]) -> _Segment:
+    """A title card with its text wrapped to the frame (clips pass through)."""
+    if segment.title is None:
+        return segment
+    text, font_size = fit_title(segment.title, size)
+    return dataclasses.replace(segment, title=text, font_size=font_size)
 
 
 def _probe_clips(clips, captions, transitions: str) -> list[ClipInfo]:

@@ -50,6 +50,12 @@ __all__ = ["SoraMagics", "TurnTable", "interpolate", "load_ipython_extension"]
 # The live card of a cell (kept under its old name: tests patch it to simulate an interrupt).
 _CompactView = LiveCard
 
+# %sora history in a kernel that cannot tell its notebook (nbconvert --execute, papermill).
+HEADLESS_NOTE = (
+    "this run's turns only: a headless run that does not name its notebook keeps them in memory "
+    "(name it with KKI_NOTEBOOK=<name>, or papermill -p KKI_NOTEBOOK <name>)"
+)
+
 # How often the waiting cell refreshes its view (the generation itself runs on another thread).
 POLL_SECONDS = 0.2
 LINE_COMMANDS = {
@@ -67,6 +73,8 @@ LINE_COMMANDS = {
     "pick": "continue the next cell from take N of the latest --takes cell",
     "cost": "same as usage",
     "config": "the settings in use (the key is masked)",
+    "models": "the relay's video models: lengths, orientations, sizes, prices (--refresh asks again)",
+    "connect": "connect URL: read what the relay sells, its prices and your balance, and ping it",
 }
 
 
@@ -123,6 +131,7 @@ class SoraMagics(Magics):
     profile = Unicode(None, allow_none=True, help="How the relay reads orientation/length: words, fields, sora2api, sora_video2, flow2api, veo_3_1 (None: KKI_RELAY_PROFILE or words).").tag(config=True)
     prices = Dict(None, allow_none=True, help="Model → dollars per generation, or {'per_second': dollars} (used where the relay publishes no prices).").tag(config=True)
     budget = Float(None, allow_none=True, help="Dollars this kernel may spend; a request past it is refused before it is sent (None: no cap).").tag(config=True)
+    claim_hours = Float(24.0, help="A request sent this many hours ago that never finished is not waited for or sent again by a rerun (--force sends it).").tag(config=True)
 
     def __init__(self, shell=None, **kwargs):
         super().__init__(shell=shell, **kwargs)
@@ -142,6 +151,8 @@ class SoraMagics(Magics):
                 printers.for_type_by_name("kki_widgets.turn", name, self._display_value)
             shell.events.register("post_run_cell", self._forget_drawn)
         self._budget: Any = None  # one ledger for every session of this kernel
+        # The key `%sora connect` read (a masked Secret, kept in memory only; None: KKI_API_KEY).
+        self._api_key: Any = None
 
     @observe("budget", "prices")
     def _money_settings_changed(self, change: Any) -> None:
@@ -178,6 +189,7 @@ class SoraMagics(Magics):
             os.environ.get("KKI_BASE_URL"),
             os.environ.get("KKI_API_KEY"),
             os.environ.get("KKI_RELAY_PROFILE"),
+            self._api_key,
         )
         with self._lock:
             if key != self._backend_key:
@@ -189,6 +201,7 @@ class SoraMagics(Magics):
                         base_url=self.base_url or None,
                         model=self.model or None,
                         profile=self.profile or None,
+                        api_key=self._api_key,
                     )
                 except ConfigurationError as error:
                     raise UsageError(str(error)) from None
@@ -231,6 +244,7 @@ class SoraMagics(Magics):
                     max_history=self.max_history or None,
                     prices=self.prices,
                     budget=self._shared_budget(),
+                    claim_window=self.claim_hours * 3600,
                 )
                 self._conversations[name] = conversation
                 self._resume_left_over(conversation)
@@ -238,17 +252,18 @@ class SoraMagics(Magics):
 
     @staticmethod
     def _resume_left_over(conversation: Any) -> None:
-        """Generations an earlier kernel paid for but never received are fetched, not lost."""
-        pending = conversation.pending
-        if not pending:
+        """Generations an earlier kernel paid for but never received are fetched, not lost (and
+        not sent again: rerunning their cells picks up these same fetches)."""
+        handles = conversation.resume_pending()
+        if not handles:
             return
-        ids = ", ".join(turn.task_id for turn in pending)
+        ids = ", ".join(handle.turn.task_id for handle in handles)
         print(
-            f"Fetching {len(pending)} unfinished generation(s) from an earlier kernel in the "
-            f"background (no new charge): {ids}. `%sora history` shows them when they arrive.",
+            f"Fetching {len(handles)} unfinished generation(s) from an earlier kernel in the "
+            f"background (no new charge): {ids}. Rerunning their cells picks them up; "
+            "`%sora history` shows them when they arrive.",
             file=sys.stderr,
         )
-        conversation.resume_pending()
 
     def _session_names(self) -> list[str]:
         _, store = self._backend()
@@ -269,6 +284,7 @@ class SoraMagics(Magics):
     @argument("--background", "-b", action="store_true", help="return at once; the view updates live")
     @argument("--save", metavar="DIR", help="also copy the finished video into DIR")
     @argument("--takes", "-t", type=int, default=1, metavar="N", help="generate N takes at once; pick one with %%sora pick")
+    @argument("--size", metavar="SIZE", help="hd / 1080p where the relay's models sell sizes (see %%sora models)")
     @line_cell_magic
     def sora(self, line: str, cell: str | None = None):
         """Generate a video from the cell's text; ``%sora COMMAND`` manages the conversation.
@@ -304,6 +320,8 @@ class SoraMagics(Magics):
             # fills them in); only a new video starts from the configured defaults.
             options = {key: options[key] or getattr(self, key) or None for key in options}
         options = {k: v for k, v in options.items() if v is not None}
+        if args.size:
+            options["model"] = self._sized(conversation, options.get("model") or self.model, args.size)
         if args.image:
             options["images"] = [self._image(args.image)]
         if args.from_frame:
@@ -446,10 +464,13 @@ class SoraMagics(Magics):
         from .loop import background_loop
 
         latest: list[Any] = []
+        first: list[Any] = []  # the turn as it was when first announced (queued, its estimate)
         changed = threading.Event()
 
         def on_change(turn: Any) -> None:
             if is_ours(turn):
+                if not first:
+                    first.append(_as_it_is_now(turn))
                 latest[:] = [turn]
                 changed.set()
 
@@ -465,33 +486,48 @@ class SoraMagics(Magics):
                     pass
                 if changed.is_set():
                     changed.clear()
-                    if not shown:
-                        view.show(latest[0])
-                        shown = True
-                    else:
-                        view.update(latest[0])
+                    shown = self._show_or_update(view, shown, first, latest[0])
         except KeyboardInterrupt:
             return self._interrupted(future, latest)
         except ConfigurationError as error:
             raise UsageError(str(error)) from None
         finally:
             unsubscribe()
+        if not shown and first:
+            view.show(first[0])  # a turn faster than one poll still shows where it started
         view.update(turn, final=True)
         return turn
 
+    @staticmethod
+    def _show_or_update(view: Any, shown: bool, first: list, turn: Any) -> bool:
+        """The first drawing is the first state announced, whenever the poll notices it."""
+        if shown:
+            view.update(turn)
+        else:
+            view.show(first[0] if first else turn)
+            if first and first[0] is not turn:
+                view.update(turn)
+        return True
+
     def _interrupted(self, future: concurrent.futures.Future, latest: list) -> Any:
-        """Ctrl-C / Interrupt Kernel: stop waiting, cancel locally, say how to get the video."""
-        future.cancel()
+        """Ctrl-C / Interrupt Kernel: stop waiting, not the generation. The turn goes on in the
+        background (its claim in the store says so), so rerunning the cell picks it up free."""
         turn = latest[0] if latest else None
         task_id = turn.generation.task_id if turn is not None else None
-        if task_id:
+        if future.done() or turn is None:
+            print("Stopped waiting; nothing was running for this cell.", file=sys.stderr)
+        elif task_id:
             print(
-                f"Stopped waiting. The relay accepted task {task_id} and may still finish it "
-                f"(it may be charged): run  %sora resume {task_id}  to fetch it without paying again.",
+                f"Stopped waiting. The generation keeps running at the relay (task {task_id}): "
+                f"rerun this cell to pick it up at no charge (or  %sora resume {task_id}).",
                 file=sys.stderr,
             )
         else:
-            print("Stopped before the relay accepted the prompt; nothing was charged.", file=sys.stderr)
+            print(
+                "Stopped waiting. The request was sent and keeps running in the background: "
+                "rerun this cell to pick it up at no charge.",
+                file=sys.stderr,
+            )
         return turn
 
     def _start_in_background(self, conversation: Any, prompt: str, send_options: dict, view: Any) -> Any:
@@ -559,7 +595,9 @@ class SoraMagics(Magics):
     def _cmd_history(self, rest: list[str]) -> TurnTable:
         self._expect(rest, "history", 0)
         conversation = self.conversation()
-        return TurnTable(conversation.name, conversation.turns, conversation.head)
+        _, store = self._backend()
+        note = HEADLESS_NOTE if getattr(store, "private_conversations", False) else ""
+        return TurnTable(conversation.name, conversation.turns, conversation.head, note=note)
 
     def _cmd_show(self, rest: list[str]) -> Any:
         self._expect(rest, "show", 1)
@@ -657,7 +695,11 @@ class SoraMagics(Magics):
         counters = store.usage()
         conversation = self.conversation()
         spend = merge_usage([self.conversation(name).usage() for name in self._session_names()])
+        headless = getattr(store, "private_conversations", False)
         report = {
+            # What the counters cover: a kernel that cannot tell its notebook shares them with
+            # every unnamed headless run in this folder (.kki/default.json).
+            "counted": "this folder's headless runs" if headless else "this notebook",
             "session": conversation.name,
             "turns": len(conversation.turns),
             "paid_requests": counters.get("paid_requests", 0),
@@ -686,17 +728,56 @@ class SoraMagics(Magics):
 
     _cmd_cost = _cmd_usage
 
+    def _sized(self, conversation: Any, model: str | None, size: str) -> str:
+        from .connect_commands import size_option
+
+        try:
+            return size_option(conversation, model or conversation.model, size)
+        except ConfigurationError as error:
+            raise UsageError(str(error)) from None
+
+    def _cmd_models(self, rest: list[str]) -> None:
+        from .connect_commands import models_command
+
+        self._expect(rest, "models", 1)
+        return models_command(self.conversation(), rest)
+
+    def _cmd_connect(self, rest: list[str]) -> None:
+        """Point this kernel at a relay with only its URL: the key from KKI_API_KEY or a hidden
+        prompt (never from the command line, which the notebook saves)."""
+        from .config import Secret, check_key, normalize_base_url
+        from .connect_commands import ask_key, connect_report
+
+        if len(rest) != 1:
+            raise UsageError("%sora connect URL: give the relay's base URL, e.g. %sora connect "
+                             "https://relay.example/v1 (the key comes from KKI_API_KEY or a hidden prompt)")  # fmt: skip
+        try:
+            normalize_base_url(rest[0])
+            key = Secret(ask_key(rest[0]))
+            check_key(key)
+        except ConfigurationError as error:
+            raise UsageError(str(error)) from None
+        self._api_key, self.base_url = key, rest[0]
+        try:
+            print(connect_report(self.conversation()))
+        except ConfigurationError as error:
+            raise UsageError(str(error)) from None
+
     def _cmd_config(self, rest: list[str]) -> None:
         self._expect(rest, "config", 0)
+        from .loop import block_on
+
         client, store = self._backend()
         settings = client.settings
+        relay = block_on(self.conversation().adiscover())  # bounded; the first send would ask too
         rows = [
             ("relay", settings.base_url + ("  (embedded simulator)" if settings.simulated else "")),
             ("key", repr(settings.api_key) if settings.api_key is not None else "none"),
             ("model", self.model or settings.model),
             ("orientation", self.orientation or "relay default"),
             ("duration", str(self.duration) if self.duration else "model default"),
-            ("profile", f"{settings.profile.name} ({settings.profile.description})"),
+            ("profile", f"{relay.profile.name} ({relay.profile.description})"),
+            ("chosen by", f"{relay.chosen_by}: {relay.reason}"),
             ("session", self.session),
             ("wait", str(self.wait)),
             ("display", self.display),
@@ -705,6 +786,15 @@ class SoraMagics(Magics):
             ("media_dir", str(self._media_folder(store) or "off (URLs only)")),
         ]
         print("\n".join(f"{name:<12} {value}" for name, value in rows))
+
+
+def _as_it_is_now(turn: Any) -> Any:
+    """A shallow copy of a dataclass turn: the fields the card shows (status, generation, cost)
+    are replaced, never changed in place, as the turn moves on. Other objects as they are."""
+    import copy
+    import dataclasses
+
+    return copy.copy(turn) if dataclasses.is_dataclass(turn) else turn
 
 
 def load_ipython_extension(ipython) -> None:

@@ -350,10 +350,7 @@ def _fetch_with_retries(url, part, client, policy, limits, progress, *, retries,
             except (httpx.TransportError, _CutShort) as exc:
                 attempt += 1
                 if attempt > retries:
-                    error = MediaError(
-                        f"downloading {url} failed {attempt} times ({exc}); the partial file "
-                        f"{part} is kept, call download() again to resume."
-                    )
+                    error = MediaError(f"downloading {url} failed {attempt} times ({exc}); {_what_is_left(part)}")
                     error.__cause__ = exc
                     raise _KeepPart(error) from exc
     except AddressRefused as refused:
@@ -361,6 +358,14 @@ def _fetch_with_retries(url, part, client, policy, limits, progress, *, retries,
     finally:
         if own_client:
             http.close()
+
+
+def _what_is_left(part: Path) -> str:
+    """The end of a gave-up message, true to the disk: a transfer cut before its first body byte
+    (headers too large, connection refused) leaves no partial file to resume."""
+    if part.is_file() and part.stat().st_size > 0:
+        return f"the partial file {part} is kept, call download() again to resume."
+    return "nothing was saved; call download() again to retry."
 
 
 class _Routes:

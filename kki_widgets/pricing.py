@@ -245,7 +245,7 @@ class PriceBook:
         if key in _discovered:
             return
         try:
-            found = prices_from_gateway(await self.client.get_json(_pricing_url(key), timeout=5.0))
+            found = prices_from_gateway(await self.client.get_json(pricing_url(key), timeout=5.0))
         except Exception as error:  # any failure means "this relay publishes no prices"
             log.debug("no price list at %s: %s", key, type(error).__name__)
             found = None
@@ -285,10 +285,21 @@ class PriceBook:
         return balance
 
 
-def _pricing_url(base_url: str) -> str:
-    # The gateway's web API sits beside /v1, not under it.
-    root = base_url[: -len("/v1")] if base_url.endswith("/v1") else base_url
-    return f"{root}/api/pricing"
+def gateway_root(base_url: str) -> str:
+    """Where a gateway's web API sits: beside /v1, not under it."""
+    return base_url[: -len("/v1")] if base_url.endswith("/v1") else base_url
+
+
+def pricing_url(base_url: str) -> str:
+    return f"{gateway_root(base_url)}/api/pricing"
+
+
+
+def remember_prices(base_url: str, prices: dict[str, Price]) -> None:
+    """What `discovery` read of a relay's prices (empty: it publishes none), so the price book
+    does not ask again in this process."""
+    with _discovery_lock:
+        _discovered[base_url] = dict(prices) or None
 
 
 # -- what a turn cost, in words -------------------------------------------------------------------
@@ -344,7 +355,8 @@ def cost_cell(turn) -> str:
         words = f"{money(turn.cost)} (not charged)"
     else:
         words = money(turn.cost) + (f" ({note})" if note else "")
-    return words + ("; replayed free since" if turn.cached else "")
+    # Its one charge stays (the column adds up to the spend); its replays cost what a replay does.
+    return words + (f", then {money(0.0)} (replayed, not paid)" if turn.cached else "")
 
 
 @dataclass(frozen=True)

@@ -875,7 +875,8 @@ class AsyncRelayClient:
             "GET", url, headers=self._headers_for(url), timeout=timeout, follow_redirects=False
         ) as response:
             if response.status_code != 200:
-                raise RelayError(f"HTTP {response.status_code} from {urlsplit(url).path}")
+                raise RelayError(f"HTTP {response.status_code} from {urlsplit(url).path}",
+                                 status_code=response.status_code)  # fmt: skip
             body = await _read_capped(response, limit, f"{urlsplit(url).path}'s answer")
         if body is None:
             raise ProtocolError(f"{urlsplit(url).path} answered more than {limit} bytes")
@@ -883,6 +884,18 @@ class AsyncRelayClient:
             return json.loads(body)
         except (ValueError, RecursionError):
             raise ProtocolError(f"{urlsplit(url).path} did not answer JSON") from None
+
+    async def probe(self, body: dict, *, timeout: float = 10.0, limit: int = 4096) -> tuple[int, str]:
+        """POST `body` to the chat endpoint once, not streamed, no retries: (HTTP status, the
+        start of the answer, redacted). For `%sora connect`'s ping, whose body asks for nothing
+        billable (a made-up model name, or max_tokens 1 on a free chat model)."""
+        url = self.settings.chat_url
+        async with self._http().stream(
+            "POST", url, json=body, headers=self._headers_for(url), timeout=timeout, follow_redirects=False
+        ) as response:
+            head = await _read_capped(response, limit)
+        text = self.redact((head or b"").decode("utf-8", "replace"))
+        return response.status_code, text
 
     # -- conveniences -----------------------------------------------------------------------
 

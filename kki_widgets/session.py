@@ -27,11 +27,12 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from . import pricing
+from . import claims, pricing
 from .batch import check_prompts, live_counter, run_all, wait_drawing
+from .discovery import RelayDescription, describe
 from .errors import ConfigurationError, KkiError, RelayError, StillRunning, scrub
 from .loop import background_loop, block_on, submit
-from .profiles import RelayProfile, WireRequest, get_profile
+from .profiles import RelayProfile, get_profile
 from .relay import AsyncRelayClient, RelayClient
 from .request import check_prompt, normalize_messages
 from .saved_turns import SavedTurns
@@ -39,6 +40,7 @@ from .spending import Spending
 from .takes import group_of, join_group, latest_with_takes, settled, take_numbers, takes_of
 from .transcript import Generation
 from .turn import TakesHandle, Turn, TurnHandle
+from .turn_claims import Claiming
 from .turn_media import clip_of, keep_media
 from .turn_request import (
     HEAD,
@@ -58,7 +60,7 @@ log = logging.getLogger("kki_widgets.session")
 _AUTO = "auto"
 
 
-class Conversation:
+class Conversation(Claiming):
     """Prompts and their videos, each turn remixing its parent's video."""
 
     def __init__(
@@ -75,6 +77,7 @@ class Conversation:
         profile: RelayProfile | str | None = None,
         prices=None,
         budget=None,
+        claim_window: float = claims.WINDOW_SECONDS,
         **client_options,
     ):
         if client is None:
@@ -87,8 +90,13 @@ class Conversation:
             client.async_client if isinstance(client, RelayClient) else client
         )
         self.model = model or self.client.model
-        # How orientation and length reach this relay; the client's (KKI_RELAY_PROFILE) unless given.
-        self.profile: RelayProfile = get_profile(profile) if profile else self.client.profile
+        # How orientation and length reach this relay: the one asked for (here, or the client's
+        # profile=/KKI_RELAY_PROFILE), else the one the relay's model list suggests (`relay`).
+        settings = self.client.settings
+        self._configured_profile: RelayProfile | None = (
+            get_profile(profile) if profile else settings.profile if settings.profile_explicit else None
+        )
+        self._relay_description: tuple = (None, None)
         self.orientation = orientation
         self.duration = duration
         self.max_history = max_history
@@ -107,6 +115,10 @@ class Conversation:
         self._running: dict[int, tuple[object, asyncio.Future | concurrent.futures.Future]] = {}
         self._subscribers: list[Callable[[Turn], None]] = []
         self._spending = Spending(self.client, prices, budget)
+        # A request sent longer ago than this (seconds) and never finished is not waited for.
+        self.claim_window = float(claim_window)
+        self._claim_ids: dict[int, str] = {}  # id(turn) -> the claim it sent or follows
+        self._claim_seen: dict[int, tuple] = {}  # id(turn) -> what its claim records
         self._load()
 
     def __repr__(self) -> str:
@@ -139,6 +151,32 @@ class Conversation:
     @property
     def simulated(self) -> bool:
         return self.client.simulated
+
+    @property
+    def relay(self) -> RelayDescription:
+        """The relay in use: the profile chosen for it and why, the video models it sells and
+        their discovered prices (read-only; `%sora config` and the widget's badge show it)."""
+        key = (self._spending.relay_facts, self._configured_profile)
+        cached_key, description = self._relay_description
+        if description is None or cached_key[0] is not key[0] or cached_key[1] is not key[1]:
+            description = describe(self.client.settings, self._configured_profile, key[0])
+            self._relay_description = (key, description)
+        return description
+
+    @property
+    def profile(self) -> RelayProfile:
+        """How orientation and length reach this relay (`relay` says why this one)."""
+        return self.relay.profile
+
+    @profile.setter
+    def profile(self, profile: RelayProfile | str) -> None:
+        self._configured_profile = get_profile(profile)
+        self._relay_description = (None, None)
+
+    async def adiscover(self, refresh: bool = False) -> RelayDescription:
+        """Read the relay's model list and prices now (bounded; never raises for the relay)."""
+        await self._spending.adiscover(refresh)
+        return self.relay
 
     @property
     def models(self) -> list[str]:
@@ -308,26 +346,31 @@ class Conversation:
         folder = self.media_dir or Path(tempfile.gettempdir()) / "kki_frames"
         return str(last_frame(clip_of(turn, folder, self.client.base_url)))
 
-    def _begin(self, prompt, parent, force, cell_id, options) -> tuple[Turn, WireRequest, bool]:
-        """Validate, then either replay an identical earlier request or register a new turn."""
+    def _begin(self, prompt, parent, force, cell_id, options) -> tuple[Turn, object]:
+        """Validate, then replay an identical earlier request, pick up one that was sent
+        already (another kernel, a dead one, an interrupted cell), or register a new turn."""
         return self._begin_takes(prompt, parent, force, cell_id, options, 1)[0]
 
     def _begin_takes(self, prompt, parent, force, cell_id, options, takes: int) -> list:
-        """Replays are free and always allowed; the fresh takes are reserved against the budget
-        together (all or none), then registered. Returns [(turn, request, fresh)] in take order."""
+        """Replays are free and always allowed; a request already claimed in the store is
+        picked up, never sent again; the fresh takes are claimed (written and fsynced before
+        anything is sent), reserved against the budget together (all or none), then registered.
+        Returns [(turn, run)] in take order: `run()` ends the turn (None: it is over already)."""
         check_takes(takes)
         numbered = take_numbers(takes)
         prepared = [self._prepare(prompt, parent, options, cell_id, take) for take in numbered]
         results = []
         for (turn, request), take in zip(prepared, numbered, strict=True):
             turn.take, turn.takes = take, (takes if take else None)
-            replay = None if force else self._replay(turn, move_head=take is None)
-            if replay is not None and take and replay.take is None:
-                replay.take, replay.takes = take, takes  # an earlier plain send is take 1
-            results.append((replay or turn, request, replay is None))
+            results.append(self._begin_one(turn, request, force, take))
         fresh = [turn for turn, _, is_fresh in results if is_fresh]
         model = (fresh[0].options.get("model") if fresh else None) or self.model
-        reservation = self._spending.reserve(fresh, prompt, model)
+        try:
+            reservation = self._spending.reserve(fresh, prompt, model)
+        except BaseException:  # refused before sending: the claims were never used
+            for turn in fresh:
+                self._settle_claim(turn, "refused")
+            raise
         with self._lock:
             for turn in fresh:
                 turn.index = len(self._turns)
@@ -338,7 +381,7 @@ class Conversation:
             self._notify(turn)
         if takes > 1 and not fresh:
             self._settle_takes(results[0][0])
-        return results
+        return [(turn, run) for turn, run, _ in results]
 
     async def _drive(self, turn: Turn, updates, *, newly_accepted: bool = True) -> Turn:
         """Apply a turn's `Generation` updates until it ends; the one place a turn is run.
@@ -382,17 +425,12 @@ class Conversation:
         await self._spending.aensure_prices()
         if takes != 1:
             return await self._asend_takes(prompt, parent, force, cell_id, options, takes)
-        turn, request, fresh = self._begin(prompt, parent, force, cell_id, options)
-        if not fresh:
-            return turn
-        return await self._drive(turn, self.client.stream_request(request))
+        turn, run = self._begin(prompt, parent, force, cell_id, options)
+        return turn if run is None else await run()
 
     async def _asend_takes(self, prompt, parent, force, cell_id, options, takes) -> list[Turn]:
         begun = self._begin_takes(prompt, parent, force, cell_id, options, takes)
-        runs = [
-            self._drive(turn, self.client.stream_request(request)) if fresh else _done(turn)
-            for turn, request, fresh in begun
-        ]
+        runs = [_done(turn) if run is None else run() for turn, run in begun]
         return list(await asyncio.gather(*runs))
 
     def send(self, prompt: str, **options) -> Turn:
@@ -424,19 +462,18 @@ class Conversation:
             return TakesHandle([self._start_begun(*item) for item in begun])
         return self._start_begun(*begun[0])
 
-    def _start_begun(self, turn: Turn, request: WireRequest, fresh: bool) -> TurnHandle:
+    def _start_begun(self, turn: Turn, run) -> TurnHandle:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             loop = None
-        if not fresh:
+        if run is None:
             done: concurrent.futures.Future = concurrent.futures.Future()
             done.set_result(turn)
             return TurnHandle(turn, done, loop)
         if loop is not None:
-            return TurnHandle(turn, loop.create_task(self._drive(turn, self.client.stream_request(request))), loop)
-        future = submit(self._drive(turn, self.client.stream_request(request)))
-        return TurnHandle(turn, future, background_loop())
+            return TurnHandle(turn, loop.create_task(run()), loop)
+        return TurnHandle(turn, submit(run()), background_loop())
 
     # -- many prompts at once ------------------------------------------------------------------
 
@@ -506,21 +543,14 @@ class Conversation:
         entry = self.store.cache_get(turn.cache_key) if self.store is not None else None
         if not entry:
             return None
-        turn.replay(entry, self.media_dir)
-        with self._lock:
-            turn.index = len(self._turns)
-            self._turns.append(turn)
-            if move_head:
-                self._head = turn.index
-            self.store.bump("cache_hits")
-            self._persist()
-        self._notify(turn)
-        return turn
+        return self._replay_entry(turn, entry, move_head)
 
     async def _follow_updates(self, turn: Turn, updates, newly_accepted: bool) -> None:
         pending_recorded = not newly_accepted
         try:
             async for generation in updates:
+                if newly_accepted:
+                    claims.pause_point("sent")  # tests: the relay has it, the claim no task ID
                 turn.follow(generation)
                 if generation.status == "completed" and turn.take is None:
                     # Move on at once, before the local copy is downloaded: a remix sent the
@@ -530,6 +560,9 @@ class Conversation:
                 if generation.task_id and not pending_recorded:
                     pending_recorded = True
                     self._record_pending(turn)
+                elif generation.status != "completed":  # a finished turn settles its claim
+                    self._record_claim(turn)
+                self._pause_at(generation)
                 self._notify(turn)
         except RelayError as error:
             if error.generation is not None and error.generation.task_id:
@@ -542,6 +575,7 @@ class Conversation:
             self._finish(turn, "failed", str(error))
             return
         if turn.generation.status == "completed":
+            claims.pause_point("video")  # tests: the video URL is known, no local copy yet
             await keep_media(turn, self.media_dir, self.client.base_url)
             self._finish(turn, "completed", None)
         elif turn.generation.status == "still_running":
@@ -560,6 +594,8 @@ class Conversation:
                     self.store.cache_put(turn.cache_key, turn.cache_entry())
             if self.store is not None and turn.task_id and status not in ("cancelled", "still_running"):
                 self.store.remove_pending(turn.task_id)
+            if turn.cache_key:
+                self._settle_claim(turn, status)
             self._persist()
         self._notify(turn)
         if turn.take is not None:
@@ -615,6 +651,14 @@ class Conversation:
         before (first send of this session) and now, when the relay reports it."""
         return {**self._spending.usage(self.turns), "simulated": self.simulated}
 
+    @staticmethod
+    def _pause_at(generation: Generation) -> None:
+        """Tests stop the process here (`claims.pause_point`): after the task ID, mid-progress."""
+        if generation.task_id:
+            claims.pause_point("task_id")
+            if generation.progress:
+                claims.pause_point("progress")
+
     def _record_pending(self, turn: Turn) -> None:
         if self.store is None:
             return
@@ -628,6 +672,7 @@ class Conversation:
                     "turn": turn.index,
                 }
             )
+            self._record_claim(turn)
             self._persist()
 
     # -- cancel, retry, resume ----------------------------------------------------------------
@@ -663,6 +708,9 @@ class Conversation:
     async def aresume(self, task_id: str | None = None) -> Turn:
         """Fetch an accepted generation by task ID (cut stream, cancelled wait, dead kernel)."""
         turn = self._find_resumable(task_id)
+        claim = self.store.claim_state(turn.cache_key)[1] if self.store and turn.cache_key else None
+        if claim is not None and claims.verdict(claim, turn.cache_key, self.claim_window) == "follow":
+            self._take_over(turn, claim)  # this follower settles the claim when the turn ends
         turn.status = "generating" if turn.status in ("cancelled", "failed", "still_running") else turn.status
         turn.error = None
         self._notify(turn)
@@ -682,7 +730,13 @@ class Conversation:
         loop = background_loop()
         handles = []
         for turn in self.pending:
-            future = submit(self.aresume(turn.task_id))
+            claim = self.store.claim_state(turn.cache_key)[1] if self.store and turn.cache_key else None
+            if claim is None:  # a store from before claims
+                future = submit(self.aresume(turn.task_id))
+            elif claims.verdict(claim, turn.cache_key, self.claim_window) == "follow":
+                future = submit(self._pick_up(turn, claim))
+            else:
+                continue  # another live kernel follows it, or it must not be fetched unasked
             handles.append(TurnHandle(turn, future, loop))
         return handles
 

@@ -6,7 +6,7 @@ the enforced cap `budget`'s.
 
 from __future__ import annotations
 
-from . import pricing
+from . import discovery, pricing
 from .budget import as_budget
 from .loop import block_on, on_background_loop
 
@@ -19,16 +19,33 @@ class Spending:
         self._reservations: dict[int, object] = {}  # turn index -> its request's reservation
         self.balance_before: float | None = None
         self._balance_asked = False
+        # What the relay publishes (model list, prices), read before the first send
+        # (discovery.py); the embedded simulator is not asked.
+        self.relay_facts: discovery.RelayFacts | None = None
+        self._client = client
+
+    @property
+    def discovered(self) -> bool:
+        return self.relay_facts is not None or self._client.simulated
+
+    async def adiscover(self, refresh: bool = False) -> discovery.RelayFacts | None:
+        """Read what the relay publishes (bounded, quiet; cached per base URL)."""
+        if self._client.simulated:
+            return None
+        if self.relay_facts is None or refresh:
+            self.relay_facts = await discovery.discover(self._client, refresh=refresh)
+        return self.relay_facts
 
     def ensure_prices(self) -> None:
         """Ask the relay for its prices (once per session) before estimating; from sync code."""
-        if self.prices.discovered and self._balance_asked:
+        if self.prices.discovered and self._balance_asked and self.discovered:
             return
         if on_background_loop():
             return  # cannot block the loop that would do it: asend() asked already
         block_on(self.aensure_prices())
 
     async def aensure_prices(self) -> None:
+        await self.adiscover()
         await self.prices.aload()
         if not self._balance_asked:
             self._balance_asked = True

@@ -10,6 +10,7 @@ Two files per notebook in ``<notebook dir>/.kki/``: the snapshot ``<notebook ste
      "cache":         {key: {"generation": {..., "answer": sha256}, "paths": {...},
                              "created_at"}},
      "pending":       [{"task_id": ..., ...}],       # accepted by the relay, not finished yet
+     "claims":        {key: {"owner", "sent_at", "task_id", ...}},  # requests in flight
      "usage":         {"paid_requests": n, "cache_hits": n, ...},
      "journal_seq":   n}                             # the last journal line it holds
 
@@ -44,6 +45,9 @@ Why it is built this way:
   journal is removed; lines it already holds are skipped by their sequence number.
 - A paid generation must never be forgotten: a snapshot that cannot be parsed, or a journal
   damaged before its end, is moved aside (with a warning naming both paths), never overwritten.
+  So is one that is a symbolic link, larger than ``max_snapshot_bytes`` (checked before reading)
+  or nested deeper than `store_journal.MAX_DEPTH`: the notebook goes on with what is left, and a
+  tampered folder costs neither a RecursionError nor gigabytes of memory.
 - The store sits next to the notebook and may be committed to git: it must never contain the API
   key, so every line and every snapshot is checked against the configured secret and refused if
   the key appears.
@@ -73,6 +77,10 @@ from .atomic import replacing
 from .store_frames import FrameFiles
 
 log = logging.getLogger("kki_widgets.store")
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+# What flock says on a filesystem without working locks (NFS without lockd, some FUSE mounts).
+_NO_LOCKS = {errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP}
 
 __all__ = [
     "STORE_VERSION",
@@ -120,6 +128,11 @@ def _answers_op(answers: ChainMap) -> list[dict]:
     return [{"op": "answers", "answers": added}] if added else []
 
 
+def _claims_of(store: dict) -> dict:
+    claims = store.get("claims")
+    return claims if isinstance(claims, dict) else {}
+
+
 def _reveal(secret: Any) -> str | None:
     """Accept a plain string or a ``config.Secret`` (anything with ``.reveal()``)."""
     if secret is None:
@@ -136,9 +149,18 @@ def locate_notebook(user_ns: dict | None = None) -> Path | None:
       that does not exist from cwd is resolved as ``cwd / basename``.
     - VS Code puts ``__vsc_ipynb_file__`` into the IPython user namespace.
     - ``KKI_NOTEBOOK`` names it explicitly (for headless runs: nbclient, nbconvert, papermill
-      start kernels in the notebook's folder but tell them nothing else).
+      start kernels in the notebook's folder but tell them nothing else): in the environment, or
+      as a variable of the notebook (papermill's ``-p KKI_NOTEBOOK quickstart``). A bare name is
+      a notebook in the kernel's folder.
     """
-    explicit = os.environ.get(NOTEBOOK_ENV, "").strip()
+    if user_ns is None:
+        with contextlib.suppress(Exception):  # IPython missing or no shell running: not a notebook
+            from IPython import get_ipython
+
+            shell = get_ipython()
+            user_ns = shell.user_ns if shell is not None else None
+    parameter = (user_ns or {}).get(NOTEBOOK_ENV)
+    explicit = os.environ.get(NOTEBOOK_ENV, "").strip() or (parameter.strip() if isinstance(parameter, str) else "")
     if explicit:
         return Path(explicit).expanduser().absolute()
     session_name = os.environ.get("JPY_SESSION_NAME", "").strip()
@@ -154,12 +176,6 @@ def locate_notebook(user_ns: dict | None = None) -> Path | None:
             if candidate.suffix == ".ipynb":
                 return Path.cwd() / candidate.name
 
-    if user_ns is None:
-        with contextlib.suppress(Exception):  # IPython missing or no shell running: not a notebook
-            from IPython import get_ipython
-
-            shell = get_ipython()
-            user_ns = shell.user_ns if shell is not None else None
     vscode_file = (user_ns or {}).get("__vsc_ipynb_file__")
     if vscode_file:
         return Path(vscode_file)
@@ -199,6 +215,9 @@ class NotebookStore:
 
     #: The journal is folded into the snapshot once it is bigger than the snapshot and this.
     compact_min_bytes = 256 * 1024
+    #: A snapshot larger than this is not read (moved aside): a store of 10,000 turns is a few
+    #: MB, and reading 300 MB of JSON costs gigabytes of memory.
+    max_snapshot_bytes = 32 * 1024 * 1024
 
     def __init__(self, path: str | os.PathLike, *, secret: Any = None, private_conversations: bool = False):
         """``private_conversations``: conversations live in this object only (an unidentified
@@ -211,6 +230,7 @@ class NotebookStore:
         self._lock = FileLock(str(self.path) + ".lock", timeout=LOCK_TIMEOUT_SECONDS)
         self._batch = threading.local()  # the ops of an open batch(), per thread
         self._journal = store_journal.Journal(self.path.with_name(self.path.stem + ".journal"))
+        self._journal.max_bytes = self.max_snapshot_bytes
         self._frames = FrameFiles(self.root)
         # The store as last read (snapshot + journal), and what it was read from.
         self._cache: dict[str, Any] | None = None
@@ -218,6 +238,12 @@ class NotebookStore:
         self._seq = 0  # the last journal line applied
         self._needs_snapshot = False  # a version-1 file: the next change rewrites it
         self._sent = store_format.SentMemo()  # what recent turns sent: checks remixes in O(1)
+
+    @property
+    def private_conversations(self) -> bool:
+        """Conversations kept in this object (a headless kernel that cannot tell its notebook):
+        the file holds only what this folder's unnamed headless runs share (cache, counters)."""
+        return self._private is not None
 
     def __repr__(self) -> str:  # never shows the secret
         private = ", conversations kept in memory" if self._private is not None else ""
@@ -425,6 +451,89 @@ class NotebookStore:
 
         self._mutate(change)
 
+    # ----------------------------------------------------------------------------- claims
+    def claim(self, key: str, record: dict, *, force: bool = False) -> tuple[str, dict | None]:
+        """Claim request ``key`` before sending it: one locked check-and-insert, fsynced.
+
+        Returns ``("claimed", None)`` when this caller may send; ``("cached", entry)`` when the
+        request finished meanwhile (replay it); ``("claimed_by", claim)`` when another claim
+        holds it (see `kki_widgets.claims.verdict`). ``force``: claim it anyway (the user asked
+        to send again).
+        """
+        outcome: list = []
+
+        def change(store: dict) -> list[dict]:
+            entry = store["cache"].get(key)
+            existing = _claims_of(store).get(key)
+            if not force and entry is not None:
+                outcome[:] = ["cached", store_format.inflate_entry(entry, store["answers"], self.root)]
+                return []
+            if not force and isinstance(existing, dict):
+                outcome[:] = ["claimed_by", copy.deepcopy(existing)]
+                return []
+            outcome[:] = ["claimed", None]
+            return [{"op": "claim", "key": key, "claim": copy.deepcopy(record)}]
+
+        self._mutate(change)
+        return outcome[0], outcome[1]
+
+    def claim_state(self, key: str) -> tuple[dict | None, dict | None]:
+        """(the cache entry, the claim) of request ``key`` as the files say now."""
+        if self._absent():
+            return None, None
+        with self._locked():
+            store = self._state()
+            entry = store["cache"].get(key)
+            claim = _claims_of(store).get(key)
+            return (
+                None if entry is None else store_format.inflate_entry(entry, store["answers"], self.root),
+                copy.deepcopy(claim) if isinstance(claim, dict) else None,
+            )
+
+    def claims(self) -> dict[str, dict]:
+        """Every claim, by request key (a copy)."""
+        return {k: v for k, v in (self.load().get("claims") or {}).items() if isinstance(v, dict)}
+
+    def update_claim(
+        self, key: str, claim_id: str | None, *, expect_owner: Any = _KEEP, **fields: Any
+    ) -> dict | None:
+        """Add ``fields`` to claim ``key`` (task ID, links, a new owner...) if it is still claim
+        ``claim_id``; returns the claim as it is afterwards, or None when there is none. With
+        ``expect_owner``, only if its owner is still that one (two kernels taking over a dead
+        kernel's claim: one wins)."""
+        result: list = [None]
+
+        def change(store: dict) -> list[dict]:
+            existing = _claims_of(store).get(key)
+            if not isinstance(existing, dict):
+                return []
+            if existing.get("id") != claim_id or (
+                expect_owner is not _KEEP and existing.get("owner") != expect_owner
+            ):
+                result[0] = copy.deepcopy(existing)
+                return []
+            updated = {**copy.deepcopy(existing), **copy.deepcopy(fields)}
+            result[0] = copy.deepcopy(updated)
+            return [] if updated == existing else [{"op": "claim", "key": key, "claim": updated}]
+
+        self._mutate(change)
+        return result[0]
+
+    def settle_claim(self, key: str, claim_id: str | None, error: str | None = None) -> None:
+        """The request ended: remove its claim, or with ``error`` keep it as failed (a rerun
+        then says so instead of sending again). Only claim ``claim_id``: a claim made since by
+        a forced send is that send's."""
+        def change(store: dict) -> list[dict]:
+            existing = _claims_of(store).get(key)
+            if not isinstance(existing, dict) or existing.get("id") != claim_id:
+                return []
+            if error is None:
+                return [{"op": "unclaim", "key": key}]
+            return [{"op": "claim", "key": key,
+                     "claim": {**existing, "state": "failed", "error": error, "owner": None}}]  # fmt: skip
+
+        self._mutate(change)
+
     def bump(self, counter: str, n: int = 1) -> int:
         """Add ``n`` to a usage counter (``paid_requests``, ``cache_hits``, ...); returns the total."""
         total = []
@@ -455,6 +564,13 @@ class NotebookStore:
                 f"holds it. If no kernel is running, delete {self._lock.lock_file}."
             ) from exc
         except OSError as exc:
+            if exc.errno in _NO_LOCKS:
+                raise StoreError(
+                    f"the filesystem of {self.path.parent} cannot lock files ({exc.strerror}: a "
+                    "network folder without a lock service?). Two kernels could then pay for one "
+                    "request twice, so the store is not used unlocked: set SoraMagics.store_path "
+                    "(or NotebookStore(path)) to a local folder, or enable locking on the mount."
+                ) from None
             if exc.errno != errno.ELOOP:
                 raise
             # filelock opens with O_NOFOLLOW: a planted link is refused, its target untouched.
@@ -572,11 +688,11 @@ class NotebookStore:
         moved aside; version 1 → migrated (and written as version 2 by the next change)."""
         self._needs_snapshot = False
         try:
-            raw = self.path.read_bytes()
-        except FileNotFoundError:
-            return store_format.empty_store(), 0
-        try:
-            data = json.loads(raw.decode("utf-8"))
+            raw = self._snapshot_bytes()
+            if raw is None:
+                return store_format.empty_store(), 0
+            data = store_journal.decode(raw)
+            del raw
             if not isinstance(data, dict) or not isinstance(data.get("version"), int):
                 raise ValueError("not a kki_widgets store (no integer 'version')")
         except (ValueError, UnicodeDecodeError) as exc:
@@ -594,6 +710,29 @@ class NotebookStore:
         store = store_format.empty_store()
         store.update(data)
         return store, seq if type(seq) is int else 0
+
+    def _snapshot_bytes(self) -> bytes | None:
+        """The snapshot's bytes (None: there is none); ValueError for a link or an oversize file,
+        checked before anything is read."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY | _NOFOLLOW)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise ValueError("it is a symbolic link (it may have come with a copied folder)") from None
+            raise
+        try:
+            size = os.fstat(fd).st_size
+            if size > self.max_snapshot_bytes:
+                raise ValueError(
+                    f"{size:,} bytes, over the cap of {self.max_snapshot_bytes:,} bytes "
+                    "(NotebookStore.max_snapshot_bytes)"
+                )
+            with os.fdopen(os.dup(fd), "rb") as handle:
+                return handle.read()
+        finally:
+            os.close(fd)
 
     def _move_aside(self, reason: Exception) -> None:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")

@@ -30,7 +30,7 @@ FORMAT_VERSION = 2
 
 def empty_store() -> dict[str, Any]:
     return {"version": FORMAT_VERSION, "conversations": {}, "answers": {}, "cache": {},
-            "pending": [], "usage": {}}
+            "pending": [], "usage": {}, "claims": {}}
 
 
 _PATH_KEYS = ("path", "thumbnail_path")

@@ -11,7 +11,8 @@ the store (about 200 ms at 1,000 turns); appending one line costs the same at 10
 stays inspectable and diffs well in git.
 
 - The ops are data, not code: put answers, put turns (and set conversation fields), delete a
-  conversation, put a cache entry, put or remove a pending task, set a usage counter. Each one
+  conversation, put a cache entry, put or remove a pending task, set a usage counter, put or
+  remove a claim (a request in flight, `kki_widgets.claims`). Each one
   *sets* a value, so replaying a line whose change is already in the snapshot changes nothing;
   lines also carry a sequence number and the snapshot records the last one it holds
   (``journal_seq``), so a snapshot written just before a crash never has its changes applied twice.
@@ -20,7 +21,11 @@ stays inspectable and diffs well in git.
   it is ignored with a log line and cut off before the next append. A bad line *before* good ones
   is damage: the journal is moved aside with a warning naming both paths (never overwritten),
   and the good lines are kept.
-- A journal that is a symbolic link is refused (opened with ``O_NOFOLLOW``), like the lock file.
+- A journal that is a symbolic link is never read or written through (opened with ``O_NOFOLLOW``):
+  the link itself is moved aside with a warning, like a damaged journal.
+- Bounded, since anyone may have edited the folder: a journal over ``max_bytes``, a line over
+  ``max_line_bytes`` or data nested deeper than `MAX_DEPTH` is damage (moved aside, named in the
+  warning with the cap), so a tampered file costs neither a RecursionError nor gigabytes.
 
 Pure op helpers (`apply`, `valid_op`) plus one class for the file (`Journal`); the store decides
 when to append and when to fold the journal into the snapshot.
@@ -40,7 +45,7 @@ from typing import Any
 
 log = logging.getLogger("kki_widgets.store")
 
-__all__ = ["Journal", "JournalLinkError", "apply", "line", "valid_op"]
+__all__ = ["MAX_DEPTH", "Journal", "JournalLinkError", "apply", "decode", "line", "too_deep", "valid_op"]
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
@@ -67,6 +72,8 @@ _CHECKS = {
     "pending": lambda op: isinstance(op.get("task"), dict) and isinstance(op["task"].get("task_id"), str),
     "unpending": lambda op: isinstance(op.get("task_id"), str),
     "usage": lambda op: isinstance(op.get("counter"), str) and type(op.get("value")) is int,
+    "claim": lambda op: isinstance(op.get("key"), str) and isinstance(op.get("claim"), dict),
+    "unclaim": lambda op: isinstance(op.get("key"), str),
 }
 
 
@@ -109,6 +116,17 @@ def apply(store: dict, ops: list[dict]) -> None:
                 store["pending"].append(op["task"])
         elif kind == "usage":
             store["usage"][op["counter"]] = op["value"]
+        elif kind == "claim":
+            _claims(store)[op["key"]] = op["claim"]
+        elif kind == "unclaim":
+            _claims(store).pop(op["key"], None)
+
+
+def _claims(store: dict) -> dict:
+    """The store's claims (a snapshot written before claims existed, or edited, has none)."""
+    if not isinstance(store.get("claims"), dict):
+        store["claims"] = {}
+    return store["claims"]
 
 
 def line(seq: int, encoded_ops: list[str]) -> str:
@@ -123,6 +141,12 @@ class Journal:
 
     Every method is called with the store's cross-process lock held.
     """
+
+    #: A journal larger than this is not read (a change is one turn; images are files); the
+    #: store sets it to its snapshot cap.
+    max_bytes = 32 * 1024 * 1024
+    #: One line (one state change) larger than this is damage, not a change.
+    max_line_bytes = 8 * 1024 * 1024
 
     def __init__(self, path: Path):
         self.path = path
@@ -149,17 +173,28 @@ class Journal:
         except FileNotFoundError:
             return None if self.identity is not None else []
         except OSError as exc:
-            raise self._link_error(exc) from None
+            if exc.errno != errno.ELOOP:
+                raise
+            # A planted link: moved aside itself (its target is never read or written).
+            self._move_aside("it is a symbolic link (it may have come with a copied folder)")
+            return []
         try:
             stat = os.fstat(fd)
             identity = (stat.st_dev, stat.st_ino)
             if self.identity not in (None, identity) or stat.st_size < self.offset:
                 return None
-            self.identity, self.size = identity, stat.st_size
-            os.lseek(fd, self.offset, os.SEEK_SET)
-            chunk = _read_all(fd)
+            if stat.st_size - self.offset > self.max_bytes:
+                too_big = f"{stat.st_size:,} bytes, over the cap of {self.max_bytes:,} bytes"
+            else:
+                too_big = None
+                self.identity, self.size = identity, stat.st_size
+                os.lseek(fd, self.offset, os.SEEK_SET)
+                chunk = _read_all(fd)
         finally:
             os.close(fd)
+        if too_big:
+            self._move_aside(too_big)
+            return []
         return self._parse(chunk)
 
     def _parse(self, chunk: bytes) -> list[dict]:
@@ -170,6 +205,12 @@ class Journal:
         position, good_end, damaged_at, torn = self.offset, self.offset, None, False
         for number, piece in enumerate(pieces):
             ended = number < len(pieces) - 1
+            if len(piece) > self.max_line_bytes:
+                self._move_aside(
+                    f"the line at byte {position:,} is {len(piece):,} bytes, over the cap of "
+                    f"{self.max_line_bytes:,} bytes for one change"
+                )
+                return records
             record = _decode(piece) if ended and piece.strip() else None
             if record is not None:
                 records.append(record)
@@ -185,7 +226,10 @@ class Journal:
             if ended and damaged_at is None and not torn:
                 good_end = position
         if damaged_at is not None:
-            self._move_aside(damaged_at)
+            self._move_aside(
+                f"damaged at byte {damaged_at:,}: a line that is not a store change (or nested "
+                f"deeper than {MAX_DEPTH} levels), followed by good ones"
+            )
         else:
             self.offset = good_end
         return records
@@ -223,16 +267,15 @@ class Journal:
             os.unlink(self.path)
         self.forget()
 
-    def _move_aside(self, damaged_at: int) -> None:
+    def _move_aside(self, reason: str) -> None:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
         aside = self.path.with_name(f"{self.path.stem}.corrupt-{stamp}.journal")
-        os.replace(self.path, aside)
+        os.replace(self.path, aside)  # a link is renamed itself, never its target
         self.forget()
         self.moved_aside = True
         warnings.warn(
-            f"kki_widgets: the journal {self.path} is damaged at byte {damaged_at} (a line "
-            f"that is not a store change, followed by good ones); it was moved to {aside}, its "
-            "readable changes were kept in the store, and nothing was deleted.",
+            f"kki_widgets: the journal {self.path} could not be used ({reason}); it was moved "
+            f"to {aside}, its readable changes were kept in the store, and nothing was deleted.",
             RuntimeWarning,
             stacklevel=6,
         )
@@ -247,9 +290,39 @@ class Journal:
         )
 
 
+#: Deeper than this, a value read back is damage: nothing the store writes nests past ~10
+#: levels, and deep data would break every later copy and walk (RecursionError).
+MAX_DEPTH = 64
+
+
+def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
+    """Whether JSON data nests deeper than `limit` (walked without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(item, dict):
+            stack.extend((child, depth + 1) for child in item.values() if isinstance(child, (dict, list)))
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item if isinstance(child, (dict, list)))
+    return False
+
+
+def decode(data: bytes) -> Any:
+    """JSON from the folder, or ValueError: malformed, too deep, or too big for memory."""
+    try:
+        value = json.loads(data.decode("utf-8"))
+    except (RecursionError, MemoryError) as exc:
+        raise ValueError(f"nested too deep or too large to read ({type(exc).__name__})") from None
+    if too_deep(value):
+        raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
+    return value
+
+
 def _decode(piece: bytes) -> dict | None:
     try:
-        record = json.loads(piece.decode("utf-8"))
+        record = decode(piece)
     except (ValueError, UnicodeDecodeError):
         return None
     return record if _valid_record(record) else None

@@ -12,9 +12,9 @@ Everything here is built to survive sharing (issue 12 in the project's tracker):
 - videos are `<video src=…>` with the copy next to the notebook as a relative URL: JupyterLab's
   untrusted view strips `src` from `<source>` children, and only relative URLs resolve in an
   exported HTML file beside `kki_media/`;
-- the poster is an `<img>` beside the prompt, not `<video poster>`: JupyterLab resolves the
-  relative `src` of an `<img>` through its file server but leaves `poster` alone, so a poster
-  attribute would show nothing there;
+- the poster is an `<img>` beside the prompt: JupyterLab resolves the relative `src` of an
+  `<img>` through its file server but leaves `poster` alone. The `<video>` carries the poster
+  too, for every other view (an exported page, GitHub, a trusted notebook served as files);
 - links to the relay's loopback simulator die with the kernel: they are left out once a turn is
   over (`durable_url`);
 - everything from the relay is escaped; only http(s) or "./" URLs reach `src`/`href`.
@@ -37,6 +37,7 @@ __all__ = [
     "TurnTable",
     "UsageReport",
     "chat_html",
+    "chat_text",
     "compact_line",
     "durable_url",
     "gallery_html",
@@ -150,6 +151,12 @@ def _note(turn: Any) -> str | None:
     return str(note) if note else None
 
 
+def _remix_of(turn: Any) -> int | None:
+    """The turn this one continues by remix (a frame continuation says so in its note)."""
+    parent = getattr(turn, "parent", None)
+    return parent if isinstance(parent, int) and not _note(turn) else None
+
+
 def _error(turn: Any) -> str | None:
     if getattr(turn, "status", None) in ("failed", "cancelled", "still_running"):
         return getattr(turn, "error", None) or f"turn {getattr(turn, 'index', '?')} {turn.status}"
@@ -160,6 +167,8 @@ def turn_text(turn: Any) -> str:
     """The card's plain-text twin (terminals, logs, `text/plain`)."""
     lines = [f"[turn {getattr(turn, 'index', '?')}] {_prompt(turn)}"]
     lines.append(f"  {compact_line(turn)}")
+    if _remix_of(turn) is not None:
+        lines.append(f"  remix of #{_remix_of(turn)}")
     src = video_src(turn)
     if src:
         lines.append(f"  video: {src}")
@@ -176,8 +185,10 @@ def _attr(value: str) -> str:
     return html.escape(value, quote=True)
 
 
-def turn_html(turn: Any, *, video: bool = True) -> str:
-    """One turn as a card: poster, prompt, one compact line, progress, links, player, notes."""
+def turn_html(turn: Any, *, video: bool = True, preload: str = "metadata") -> str:
+    """One turn as a card: poster, prompt, one compact line, progress, links, player, notes.
+
+    `preload="none"`: the player fetches nothing until played (VideoChat's hidden twin)."""
     index = getattr(turn, "index", 0)
     status = getattr(turn, "status", "queued")
     poster = poster_src(turn)
@@ -188,6 +199,9 @@ def turn_html(turn: Any, *, video: bool = True) -> str:
         f'<div class="kki-card-prompt"><b>{html.escape(_prompt(turn))}</b></div>',
         f'<div class="kki-card-line" style="opacity:.75">#{index} · {html.escape(compact_line(turn))}</div>',
     ]
+    parent = _remix_of(turn)
+    if parent is not None:
+        info.append(f'<div class="kki-card-remix">remix of <a href="#kki-turn-{parent}">#{parent}</a></div>')
     if status in ("queued", "generating"):
         progress = int(getattr(getattr(turn, "generation", None), "progress", 0) or 0)
         info.append(f'<progress max="100" value="{progress}" style="width:220px"></progress>')
@@ -200,13 +214,14 @@ def turn_html(turn: Any, *, video: bool = True) -> str:
         info.append(f'<div class="kki-card-links">{" · ".join(links)}</div>')
     head.append(f'<div style="min-width:0">{"".join(info)}</div>')
     parts = [
-        f'<div class="kki-card" data-status="{_attr(status)}" style="{_CARD_STYLE}">',
+        f'<div class="kki-card" id="kki-turn-{int(index)}" data-status="{_attr(status)}" style="{_CARD_STYLE}">',
         f'<div style="display:flex;gap:10px;align-items:flex-start">{"".join(head)}</div>',
     ]
     src = video_src(turn) if video else None
     if src:
+        poster_attr = f' poster="{_attr(poster)}"' if poster else ""
         parts.append(
-            f'<video class="kki-card-video" controls preload="metadata" playsinline '
+            f'<video class="kki-card-video" controls preload="{_attr(preload)}" playsinline{poster_attr} '
             f'src="{_attr(src)}" style="{_VIDEO_STYLE}"></video>'
         )
     parts += [f'<div class="kki-card-warning">⚠ {html.escape(w)}</div>' for w in _warnings(turn)]
@@ -243,8 +258,9 @@ class TurnTable:
 
     HEADERS = ("#", "from", "status", "model", "prompt", "task", "cost", "video")
 
-    def __init__(self, name: str, turns: list, head: int | None):
+    def __init__(self, name: str, turns: list, head: int | None, note: str = ""):
         self.name, self.turns, self.head = name, turns, head
+        self.note = note  # what the table covers, when that is not the whole notebook
 
     def _rows(self) -> list[tuple[str, ...]]:
         from .pricing import cost_cell
@@ -282,7 +298,7 @@ class TurnTable:
         rows = [self.HEADERS, *self._rows()]
         clipped = [tuple(c if len(c) <= 48 else c[:47] + "…" for c in row) for row in rows]
         widths = [max(len(row[i]) for row in clipped) for i in range(len(self.HEADERS))]
-        lines = [f"session {self.name!r} (* = current)"]
+        lines = [f"session {self.name!r} (* = current)" + (f"; {self.note}" if self.note else "")]
         lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in clipped]
         return "\n".join([*lines, self.total()])
 
@@ -299,8 +315,9 @@ class TurnTable:
             link = f'<a href="{_attr(row[-1])}" target="_blank" rel="noopener noreferrer">video</a>' if row[-1] else ""
             cells.append(f"<td>{thumb}{link}</td>")
             body.append(f"<tr>{''.join(cells)}</tr>")
+        note = f"; {html.escape(self.note)}" if self.note else ""
         return (
-            f"<p>session <b>{name}</b> (* = current)</p>"
+            f"<p>session <b>{name}</b> (* = current){note}</p>"
             f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
             f"<p>{html.escape(self.total())}</p>"
         )
@@ -314,7 +331,7 @@ class UsageReport(dict):
 
         note = " (simulated relay: nothing was charged)" if self.get("simulated") else ""
         first = (
-            f"session {self['session']!r}: {self['turns']} turns; this notebook: "
+            f"session {self['session']!r}: {self['turns']} turns; {self.get('counted', 'this notebook')}: "
             f"{self['paid_requests']} paid requests, {self['cache_hits']} replays from the store{note}"
         )
         return "\n".join([first, *usage_lines(self)])
@@ -389,11 +406,28 @@ def chat_html(turns: Sequence[Any], title: str = "VideoChat") -> str:
     Marked `kki-chat-fallback` so the widget's own CSS hides it wherever the live widget renders
     (the two are separate outputs of one cell; see `VideoChat._ipython_display_`).
     """
-    body = "".join(turn_html(t) for t in turns) if turns else "<p>No turns yet.</p>"
+    body = "".join(turn_html(t, preload="none") for t in turns) if turns else "<p>No turns yet.</p>"
     return (
-        f'<div class="kki-chat-fallback"><div style="opacity:.75">{html.escape(title)} · '
+        f'{_NO_MODEL_ERROR}<div class="kki-chat-fallback"><div style="opacity:.75">{html.escape(title)} · '
         f"{len(turns)} turn{'s' if len(turns) != 1 else ''}</div>{body}</div>"
     )
+
+
+# JupyterLab without saved widget state draws "Error displaying widget: model not found" in the
+# widget's output (its renderer then carries the class jupyter-widgets and only that text), just
+# above this twin, which shows the same turns: that output is hidden. Only where the notebook is
+# trusted (untrusted HTML loses <style>, and an untrusted view draws no widget). A loading widget
+# is left alone: hidden, JupyterLab would never render it.
+_NO_MODEL_ERROR = (
+    "<style>.jp-OutputArea-child:has(> .jp-OutputArea-output.jupyter-widgets):not(:has(.kki-chat))"
+    ":has(+ .jp-OutputArea-child .kki-chat-fallback){display:none}</style>"
+)
+
+
+def chat_text(turns: Sequence[Any], title: str = "VideoChat") -> str:
+    """`chat_html`'s plain-text twin: the title, the count, each turn's `turn_text`."""
+    count = f"{len(turns)} turn{'s' if len(turns) != 1 else ''}"
+    return "\n".join([f"{title} · {count}", *(turn_text(t) for t in turns)])
 
 
 # ---------------------------------------------------------------------------- live cell views

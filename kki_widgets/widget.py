@@ -33,7 +33,7 @@ from .media import relative_media_url
 from .profiles import ORIENTATIONS
 from .request import check_prompt
 from .transcript import RUNNING, STATUS_WORDS, TERMINAL
-from .views import chat_html, durable_url
+from .views import chat_html, chat_text, durable_url
 
 __all__ = ["FLUSH_INTERVAL", "VideoChat", "VideoChatHandle", "safe_url", "turn_to_dict"]
 
@@ -190,8 +190,9 @@ class VideoChatHandle:
     plain code; both give the finished `Turn`.
     """
 
-    def __init__(self, inner: Any):
+    def __init__(self, inner: Any, conversation: Any = None):
         self._inner = inner
+        self._conversation = conversation
 
     @property
     def turn(self) -> Any:
@@ -220,7 +221,29 @@ class VideoChatHandle:
 
     def __repr__(self) -> str:
         turn = self.turn
-        return f"<VideoChatHandle turn={getattr(turn, 'index', '?')} status={getattr(turn, 'status', '?')}>"
+        status = getattr(turn, "status", "?")
+        return f"<VideoChatHandle turn #{getattr(turn, 'index', -1) + 1}: {STATUS_WORDS.get(status, status)}>"
+
+    def _ipython_display_(self) -> None:
+        """The handle's line, kept true as the turn moves on (a cell's value is drawn once, when
+        the cell ends: a saved "queued" next to a finished video reads as a lie)."""
+        from IPython.display import display
+
+        text = repr(self)
+        shown = display({"text/plain": text}, raw=True, display_id=True)
+        if self._conversation is None or shown is None or self.done():
+            return
+        last = [text]
+
+        def follow(turn: Any) -> None:
+            if turn is not self.turn or repr(self) == last[0]:
+                return
+            last[0] = repr(self)
+            shown.update({"text/plain": last[0]}, raw=True)
+            if getattr(turn, "status", None) in TERMINAL:
+                unsubscribe()
+
+        unsubscribe = self._conversation.subscribe(follow)
 
 
 class VideoChat(anywidget.AnyWidget):
@@ -254,6 +277,16 @@ class VideoChat(anywidget.AnyWidget):
     title = t.Unicode("Video chat").tag(sync=True)
     # The turn the next prompt continues (a picked take is marked by it).
     head = t.Int(None, allow_none=True).tag(sync=True)
+    # What the relay sells (discovery): one dict per video model (name, label with lengths and
+    # price, durations, orientations, sizes, price), and the profile chosen and why (the badge).
+    offers = t.List(t.Dict(), default_value=[]).tag(sync=True)
+    relay_badge = t.Unicode("").tag(sync=True)
+    relay_text = t.Unicode("").tag(sync=True)
+    # A base URL without a key: the view shows a password field. Its value reaches the kernel in
+    # one custom message ("connect") and is never a trait: traits are saved with the notebook.
+    needs_key = t.Bool(False).tag(sync=True)
+    _connected_from: tuple | None = None  # what a typed key connected (undone if it is refused)
+    _connection_words = ""  # the typed key's balance and ping, in words (the badge's tooltip)
 
     def __init__(
         self,
@@ -264,7 +297,14 @@ class VideoChat(anywidget.AnyWidget):
         budget: Any = None,
         **client_options: Any,
     ):
-        if conversation is None:
+        # (model, client options, budget) of a chat whose key the user is still to type.
+        self._pending: tuple | None = None
+        made_here = False
+        if conversation is None and _key_to_type(client_options):
+            self._pending = (model, dict(client_options), budget)
+            budget = None
+        elif conversation is None:
+            made_here = True
             conversation = _make_conversation(model, client_options)
             # Like a kernel's first %%sora cell, a new widget starts a new video (earlier turns
             # stay listed; "Remix from here" continues one). That makes a rerun of the notebook
@@ -304,8 +344,12 @@ class VideoChat(anywidget.AnyWidget):
         self._fallback_shown = False
         self._fallback_html = ""
         self.on_msg(self._on_custom)
-        self._unsubscribe = conversation.subscribe(self._on_turn)
+        self._unsubscribe = conversation.subscribe(self._on_turn) if conversation is not None else None
+        self.needs_key = conversation is None
+        if made_here:  # a restarted kernel: show the turns claimed in the store and follow them
+            self.resumed = conversation.resume_pending()
         self._discover_prices()
+        self._discover_relay()
         self._flush()
 
     # ---- Python API (the UI goes through the same methods) -----------------------------------
@@ -346,12 +390,21 @@ class VideoChat(anywidget.AnyWidget):
         inner = self.conversation.start(prompt, force=True, **options)
         self.error = ""
         self._schedule(urgent=True)
-        return VideoChatHandle(inner)
+        return VideoChatHandle(inner, self.conversation)
+
+    def __repr__(self) -> str:
+        """The conversation as it is now, in one line (text front ends, logs, `print(chat)`)."""
+        turns = list(getattr(self.conversation, "turns", []) or [])
+        if not turns:
+            return f"VideoChat {self.title!r}: no turns yet"
+        status = getattr(turns[-1], "status", "queued")
+        count = f"{len(turns)} turn{'s' if len(turns) != 1 else ''}"
+        return f"VideoChat {self.title!r}: {count}, the last {STATUS_WORDS.get(status, status).lower()}"
 
     @property
     def turns(self) -> list:
         """The conversation's `Turn` objects (the UI renders `turn_data`, their dict form)."""
-        return list(self.conversation.turns)
+        return list(getattr(self.conversation, "turns", []))
 
     def refresh(self) -> None:
         """Send the whole state again now.
@@ -376,6 +429,11 @@ class VideoChat(anywidget.AnyWidget):
 
     def _start(self, prompt: str, *, parent: int | None = None, **options: Any) -> VideoChatHandle:
         check_prompt(prompt)  # a ConfigurationError, which is a ValueError
+        if self.conversation is None:
+            raise ConfigurationError(
+                "connect first: type the relay's API key into the key field (or pass api_key=, "
+                "or set KKI_API_KEY)"
+            )
         if parent is not None and not options.get("from_ui"):
             # A remix from Python continues its parent's settings (the conversation inherits
             # them); the pickers follow the head, which is not necessarily this parent.
@@ -393,7 +451,7 @@ class VideoChat(anywidget.AnyWidget):
         inner = self.conversation.start(prompt.strip(), **merged)
         self.error = ""
         self._schedule(urgent=True)
-        return VideoChatHandle(inner)
+        return VideoChatHandle(inner, self.conversation)
 
     # ---- front-end messages ------------------------------------------------------------------
 
@@ -414,11 +472,15 @@ class VideoChat(anywidget.AnyWidget):
                     from_ui=True,  # the pickers the user saw (set to the parent's on "Remix")
                     takes=_int_or_none(content.get("takes")),
                 )
+            elif kind == "connect":
+                self._connect(content.get("key"))
             elif kind == "pick":
                 self.pick(int(content["index"]))
             elif kind == "media":
                 self._send_media(content)
                 return
+            elif kind == "hello":
+                pass  # a view checking that this kernel still holds its widget: "ok" says so
             elif kind == "cancel":
                 self.cancel(_int_or_none(content.get("index")))
             elif kind == "retry":
@@ -448,6 +510,125 @@ class VideoChat(anywidget.AnyWidget):
             return
         mime = "video/mp4" if kind == "video" else "image/webp"
         self.send_msg({**reply, "mime": mime}, buffers=[Path(path).read_bytes()])
+
+    # ---- connecting, and what the relay sells ---------------------------------------------------
+
+    def _connect(self, key: Any) -> None:
+        """The key typed into the widget's password field: build the conversation with it (a
+        masked `Secret`; it is in no trait, and the store refuses any write that contains it)."""
+        from .config import Secret
+
+        if self.conversation is not None or self._pending is None:
+            raise ConfigurationError("this chat is already connected to its relay")
+        if not isinstance(key, str) or not key.strip():
+            raise ConfigurationError("type the relay's API key into the key field, then press Connect")
+        model, options, budget = self._pending
+        conversation = _make_conversation(model, {**options, "api_key": Secret(key.strip())})
+        conversation.reset()
+        if budget is not None:
+            from .budget import as_budget
+
+            conversation.budget = as_budget(budget, "VideoChat(budget=...)")
+        with self._lock:
+            self.conversation, self._pending = conversation, None
+            self._connected_from = (model, options, budget)
+            self._unsubscribe = conversation.subscribe(self._on_turn)
+            self.needs_key = False
+        self._discover_prices()
+        self._discover_relay()
+        self._schedule(urgent=True)
+        from .loop import submit
+
+        submit(_connection_check(conversation)).add_done_callback(
+            lambda done: self._show_connection(conversation, done)
+        )
+
+    def _show_connection(self, conversation: Any, done: Any) -> None:
+        """The typed key's balance and the chat endpoint's ping, on the badge's tooltip (like
+        `%sora connect`); a refused key brings the key field back."""
+        if done.cancelled() or done.exception() is not None:
+            return
+        words, refused = done.result()
+        if refused:
+            self._refused(conversation)
+            return
+        with self._lock:
+            if not self._closed and self.conversation is conversation:
+                self._connection_words = words
+                self.relay_text = self._relay_words()
+
+    def _refused(self, conversation: Any) -> None:
+        """The relay refused the typed key: back to the key field, saying so (nothing was sent)."""
+        with self._lock:
+            # Only the conversation that key built (a later key may have connected meanwhile).
+            if self._closed or self.conversation is not conversation or conversation.turns:
+                return
+            self._unsubscribe()
+            self.conversation, self._pending, self._connected_from = None, self._connected_from, None
+            with self.hold_sync():
+                self.needs_key = True
+                self.relay_badge, self.relay_text = "key needed", "Type the relay's API key to connect."
+                self.error = "the relay refused this key (HTTP 401/403 on its model list): type the key again"
+
+    def _discover_relay(self) -> None:
+        """Read the relay's model list in the background (bounded, quiet), then show what it
+        sells in the model picker and why the profile was chosen on the badge."""
+        adiscover = getattr(self.conversation, "adiscover", None)
+        if adiscover is None:
+            self.relay_badge = "key needed" if self.needs_key else ""
+            self.relay_text = "Type the relay's API key to connect." if self.needs_key else ""
+            return
+        from .loop import submit
+
+        conversation = self.conversation
+        submit(adiscover()).add_done_callback(lambda _done: self._show_relay(conversation))
+
+    def _show_relay(self, conversation: Any) -> None:
+        from .connect_commands import picker_entries
+
+        if self.conversation is not conversation:
+            return  # a refused key's conversation, replaced since
+        relay = conversation.relay
+        if relay.key_refused and self._connected_from is not None:
+            self._refused(conversation)
+            return
+        offers = picker_entries(relay)
+        with self._lock:
+            if self._closed or self.conversation is not conversation:
+                return
+            with self.hold_sync():
+                self.relay_badge = f"profile: {relay.profile.name}"
+                self.relay_text = self._relay_words()
+                self.offers = offers
+                names = [offer["name"] for offer in offers]
+                if names and self.model not in names and not self.turn_data:
+                    self.model = names[0]  # a relay that does not sell the default model
+                if names:
+                    self.models = names if self.model in names else [self.model, *names]
+                self._offer_choices()
+            self.price_text = self._price_words()
+
+    def _relay_words(self) -> str:
+        relay = self.conversation.relay
+        words = f"{relay.base_url} — {relay.summary} (chosen by {relay.chosen_by})"
+        return f"{words}. {self._connection_words}" if self._connection_words else words
+
+    def _offer_choices(self) -> None:
+        """The lengths and orientations the relay sells for the picked model, if it says."""
+        offer = next((o for o in self.offers if o["name"] == self.model), None)
+        if offer is None:
+            return
+        if offer["durations"]:
+            self.durations = list(offer["durations"])
+            if self.duration is not None and self.duration not in self.durations:
+                self.duration = None
+        if offer["orientations"]:
+            self.orientations = list(offer["orientations"])
+
+    @t.observe("model")
+    def _on_model_offer(self, _change: Any) -> None:
+        if hasattr(self, "_lock"):
+            self._offer_choices()
 
     # ---- the composer's price -----------------------------------------------------------------
 
@@ -589,15 +770,19 @@ class VideoChat(anywidget.AnyWidget):
         and the cell is blank. As its own output the static HTML is always drawn there (and in
         untrusted views and GitHub); the widget's CSS hides it wherever the widget itself renders.
         """
-        from IPython.display import HTML, display
+        from IPython.display import display
 
         bundle = super()._repr_mimebundle_()
         if bundle is None:
             return
         data, metadata = bundle if isinstance(bundle, tuple) else (bundle, {})
-        display({k: v for k, v in data.items() if k != "text/html"}, metadata=metadata, raw=True)
+        # Where the widget cannot draw (an untrusted copy), a front end shows this output's text:
+        # nothing, since the twin below says it all, and as it is now (a repr would be frozen
+        # at display time: "no turns yet" above two finished videos).
+        widget = {**{k: v for k, v in data.items() if k != "text/html"}, "text/plain": ""}
+        display(widget, metadata=metadata, raw=True)
         self._fallback_html = self._static_html()
-        display(HTML(self._fallback_html), display_id=self._fallback_id)
+        display(self._static_bundle(), raw=True, display_id=self._fallback_id)
         self._fallback_shown = True
 
     def _update_fallback(self, turns: list) -> None:
@@ -605,10 +790,16 @@ class VideoChat(anywidget.AnyWidget):
             return
         text = self._static_html(turns)
         if text != self._fallback_html:
-            from IPython.display import HTML, update_display
+            from IPython.display import update_display
 
             self._fallback_html = text
-            update_display(HTML(text), display_id=self._fallback_id)
+            update_display(self._static_bundle(turns), raw=True, display_id=self._fallback_id)
+
+    def _static_bundle(self, turns: list | None = None) -> dict:
+        """The twin as HTML cards and, for text front ends, the same turns in words."""
+        if turns is None:
+            turns = list(getattr(self.conversation, "turns", []) or [])
+        return {"text/html": self._fallback_html, "text/plain": chat_text(turns, self.title)}
 
     def _static_html(self, turns: list | None = None) -> str:
         """What GitHub / nbconvert / untrusted views show: every turn as a card (kki_widgets.views)."""
@@ -621,6 +812,25 @@ def _int_or_none(value: Any) -> int | None:
     if value is None or value == "":
         return None
     return int(value)
+
+
+async def _connection_check(conversation: Any) -> tuple[str, bool]:
+    """(balance and ping in words, whether the relay refused the key): `%sora connect`'s checks."""
+    from .connect_commands import aping
+    from .pricing import money
+
+    relay = await conversation.adiscover()
+    balance = await conversation.prices.abalance()
+    ping = await aping(conversation, relay)
+    words = f"Balance: {money(balance) if balance is not None else 'not reported'}. Chat endpoint: {ping.words}."
+    return words, relay.key_refused or "key was refused" in ping.words
+
+
+def _key_to_type(client_options: dict) -> bool:
+    """A relay is named (base_url=, KKI_BASE_URL) and no key is known: the widget asks for it."""
+    named = client_options.get("base_url") or os.environ.get("KKI_BASE_URL")
+    known = client_options.get("api_key") or os.environ.get("KKI_API_KEY")
+    return bool(named) and not known and "client" not in client_options
 
 
 def _default_model() -> str:

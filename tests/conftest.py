@@ -14,6 +14,11 @@ def _isolated_environment(monkeypatch, tmp_path):
     for name in ("KKI_API_KEY", "KKI_BASE_URL", "KKI_MODEL", "KKI_RELAY_PROFILE", "JPY_SESSION_NAME"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
+    # What relays publish is cached per user (discovery.py): each test starts with none.
+    monkeypatch.setenv("KKI_CACHE_DIR", str(tmp_path / "user-cache"))
+    from kki_widgets import discovery
+
+    discovery.forget()
 
 
 @pytest.fixture(scope="session")

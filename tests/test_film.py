@@ -274,6 +274,39 @@ def test_film_title_cards_cuts_and_burned_captions(tmp_path):
     assert mean_difference(burned.convert("RGB"), clean.convert("RGB")) > 0.5
 
 
+def test_a_long_title_card_is_wrapped_inside_the_frame(tmp_path):
+    clip = make_clip(tmp_path / "a.mp4", "320x180", 24)
+    title = "The long voyage of a paper boat down every rainy street of the old harbour town"
+    film = make_film([clip], tmp_path / "titled.mp4", transitions="cut", titles=title, title_seconds=1.0)
+    card = Image.open(io.BytesIO(_frame_at(film.path, 0.5))).convert("L")
+    ink = card.point(lambda value: 255 if value > 128 else 0)  # white text on a near-black card
+    box = ink.getbbox()
+    assert box is not None, "the title card shows no text"
+    left, top, right, bottom = box
+    # Wrapped: no letter touches the frame's sides, and the text takes several lines.
+    assert left >= 4 and right <= card.width - 4, box
+    assert bottom - top > 2 * (card.height // 14), box
+
+
+def test_burned_captions_show_braces_and_backslashes_as_written(tmp_path):
+    clip = make_clip(tmp_path / "a.mp4", "192x108", 24)
+    film = make_film([clip], tmp_path / "braces.mp4", captions=["{a boat}"], burn_captions=True)
+    plain = make_film([clip], tmp_path / "plain.mp4")
+    # libass would read "{a boat}" as a styling block and draw nothing: the picture must change.
+    burned, clean = (Image.open(io.BytesIO(_frame_at(f.path, 1.0))).convert("RGB") for f in (film, plain))
+    assert mean_difference(burned, clean) > 0.2
+    # The captions file beside the film stays as written (it is not for libass only).
+    assert parse_srt(film.srt_path.read_text(encoding="utf-8"))[0][2] == "{a boat}"
+
+
+def test_libass_text_escapes_what_libass_would_read_as_markup():
+    from kki_widgets.film import libass_text
+
+    escaped = libass_text("{\\b1}bold\\Nline")
+    assert "{\\b" not in escaped and "\\N" not in escaped
+    assert escaped.replace("\u2060", "") == "\\{\\b1\\}bold\\Nline"
+
+
 def _frame_at(clip, seconds: float) -> bytes:
     return subprocess.run(
         [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-ss", str(seconds), "-i", str(clip),

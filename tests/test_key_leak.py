@@ -31,6 +31,16 @@ CELLS = [
     "import os\nbad = RelayClient(base_url=os.environ['KKI_BASE_URL'], api_key=os.environ['KKI_API_KEY'], max_retries=0)\n"
     "bad.generate('x [[fault:status:429]]')",
     "Conversation().turns[-1].raise_for_status()",
+    # The widget's password field (issue 21): the key arrives in one custom message, exactly as
+    # the front end's model.send delivers it, on a VideoChat named by its base URL only.
+    "import os\ntyped = os.environ.pop('KKI_API_KEY')\n"
+    "connected = VideoChat(base_url=os.environ['KKI_BASE_URL'])\nprint('needs key', connected.needs_key)\n"
+    "connected._handle_msg({'content': {'data': {'method': 'custom', 'content': "
+    "{'type': 'connect', 'id': 'k1', 'key': typed}}}, 'buffers': []})\n"
+    "os.environ['KKI_API_KEY'] = typed\ndel typed\nconnected",
+    "turn = await connected.send('a heron at dawn')\nprint(turn.status, connected.needs_key, connected.relay_text)",
+    "base = os.environ['KKI_BASE_URL']\n%sora connect $base",
+    "%sora models",
     "import os\nprint('key length', len(os.environ.get('KKI_API_KEY', '')))",
 ]
 
@@ -66,6 +76,8 @@ def test_the_key_appears_in_no_artifact(relay_env, tmp_path):
     texts = repr(outputs)
     assert "Generation Complete" in texts or "completed" in texts  # the session really ran
     assert "KKI_API_KEY" in texts  # the 401 error names the fix
+    assert "needs key True" in texts and "completed False" in texts  # the typed key connected
+    assert "reachable, key accepted" in texts  # %sora connect pinged with the key
     assert (tmp_path / "session.log").stat().st_size > 0
     assert list((tmp_path / ".kki").glob("*.json"))
 

@@ -81,6 +81,23 @@ def test_unknown_prices_read_unknown_in_cells_and_usage(monkeypatch, new_shell, 
     forget_discoveries()
 
 
+def test_a_turn_faster_than_one_poll_still_prints_its_first_card(monkeypatch, new_shell, capsys):
+    # The waiting cell looks at the turn every POLL_SECONDS; a relay that answers within one look
+    # used to leave only the final card. The first card is the turn as first announced.
+    import kki_widgets.magics as magics
+
+    monkeypatch.setattr(magics, "POLL_SECONDS", 2.0)
+    forget_discoveries()
+    with simulated_relay(monkeypatch):
+        ip = new_shell()
+        capsys.readouterr()
+        run(ip, "%%sora\na quick harbour")
+        cards = card_lines(capsys.readouterr().out)
+    forget_discoveries()
+    assert len(cards) >= 2, cards
+    assert "estimate $0.10" in cards[0] and "charged: $0.10" in cards[-1], cards
+
+
 def test_takes_run_together_rerun_for_free_and_the_picked_take_is_continued(sim, new_shell):
     ip = new_shell()
     card = run(ip, "%%sora --takes 3\na kite over the dunes")
@@ -160,5 +177,5 @@ def test_history_shows_what_each_turn_cost(sim, new_shell):
     assert run(ip, "%%sora\na paper boat on a rainy street").cached
     assert len(sim.requests) == 2
     costs = history_costs(run(ip, "%sora history"))
-    assert costs["a paper boat on a rainy street"] == "$0.10; replayed free since"
+    assert costs["a paper boat on a rainy street"] == "$0.10, then $0.00 (replayed, not paid)"
     assert costs["a lighthouse at dusk"] == "unknown"

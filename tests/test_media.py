@@ -50,6 +50,7 @@ class MediaHost:
         self.redirects: dict[str, str] = {}  # path -> Location
         self.chunked: set[str] = set()  # paths sent without Content-Length
         self.slow: dict[str, float] = {}  # path -> seconds between 1 KiB chunks
+        self.huge_headers: set[str] = set()  # paths answered with more header bytes than httpx reads
         self.requests: list[dict] = []
         host = self
 
@@ -69,6 +70,14 @@ class MediaHost:
                     self.end_headers()
                     return
                 body = host.files.get(path)
+                if path in host.huge_headers:
+                    self.send_response(200)
+                    for i in range(40):
+                        self.send_header(f"X-Padding-{i}", "x" * 4000)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
                 if path in host.chunked or path in host.slow:
                     self.send_response(200)
                     self.send_header("Connection", "close")
@@ -229,6 +238,19 @@ def test_repeated_cuts_give_up_with_a_clear_error_and_keep_the_part(host, mp4_by
     with pytest.raises(MediaError, match="call download\\(\\) again to resume"):
         download(f"{host.url}/cdn/film.mp4", tmp_path, retries=2)
     assert part_of(f"{host.url}/cdn/film.mp4", tmp_path).stat().st_size == 300
+
+
+def test_headers_too_large_to_read_say_nothing_was_kept_and_keep_nothing(host, mp4_bytes, tmp_path):
+    host.files["/cdn/loud.mp4"] = mp4_bytes
+    host.huge_headers.add("/cdn/loud.mp4")
+    with pytest.raises(MediaError) as raised:
+        download(f"{host.url}/cdn/loud.mp4", tmp_path, retries=1)
+    message = str(raised.value)
+    # Not one body byte arrived: the message must not promise a partial file to resume.
+    assert "nothing was saved; call download() again to retry" in message, message
+    assert "is kept" not in message
+    assert not part_of(f"{host.url}/cdn/loud.mp4", tmp_path).exists()
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_an_error_page_is_not_saved_as_a_video(host, tmp_path):

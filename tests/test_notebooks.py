@@ -154,3 +154,37 @@ def _venv_kernel_manager():
             return [sys.executable, "-m", "ipykernel_launcher", "-f", self.connection_file]
 
     return VenvKernelManager
+
+
+def _headless_run(path: Path, sim: Simulator, cells: list[str]) -> list[str]:
+    """`cells` run like `jupyter nbconvert --execute` (no JPY_SESSION_NAME); each cell's text."""
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    env = {k: v for k, v in os.environ.items() if k not in ("JPY_SESSION_NAME", "KKI_MODEL", "KKI_NOTEBOOK")}
+    env.update(KKI_BASE_URL=sim.base_url, KKI_API_KEY=TEST_KEY)
+    client = nbclient.NotebookClient(notebook, timeout=60, kernel_name="python3",
+                                     resources={"metadata": {"path": str(path.parent)}})  # fmt: skip
+    client.kernel_manager_class = _venv_kernel_manager()
+    client.execute(env=env)
+    nbformat.write(notebook, path)
+    return [
+        "".join(o.get("text", "") or o.get("data", {}).get("text/plain", "") for o in cell.outputs)
+        for cell in notebook.cells
+    ]
+
+
+def test_headless_runs_say_what_they_count_and_a_named_notebook_gets_its_own_store(sim, tmp_path):
+    # Two notebooks executed in one folder by a host that does not say which notebook runs.
+    _headless_run(tmp_path / "one.ipynb", sim, ["%load_ext kki_widgets", "%%sora\na fox", "%%sora\nit runs"])
+    texts = _headless_run(tmp_path / "two.ipynb", sim, ["%load_ext kki_widgets", "%%sora\nan owl", "%sora usage", "%sora history"])
+    usage, history = texts[2], texts[3]
+    # The counters are the folder's (3 paid requests by two notebooks), and the words say so.
+    assert "this folder's headless runs: 3 paid requests" in usage, usage
+    assert "this notebook" not in usage
+    assert "this run's turns only" in history and "KKI_NOTEBOOK" in history, history
+
+    # Named as papermill would (a parameters cell): its own store, its own counts.
+    texts = _headless_run(tmp_path / "three.ipynb", sim, ['KKI_NOTEBOOK = "three"', "%load_ext kki_widgets",
+                                                         "%%sora\na heron", "%sora usage"])  # fmt: skip
+    assert "this notebook: 1 paid requests" in texts[3], texts[3]
+    assert (tmp_path / ".kki" / "three.json").is_file()
+    assert "three" not in (tmp_path / ".kki" / "default.json").read_text(encoding="utf-8")

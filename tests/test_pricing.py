@@ -136,7 +136,8 @@ def test_discovery_is_tried_once_per_relay_and_its_failure_is_remembered(tmp_pat
         other = conversation(sim, tmp_path, name="other")
         monkeypatch.setattr(other.client, "get_json", counting)
         other.send("three")
-    assert asked == ["pricing", "subscription"]
+    # The model list and the price list are read together (discovery.py), once per relay.
+    assert asked == ["models", "pricing", "subscription"]
 
 
 def test_prices_file_from_the_environment(tmp_path, monkeypatch, fast_simulator):

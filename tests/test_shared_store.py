@@ -201,8 +201,9 @@ def test_a_turn_is_one_write_per_state_change(fast_simulator, tmp_path, monkeypa
     original = NotebookStore._write
     monkeypatch.setattr(NotebookStore, "_write", lambda self, store: (writes.append(1), original(self, store)))
     conv.send("a paid turn")
-    # Accepted (task ID, counter, pending) and finished (turn, cache, pending): two state changes.
-    assert len(writes) == 2
+    # Claimed (before the first byte is sent), accepted (task ID, counter, pending, the claim's
+    # task ID) and finished (turn, cache, pending, claim settled): three state changes.
+    assert len(writes) == 3
 
 
 def test_store_size_is_linear_in_turns(tmp_path):

@@ -18,7 +18,7 @@ import pytest
 from kki_testing import writers_lose_nothing
 
 from kki_widgets import store_journal
-from kki_widgets.store import NotebookStore, StoreError
+from kki_widgets.store import NotebookStore
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -179,16 +179,21 @@ def test_a_damaged_line_between_good_ones_moves_the_journal_aside_and_keeps_the_
     assert [t["id"] for t in NotebookStore(store.path).load_conversation("film")["turns"]] == ["t0", "t2"]
 
 
-def test_a_journal_that_is_a_symbolic_link_is_refused_and_its_target_untouched(tmp_path):
+def test_a_journal_that_is_a_symbolic_link_is_moved_aside_and_its_target_untouched(tmp_path):
     victim = tmp_path / "victim.txt"
     victim.write_text("precious")
     store = NotebookStore(tmp_path / ".kki" / "nb.json")
     store.bump("paid_requests")
+    store.compact()
     journal_of(store).symlink_to(victim)
-    for use in (lambda: NotebookStore(store.path).usage(), lambda: store.bump("paid_requests")):
-        with pytest.raises(StoreError, match="symbolic link"):
-            use()
-    assert victim.read_text() == "precious"
+    with pytest.warns(RuntimeWarning, match="symbolic link") as caught:
+        assert NotebookStore(store.path).usage()["paid_requests"] == 1  # the notebook goes on
+    message = str(caught[0].message)
+    [aside] = store.path.parent.glob("nb.corrupt-*.journal")
+    assert str(journal_of(store)) in message and str(aside) in message
+    assert aside.is_symlink() and victim.read_text() == "precious"  # the link moved, not its target
+    store.bump("paid_requests")
+    assert not journal_of(store).is_symlink() and victim.read_text() == "precious"
 
 
 def test_a_replayed_journal_still_cannot_make_a_parent_cycle(tmp_path):

@@ -387,8 +387,14 @@ def test_static_fallback_is_escaped_html_next_to_the_widget_view():
     view, fallback = shown
     assert "application/vnd.jupyter.widget-view+json" in view[0] and view[1]["raw"]
     assert "text/html" not in view[0]
-    html_text = fallback[0]._repr_html_()
-    assert fallback[1]["display_id"] == chat._fallback_id
+    # Where the view cannot draw (an untrusted copy) its text shows: no object repr, and no
+    # line frozen at display time above the twin, which says it all.
+    assert view[0]["text/plain"] == ""
+    html_text = fallback[0]["text/html"]
+    assert fallback[1]["display_id"] == chat._fallback_id and fallback[1]["raw"]
+    # Text front ends get the same turns in words, as they are now.
+    assert fallback[0]["text/plain"].startswith("Video chat · 1 turn\n[turn 0] <script>")
+    assert "object at 0x" not in fallback[0]["text/plain"]
     assert 'class="kki-chat-fallback"' in html_text
     # <video src>, never a <source>-only player: JupyterLab's untrusted view strips <source src>.
     assert 'src="https://cdn.example/v.mp4"' in html_text and "<source" not in html_text
@@ -560,3 +566,57 @@ def test_the_bytes_of_a_local_copy_travel_over_the_comm_on_request(sim, tmp_path
     assert media and media[0][0]["mime"] == "video/mp4" and media[0][0]["id"] == "m1"
     with open(turn.path, "rb") as file:
         assert bytes(media[0][1][0]) == file.read()
+
+
+def test_text_reprs_say_the_turn_count_and_the_last_status_as_they_are_now():
+    updates: list[str] = []
+
+    class Shown:
+        def update(self, obj, **kw):
+            updates.append(obj["text/plain"])
+
+    async def main():
+        conversation = FakeConversation(progress_script(3), step=0.01)
+        chat = VideoChat(conversation=conversation)
+        assert repr(chat) == "VideoChat 'Video chat': no turns yet"
+        handle = chat.send("boat")
+        shown = []
+        with mock.patch("IPython.display.display", lambda obj, **kw: shown.append(obj) or Shown()):
+            handle._ipython_display_()  # the cell's value, drawn when the cell ends
+        await handle
+        return chat, handle, shown
+
+    chat, handle, shown = asyncio.run(main())
+    assert shown == [{"text/plain": "<VideoChatHandle turn #1: Queued>"}]
+    assert repr(chat) == "VideoChat 'Video chat': 1 turn, the last completed"
+    assert repr(handle) == "<VideoChatHandle turn #1: Completed>"
+    # The drawn line follows the turn, so a saved notebook does not keep "queued" next to a video.
+    assert updates and updates[-1] == "<VideoChatHandle turn #1: Completed>"
+    assert "object at 0x" not in repr(chat)
+
+
+def test_a_card_says_what_it_remixes_shows_its_poster_and_the_twin_loads_nothing(tmp_path, monkeypatch):
+    from kki_widgets.transcript import Generation
+    from kki_widgets.turn import Turn
+    from kki_widgets.views import chat_html, turn_html, turn_text
+
+    monkeypatch.chdir(tmp_path)
+    media = tmp_path / "kki_media"
+    media.mkdir()
+    turns = []
+    for index, parent in ((0, None), (1, 0)):
+        (media / f"v{index}.mp4").write_bytes(b"x")
+        (media / f"t{index}.webp").write_bytes(b"x")
+        turns.append(Turn(index=index, prompt=f"shot {index}", parent=parent, status="completed",
+                          generation=Generation(status="completed", progress=100),
+                          path=str(media / f"v{index}.mp4"), thumbnail_path=str(media / f"t{index}.webp"),
+                          finished_at=1.0))  # fmt: skip
+    card = turn_html(turns[1])
+    assert 'remix of <a href="#kki-turn-0">#0</a>' in card and 'id="kki-turn-1"' in card
+    assert "remix of" not in turn_html(turns[0])
+    assert "remix of #0" in turn_text(turns[1])
+    video = card.split("<video", 1)[1].split(">", 1)[0]
+    assert 'poster="./kki_media/t1.webp"' in video and 'preload="metadata"' in video
+    # The widget's hidden twin fetches no video while the live widget is shown.
+    twin = chat_html(turns)
+    assert twin.count('preload="none"') == 2 and 'preload="metadata"' not in twin

@@ -60,6 +60,13 @@ Unknown names are answered with HTTP 400 ``code: unknown_fault``.
                        event's bytes split across two HTTP chunks (even inside a UTF-8 character)
 =====================  ============================================================================
 
+Model lists
+-----------
+``Simulator(catalog="sora2api")`` (or ``--catalog``; also ``flow2api``, ``sora_video2``,
+``veo_3_1``, ``plain``) lists on ``GET /v1/models`` and serves exactly one relay family's model
+names, as that relay lists them (flow2api's image models included), so a client that reads the
+list (the package's discovery) meets each family; any other name is a 404 ``model_not_found``.
+
 Dialects
 --------
 Real relays word their answers differently; a dialect reproduces one family byte for byte in

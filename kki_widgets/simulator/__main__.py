@@ -6,6 +6,7 @@ import argparse
 import sys
 import threading
 
+from .catalog import MODEL_LISTS
 from .chat_request import DEFAULT_MODELS
 from .dialects import DIALECT_NAMES, DialectError
 from .faults import ALL_FAULT_NAMES, FaultError
@@ -31,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"a server-wide fault (repeatable): {', '.join(ALL_FAULT_NAMES)}")  # fmt: skip
     parser.add_argument("--dialect", default=None, choices=DIALECT_NAMES,
                         help="the answer shape of a real relay family (default: seed)")  # fmt: skip
+    parser.add_argument("--catalog", default=None, choices=sorted(MODEL_LISTS),
+                        help="list and serve one relay family's model names (GET /v1/models)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=None, help="make IDs and progress reproducible")
     parser.add_argument("--honour-json-options", action="store_true",
                         help="read top-level orientation/duration fields (real chat relays ignore them)")  # fmt: skip
@@ -59,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             dialect=args.dialect,
             variants=args.variants,
+            catalog=args.catalog,
         )
         simulator.start()
     except (ValueError, FaultError, DialectError, RuntimeError) as error:

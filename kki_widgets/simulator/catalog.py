@@ -129,3 +129,29 @@ def duration_from_words(prompt: str) -> int | None:
     """The last length the prompt states ("15 seconds", "duration: 5 seconds", "10s", "15秒")."""
     lengths = [int(n) for n in _DURATION_WORDS.findall(prompt) if 1 <= int(n) <= 60]
     return lengths[-1] if lengths else None
+
+
+# -- the model lists a relay of each family publishes (GET /v1/models) -------------------------
+# `Simulator(catalog=...)` serves exactly one of these, so a client that reads the list (the
+# package's discovery) meets each family's names as that relay lists them.
+FLOW2API_IMAGE_MODELS = (  # flow2api README "图片生成": image models sit in the same list
+    "gemini-2.5-flash-image-landscape", "gemini-2.5-flash-image-portrait",
+    "imagen-4.0-generate-preview-landscape", "imagen-4.0-generate-preview-portrait",
+)  # fmt: skip
+SORA_VIDEO2_MODELS = tuple(
+    f"sora_video2{grade}-{orientation}{length}"
+    for grade in ("", "-hd", "-pro", "-pro-hd")
+    for orientation in ORIENTATIONS
+    for length in ("", "-15s", "-25s")
+)
+VEO_3_1_MODELS = tuple(
+    f"veo_3_1-{orientation}{mode}" for orientation in ORIENTATIONS for mode in ("", "-fast", "-fl", "-fast-fl")
+)
+PLAIN_MODELS = ("sora-2", "sora-2-pro", "veo3", "veo3-fast", "gpt-4o-mini")
+MODEL_LISTS = {
+    "sora2api": tuple(sorted(SORA2API_MODELS)),
+    "flow2api": tuple(sorted(FLOW2API_MODELS)) + FLOW2API_IMAGE_MODELS,
+    "sora_video2": SORA_VIDEO2_MODELS,
+    "veo_3_1": VEO_3_1_MODELS,
+    "plain": PLAIN_MODELS,
+}

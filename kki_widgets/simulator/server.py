@@ -3,7 +3,9 @@
 Routes (``ORIGIN`` is ``http://HOST:PORT``; the OpenAI base URL is ``ORIGIN/v1``):
 
 - ``POST /v1/chat/completions`` — streams (``stream: true``) or returns a generation.
-- ``GET /v1/models`` — the configured model list (OpenAI list shape).
+- ``GET /v1/models`` — the configured model list (OpenAI list shape); ``catalog="sora2api"``
+  (``flow2api``, ``sora_video2``, ``veo_3_1``, ``plain``) lists and serves one family's names
+  exactly as that relay lists them (`catalog.MODEL_LISTS`), so discovery meets each dialect.
 - ``GET /source/{task_id}`` — raw-data JSON of a task; ``GET /web/{task_id}`` — an HTML page.
 - ``GET /cdn/{name}`` — rendered ``.mp4``/``.webp`` with HTTP Range support; the same mp4 at the
   extension-less signed URLs of some dialects: ``/cdn/video/{stem}?…&Signature=…`` and
@@ -34,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from . import dialects, script
 from .answer_stream import AnswerStream, SimulatedCut
 from .billing import DEFAULT_BALANCE, Billing
+from .catalog import MODEL_LISTS
 from .chat_request import DEFAULT_MODELS, ApiError, ChatRequest, parse_chat_request
 from .faults import ERROR_STATUSES, FaultError, FaultPlan, faults_in_text, parse_faults
 from .first_frame import first_image, keep_frame
@@ -120,6 +123,13 @@ def _checked_variants(variants: int) -> int:
     return variants
 
 
+def _catalog_models(catalog: str) -> tuple[str, ...]:
+    """A relay of one family: it lists (GET /v1/models) and serves exactly these names."""
+    if catalog not in MODEL_LISTS:
+        raise ValueError(f"catalog must be one of {', '.join(MODEL_LISTS)}, got {catalog!r}")
+    return MODEL_LISTS[catalog]
+
+
 class Simulator:
     """A local relay speaking the wire format of the real one; see the package docstring.
 
@@ -149,6 +159,7 @@ class Simulator:
         prices: dict[str, object] | None = None,
         balance: float | None = DEFAULT_BALANCE,
         variants: int = 0,
+        catalog: str | None = None,  # one family's model list (see the module docstring)
     ) -> None:
         if not isinstance(host, str) or not host:
             raise ValueError(f"host must be a non-empty string such as '127.0.0.1', got {host!r}")
@@ -156,10 +167,9 @@ class Simulator:
             raise ValueError(f"port must be an integer from 0 (any free port) to 65535, got {port!r}")
         if api_key is not None and (not isinstance(api_key, str) or not api_key.strip()):
             raise ValueError("api_key must be a non-empty string, or None to accept any key")
-        self.models = tuple(models)
-        # Like a real relay: the model-name families are served unless a model list is given,
-        # and top-level orientation/duration fields are ignored unless asked to honour them.
-        self.serve_families = models is DEFAULT_MODELS
+        self.models = tuple(models if catalog is None else _catalog_models(catalog))
+        # Like a real relay: name families served unless a list is given; JSON options ignored.
+        self.serve_families = models is DEFAULT_MODELS and catalog is None
         self.honour_json_options = bool(honour_json_options)
         if not self.models or not all(isinstance(model, str) and model for model in self.models):
             raise ValueError(f"models must be a non-empty list of model names, got {models!r}")

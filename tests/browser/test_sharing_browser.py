@@ -38,6 +38,9 @@ PLAY_ALL = """async () => {
   const results = [];
   for (const v of videos) {
     v.muted = true;
+    // VideoChat's static twin fetches nothing until played (preload="none"): press play, as a
+    // reader would.
+    if (v.preload === 'none') v.play().catch(() => {});
     const started = Date.now();
     while (v.readyState < 2 && Date.now() - started < 15000) {
       await new Promise((r) => setTimeout(r, 100));
