@@ -32,6 +32,7 @@ from filelock import FileLock
 
 from .addresses import AddressPolicy, AddressRefused, GuardedBackend, environment_proxy, resolve
 from .atomic import replacing
+from .errors import KkiError
 from .http_transport import PoolTransport
 from .sniff import sniff
 
@@ -117,8 +118,9 @@ def kept_file(path: str | os.PathLike | None, media_dir: str | os.PathLike | Non
     return candidate
 
 
-class MediaError(RuntimeError):
-    """A download or an ffmpeg run failed; the message says what to do."""
+class MediaError(KkiError, RuntimeError):
+    """A download or an ffmpeg run failed; the message says what to do. A `KkiError`, so one
+    ``except KkiError`` catches media failures too; still a RuntimeError for older callers."""
 
 
 class MediaVerificationError(MediaError):
