@@ -3,6 +3,10 @@
 #   make test  - ruff + the whole test suite (unit, integration, notebooks, real browser)
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# The lowest versions pyproject.toml allows (uv's lowest-direct resolution), for `make test-min`.
+MIN_VENV ?= .venv-min
+# No real browser, no notebook runs: the edit-test loop (`make test-fast`) and the min-versions run.
+FAST := -m "not browser and not notebook"
 PORT ?= 8888
 
 $(VENV)/.installed: pyproject.toml
@@ -11,7 +15,14 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[test]"
 	touch $@
 
-.PHONY: install demo test lint bench
+$(MIN_VENV)/.installed: pyproject.toml
+	python3 -m venv $(MIN_VENV)
+	$(MIN_VENV)/bin/python -m pip install -q uv
+	UV_NATIVE_TLS=1 $(MIN_VENV)/bin/uv pip install -q --python $(MIN_VENV)/bin/python \
+		--resolution lowest-direct -e ".[test]"
+	touch $@
+
+.PHONY: install demo test test-fast test-min lint bench
 install: $(VENV)/.installed
 
 demo: install
@@ -21,7 +32,14 @@ lint: install
 	$(VENV)/bin/ruff check kki_widgets tests benchmarks
 
 test: install lint
-	$(PY) -m pytest -q -ra
+	$(PY) -m pytest -q -ra --durations=10
+
+test-fast: install
+	$(PY) -m pytest -q -ra $(FAST) --durations=10
+
+# pyproject's ">=" bounds, proven: the unit suite on the lowest version of every dependency.
+test-min: $(MIN_VENV)/.installed
+	$(MIN_VENV)/bin/python -m pytest -q -ra $(FAST)
 
 bench: install
 	$(PY) benchmarks/run_all.py
