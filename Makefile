@@ -5,8 +5,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # The lowest versions pyproject.toml allows (uv's lowest-direct resolution), for `make test-min`.
 MIN_VENV ?= .venv-min
-# No real browser, no notebook runs: the edit-test loop (`make test-fast`) and the min-versions run.
-FAST := -m "not browser and not notebook"
+# No real browser, no notebook runs, on two workers (pytest-xdist) taking a test file each at a
+# time: the edit-test loop (`make test-fast`) and the min-versions run (`make test-min`).
+FAST := -m "not browser and not notebook" -n 2 --dist loadfile
 PORT ?= 8888
 
 $(VENV)/.installed: pyproject.toml
