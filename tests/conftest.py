@@ -20,6 +20,12 @@ def _isolated_environment(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
 
 
+@pytest.fixture(scope="session")
+def clip_cache() -> Path:
+    """The folder of `_clip_cache`, for a test's own simulator (``media_dir=clip_cache``)."""
+    return _clip_cache()
+
+
 def _clip_cache() -> Path:
     """Where the fast simulator keeps its rendered clips between runs (as the embedded one does
     for users), one folder per version of what renders them: the simulator's code and ffmpeg.
