@@ -4,6 +4,11 @@
 #   make voila - the widget notebook as a Voila app (its videos served from kki_media/)
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# The lowest versions pyproject.toml allows (uv's lowest-direct resolution), for `make test-min`.
+MIN_VENV ?= .venv-min
+# No real browser, no notebook runs, on two workers (pytest-xdist) taking a test file each at a
+# time: the edit-test loop (`make test-fast`) and the min-versions run (`make test-min`).
+FAST := -m "not browser and not notebook" -n 2 --dist loadfile
 PORT ?= 8888
 
 $(VENV)/.installed: pyproject.toml
@@ -16,7 +21,14 @@ $(VENV)/.installed: pyproject.toml
 # whose default is images only (a video answers 403): its default plus the widget's media folder.
 VOILA_MEDIA := ['.*\.(png|jpg|gif|svg)', '(.*/)?kki_media/[^/]+\.(mp4|webm|mov|webp|png|jpe?g|gif)']
 
-.PHONY: install demo voila test lint bench
+$(MIN_VENV)/.installed: pyproject.toml
+	python3 -m venv $(MIN_VENV)
+	$(MIN_VENV)/bin/python -m pip install -q uv
+	UV_NATIVE_TLS=1 $(MIN_VENV)/bin/uv pip install -q --python $(MIN_VENV)/bin/python \
+		--resolution lowest-direct -e ".[test]"
+	touch $@
+
+.PHONY: install demo voila test test-fast test-min lint bench
 install: $(VENV)/.installed
 
 demo: install
@@ -29,7 +41,14 @@ lint: install
 	$(VENV)/bin/ruff check kki_widgets tests benchmarks
 
 test: install lint
-	$(PY) -m pytest -q -ra
+	$(PY) -m pytest -q -ra --durations=10
+
+test-fast: install
+	$(PY) -m pytest -q -ra $(FAST) --durations=10
+
+# pyproject's ">=" bounds, proven: the unit suite on the lowest version of every dependency.
+test-min: $(MIN_VENV)/.installed
+	$(MIN_VENV)/bin/python -m pytest -q -ra $(FAST)
 
 bench: install
 	$(PY) benchmarks/run_all.py

@@ -36,6 +36,8 @@ from urllib.parse import urlsplit
 
 import httpcore
 
+from .errors import KkiError
+
 __all__ = [
     "ALLOW_ENV",
     "PROXY_SCHEMES",
@@ -91,7 +93,7 @@ def environment_proxy(url: str) -> str | None:
     return proxy if proxy and urlsplit(proxy).scheme in PROXY_SCHEMES else None
 
 
-class AddressRefused(RuntimeError):
+class AddressRefused(KkiError, RuntimeError):
     """A media URL resolved to an address the policy refuses (the message says how to allow it)."""
 
 

@@ -8,8 +8,8 @@ client's CPU (100 streams: 1.0 s with anyio, 0.65 s with this, same bytes;
 and reads with an `asyncio.Protocol` directly. Each read and each new connection also takes its
 turn on the loop (`fair_share`), so 100 streams that wake together do not hold the kernel.
 
-Only the direct connections of `AsyncRelayClient` use it; connections through a proxy keep
-httpx's own transport.
+Only the direct connections of `AsyncRelayClient` use it (through `asyncio_transport`, built on
+httpx's public transport class); connections through a proxy keep httpx's own transports.
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ import httpcore
 import httpx
 
 from .fair_share import take_turn
+from .http_transport import AsyncPoolTransport
 
-__all__ = ["MAX_KEEPALIVE", "AsyncioBackend", "use_asyncio_sockets"]
+__all__ = ["MAX_KEEPALIVE", "AsyncioBackend", "asyncio_transport"]
 
 # httpx's own default. Above it httpcore closes idle connections; without a bound its pool
 # re-counts every connection for every idle one on each request, which grows as the cube of
@@ -31,23 +32,18 @@ __all__ = ["MAX_KEEPALIVE", "AsyncioBackend", "use_asyncio_sockets"]
 MAX_KEEPALIVE = 20
 
 
-def use_asyncio_sockets(client: httpx.AsyncClient, ssl_context: ssl.SSLContext,
-                        limits: httpx.Limits) -> httpx.AsyncClient:  # fmt: skip
-    """`client` with the connections it opens itself on `AsyncioBackend`.
+def asyncio_transport(ssl_context: ssl.SSLContext, limits: httpx.Limits) -> AsyncPoolTransport:
+    """The transport of the connections the client opens itself, on `AsyncioBackend`.
 
-    URLs the environment sends through a proxy keep httpx's proxy transports, which a
-    ``transport=`` argument would switch off (httpx reads proxies only for its own transport).
+    A client given it reads no proxy variables: it gets `http_transport.proxy_mounts` beside.
     """
-    # httpx has no public hook for the network backend; its transport wraps an httpcore pool,
-    # which takes one. Rebuild that pool with ours (media.py does the same for its checks).
-    client._transport._pool = httpcore.AsyncConnectionPool(
+    return AsyncPoolTransport(httpcore.AsyncConnectionPool(
         ssl_context=ssl_context,
         max_connections=limits.max_connections,
         max_keepalive_connections=limits.max_keepalive_connections,
         keepalive_expiry=limits.keepalive_expiry,
         network_backend=AsyncioBackend(),
-    )
-    return client
+    ))  # fmt: skip
 
 
 # Reading pauses while this much waits unread (as anyio: a relay that sends faster than we

@@ -32,6 +32,8 @@ from filelock import FileLock
 
 from .addresses import AddressPolicy, AddressRefused, GuardedBackend, environment_proxy, resolve
 from .atomic import replacing
+from .errors import KkiError
+from .http_transport import PoolTransport
 from .sniff import sniff
 
 __all__ = [
@@ -116,8 +118,9 @@ def kept_file(path: str | os.PathLike | None, media_dir: str | os.PathLike | Non
     return candidate
 
 
-class MediaError(RuntimeError):
-    """A download or an ffmpeg run failed; the message says what to do."""
+class MediaError(KkiError, RuntimeError):
+    """A download or an ffmpeg run failed; the message says what to do. A `KkiError`, so one
+    ``except KkiError`` catches media failures too; still a RuntimeError for older callers."""
 
 
 class MediaVerificationError(MediaError):
@@ -395,16 +398,14 @@ class _Routes:
 
 
 def _guarded_client(policy: AddressPolicy, timeout: float) -> httpx.Client:
-    """A client that checks the address of every connection it opens (see `GuardedBackend`).
+    """A client that checks the address of every connection it opens (see `GuardedBackend`;
+    httpx takes no network backend, so its transport is `http_transport`'s, around our pool).
 
     Its transport ignores the environment's proxies: `_Routes` sends proxied URLs elsewhere.
     """
-    transport = httpx.HTTPTransport(retries=0)
-    # httpx has no public hook for the socket layer; its transport wraps an httpcore pool,
-    # which takes a network backend. Rebuild that pool with our backend.
-    transport._pool = httpcore.ConnectionPool(
+    transport = PoolTransport(httpcore.ConnectionPool(
         ssl_context=httpx.create_ssl_context(), network_backend=GuardedBackend(policy)
-    )
+    ))  # fmt: skip
     return httpx.Client(transport=transport, timeout=timeout, trust_env=False, follow_redirects=False)
 
 

@@ -56,7 +56,7 @@ from .evidence import (
     task_candidates,
 )
 from .fair_share import take_turn
-from .http_backend import MAX_KEEPALIVE, use_asyncio_sockets
+from .http_backend import MAX_KEEPALIVE, asyncio_transport
 from .http_errors import (
     RETRYABLE_STATUS,
     error_from_response,
@@ -64,6 +64,7 @@ from .http_errors import (
     malformed_redirect,
     retry_after,
 )
+from .http_transport import proxy_mounts
 from .loop import block_on, iterate
 from .profiles import RelayProfile, WireRequest
 from .raw_data import completed_text, generation_from_raw, read_raw, task_in_content
@@ -290,19 +291,8 @@ class AsyncRelayClient:
         limits = httpx.Limits(max_connections=max(10, self.max_concurrency * 2),
                               max_keepalive_connections=MAX_KEEPALIVE)  # fmt: skip
         try:
-            client = httpx.AsyncClient(
-                timeout=httpx.Timeout(self.timeout, connect=min(15.0, self.timeout)),
-                transport=self._transport,
-                verify=_shared_ssl_context(),
-                # Never automatic: a redirect would carry the key and custom headers to wherever
-                # the relay points. POSTs refuse them; raw-data GETs follow them by hand.
-                follow_redirects=False,
-                limits=limits,
-                # The environment's proxy for a relay elsewhere (as any HTTP tool), never for
-                # one on this machine: a proxy cannot reach the embedded simulator.
-                trust_env=not is_loopback_host(urlsplit(self.base_url).hostname),
-            )
-        except ValueError as error:  # httpx reads the proxy variables here, and refuses a kind
+            mounts = self._proxy_mounts(limits)
+        except ValueError as error:  # httpx refuses a proxy of a kind it cannot use
             if "proxy" not in str(error).lower():
                 raise
             raise ConfigurationError(
@@ -310,9 +300,23 @@ class AsyncRelayClient:
                 "https://, socks5:// and socks5h:// proxies. Fix ALL_PROXY / HTTPS_PROXY / "
                 f"HTTP_PROXY, or add {urlsplit(self.base_url).hostname} to NO_PROXY."
             ) from None
-        if self._transport is None:
-            use_asyncio_sockets(client, _shared_ssl_context(), limits)
-        return client
+        return httpx.AsyncClient(
+            timeout=httpx.Timeout(self.timeout, connect=min(15.0, self.timeout)),
+            transport=self._transport or asyncio_transport(_shared_ssl_context(), limits),
+            mounts=mounts,
+            # Never automatic: a redirect would carry the key and custom headers to wherever
+            # the relay points. POSTs refuse them; raw-data GETs follow them by hand.
+            follow_redirects=False,
+        )
+
+    def _proxy_mounts(self, limits: httpx.Limits) -> dict:
+        """The environment's proxy for a relay elsewhere (as any HTTP tool), never for one on
+        this machine: a proxy cannot reach the embedded simulator. A transport given to the
+        client (tests) is used for everything, as httpx does."""
+        if self._transport is not None or is_loopback_host(urlsplit(self.base_url).hostname):
+            return {}
+        return proxy_mounts(lambda proxy: httpx.AsyncHTTPTransport(
+            proxy=proxy, verify=_shared_ssl_context(), limits=limits))  # fmt: skip
 
     def _auth_headers(self) -> dict:
         headers = {

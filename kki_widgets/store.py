@@ -74,6 +74,7 @@ from filelock import FileLock
 
 from . import store_format, store_journal
 from .atomic import replacing
+from .errors import KkiError
 from .store_frames import FrameFiles
 
 log = logging.getLogger("kki_widgets.store")
@@ -101,7 +102,7 @@ _KEEP = object()
 _SEQ_KEY = "journal_seq"  # in the snapshot: the last journal line it holds
 
 
-class StoreError(RuntimeError):
+class StoreError(KkiError, RuntimeError):
     """The store cannot be used as asked (lock timeout, newer file format, ...)."""
 
 

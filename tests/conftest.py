@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import functools
+import hashlib
+from pathlib import Path
 
 import pytest
 from kki_testing import new_ipython, point_package_at
+
+PACKAGE = Path(__file__).resolve().parents[1] / "kki_widgets"
 
 
 @pytest.fixture(autouse=True)
@@ -22,11 +26,34 @@ def _isolated_environment(monkeypatch, tmp_path):
 
 
 @pytest.fixture(scope="session")
+def clip_cache() -> Path:
+    """The folder of `_clip_cache`, for a test's own simulator (``media_dir=clip_cache``)."""
+    return _clip_cache()
+
+
+def _clip_cache() -> Path:
+    """Where the fast simulator keeps its rendered clips between runs (as the embedded one does
+    for users), one folder per version of what renders them: the simulator's code and ffmpeg.
+    Hundreds of ffmpeg runs a run (~0.2 CPU-s each) then happen once per machine and version, not
+    on every run; clips are named by everything they show, so a test gets the same bytes."""
+    import imageio_ffmpeg
+
+    from kki_widgets.simulator.embedded import default_media_dir
+
+    sources = [*sorted((PACKAGE / "simulator").glob("*.py")), PACKAGE / "film.py"]
+    digest = hashlib.sha256(b"".join(path.read_bytes() for path in sources))
+    digest.update(imageio_ffmpeg.get_ffmpeg_version().encode())
+    folder = default_media_dir().parent / f"test-clips-{digest.hexdigest()[:16]}"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture(scope="session")
 def fast_simulator():
-    """A simulator with no artificial delays, shared by the whole run."""
+    """A simulator with no artificial delays, shared by the whole run (by each worker's)."""
     from kki_widgets.simulator import Simulator
 
-    with Simulator(queue_seconds=0, generate_seconds=0, step_seconds=0, seed=7) as sim:
+    with Simulator(queue_seconds=0, generate_seconds=0, step_seconds=0, seed=7, media_dir=_clip_cache()) as sim:
         yield sim
 
 

@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
+@pytest.mark.notebook  # its notebook benchmark runs two notebooks with nbclient
 @pytest.mark.timeout(300)
 def test_run_all_quick_writes_figures(tmp_path):
     output = tmp_path / "quick.json"

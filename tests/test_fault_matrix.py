@@ -32,10 +32,12 @@ def scenarios(rng: random.Random):
     yield "503", "[[fault:status:503]]", {"max_retries": 1}
 
 
-def test_fault_matrix(capsys):
+def test_fault_matrix(capsys, clip_cache):
     rng = random.Random(20261126)
     matrix: dict[str, dict[str, int]] = {}
-    with Simulator(queue_seconds=0, generate_seconds=0.2, step_seconds=0.02, seed=11) as sim:
+    # Its ~40 prompts' clips are rendered once per machine (conftest's clip cache), not per run.
+    with Simulator(queue_seconds=0, generate_seconds=0.1, step_seconds=0.01, seed=11,
+                   media_dir=clip_cache) as sim:  # fmt: skip
         for run in range(RUNS):
             for name, marker, options in scenarios(rng):
                 client = RelayClient(

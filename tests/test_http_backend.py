@@ -15,6 +15,7 @@ import socket
 import ssl
 import threading
 import time
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -31,7 +32,7 @@ from kki_testing import (
 from kki_widgets import RelayClient
 from kki_widgets.errors import ConfigurationError
 from kki_widgets.fair_share import SLICE, take_turn
-from kki_widgets.http_backend import MAX_KEEPALIVE, READ_AHEAD, AsyncioBackend, use_asyncio_sockets
+from kki_widgets.http_backend import MAX_KEEPALIVE, READ_AHEAD, AsyncioBackend, asyncio_transport
 
 TASK = "task_01backendbackendbackend00"
 VIDEO = "https://cdn.example/videos/backend.mp4"
@@ -42,12 +43,7 @@ ANSWER = sse_body([f"> ID: `{TASK}`\n", "> Progress 50..\n", "Generation Complet
 def client_on_our_sockets(verify: ssl.SSLContext | None = None, **options) -> httpx.AsyncClient:
     context = verify or ssl.create_default_context()
     limits = httpx.Limits(max_connections=10, max_keepalive_connections=MAX_KEEPALIVE)
-    client = httpx.AsyncClient(verify=context, limits=limits, trust_env=False, **options)
-    return use_asyncio_sockets(client, context, limits)
-
-
-def backend_of(client: httpx.AsyncClient):
-    return client._transport._pool._network_backend
+    return httpx.AsyncClient(transport=asyncio_transport(context, limits), **options)
 
 
 @pytest.fixture(scope="module")
@@ -55,16 +51,19 @@ def certificate(tmp_path_factory):
     return self_signed_certificate(tmp_path_factory.mktemp("tls"))
 
 
-def test_the_relay_client_streams_through_its_own_sockets(fast_simulator):
+def test_the_relay_client_streams_through_its_own_sockets(fast_simulator, monkeypatch):
+    opened = []
+    connect = AsyncioBackend.connect_tcp
+
+    async def counted(backend, host, port, *args, **kwargs):
+        opened.append(port)
+        return await connect(backend, host, port, *args, **kwargs)
+
+    monkeypatch.setattr(AsyncioBackend, "connect_tcp", counted)
     client = RelayClient(base_url=fast_simulator.base_url, api_key=TEST_KEY)
-
-    async def run():
-        http = client._async._http()
-        final = [g async for g in client._async.stream("a fox through our sockets")][-1]
-        return isinstance(backend_of(http), AsyncioBackend), final
-
-    ours, final = asyncio.run(run())
-    assert ours and final.status == "completed" and final.video_url
+    final = list(client.stream("a fox through our sockets"))[-1]
+    assert opened and set(opened) == {urlsplit(fast_simulator.base_url).port}
+    assert final.status == "completed" and final.video_url
 
 
 def test_tls_is_verified_and_spoken(certificate):

@@ -28,7 +28,7 @@ MAX_BYTES = 200_000
 ATTRIBUTE = re.compile(r"""\b(?:src|href|poster)\s*=\s*["']([^"']+)["']""", re.IGNORECASE)
 BASE64_RUN = re.compile(r"[A-Za-z0-9+/=]{4000,}")
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.notebook]
 
 # Notebooks whose rerun is known to pay again, with the reason. A fixed notebook fails its test
 # until it is removed from here (so the list cannot go stale).

@@ -249,10 +249,8 @@ def test_kill_9_never_loses_a_committed_turn(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
     rng = random.Random(1234)
     committed: set[int] = set()
-    started = time.monotonic()
-    kills = 0
-    # At least 30 kills however loaded the machine is (up to 60 s), more when it is fast.
-    while kills < 150 and (time.monotonic() - started < 20 or (kills < 30 and time.monotonic() - started < 60)):
+    # A number of kills, not a time: as many on a loaded machine as on an idle one.
+    for kills in range(1, 31):
         child = subprocess.Popen(
             [sys.executable, "-c", CHILD, str(path)],
             stdout=subprocess.PIPE,
@@ -267,7 +265,6 @@ def test_kill_9_never_loses_a_committed_turn(tmp_path):
         # Lines printed before the kill were printed after their save returned: committed too.
         committed.update(int(line) for line in child.stdout.read().split())
         child.wait()
-        kills += 1
 
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # a corrupt file would warn: fail instead
@@ -277,7 +274,6 @@ def test_kill_9_never_loses_a_committed_turn(tmp_path):
         assert [t["n"] for t in conversation["turns"]] == list(range(len(saved)))
 
     print(f"{kills} kills, {len(committed)} committed turns")
-    assert kills >= 30, "the machine is too slow for a meaningful kill test"
     assert not list(path.parent.glob("*.corrupt-*"))
     # A later writer cleans the temp files the killed processes left behind.
     NotebookStore(path).bump("cache_hits")

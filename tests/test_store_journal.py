@@ -267,8 +267,8 @@ def test_kill_9_while_appending_or_compacting_never_loses_a_committed_turn(tmp_p
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
     rng = random.Random(4321)
     committed: set[int] = set()
-    started, kills, stale = time.monotonic(), 0, 0
-    while kills < 100 and (time.monotonic() - started < 15 or (kills < 25 and time.monotonic() - started < 60)):
+    stale = 0
+    for kills in range(1, 26):  # a number of kills, not a time: the same on a loaded machine
         child = subprocess.Popen([sys.executable, "-c", CHILD, str(path)], stdout=subprocess.PIPE,
                                  env=env, text=True)
         assert child.stdout.readline().strip() == "ready"
@@ -278,7 +278,6 @@ def test_kill_9_while_appending_or_compacting_never_loses_a_committed_turn(tmp_p
         child.send_signal(signal.SIGKILL)
         committed.update(int(line) for line in child.stdout.read().split())
         child.wait()
-        kills += 1
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # a damaged journal or snapshot would warn: fail
             store = NotebookStore(path)
@@ -292,7 +291,6 @@ def test_kill_9_while_appending_or_compacting_never_loses_a_committed_turn(tmp_p
             last = json.loads(journal.read_text().splitlines()[-1])["seq"]
             stale += last <= json.loads(path.read_text())["journal_seq"]
     print(f"{kills} kills, {len(committed)} committed turns, {stale} killed between snapshot and journal removal")
-    assert kills >= 25, "the machine is too slow for a meaningful kill test"
     assert not list(path.parent.glob("*.corrupt-*"))
 
 

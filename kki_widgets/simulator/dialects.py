@@ -18,6 +18,7 @@ import json
 import re
 
 from .. import relay_text
+from ..errors import ConfigurationError
 from . import script
 
 #: ``[[dialect:name]]`` inside a user message.
@@ -29,7 +30,7 @@ HEADER = "X-Sim-Dialect"
 _SIGNING_SALT = b"kki-simulator-signed-media"
 
 
-class DialectError(ValueError):
+class DialectError(ConfigurationError):
     """An unknown dialect name; the message lists the valid ones."""
 
 

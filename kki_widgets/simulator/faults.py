@@ -11,6 +11,8 @@ import dataclasses
 import re
 from collections.abc import Iterable
 
+from ..errors import ConfigurationError
+
 #: HTTP statuses the ``status:`` fault can answer with, and the OpenAI-shaped error each gets.
 ERROR_STATUSES: dict[int, tuple[str, str, str]] = {
     401: ("authentication_error", "invalid_api_key", "Incorrect API key provided (simulated)."),
@@ -54,7 +56,7 @@ ALL_FAULT_NAMES = (*FLAG_FAULTS, *ARGUMENT_FAULTS)
 PROMPT_MARKER = re.compile(r"\[\[fault:([^\]]*)\]\]")
 
 
-class FaultError(ValueError):
+class FaultError(ConfigurationError):
     """A fault specification that cannot be understood; the message names the valid forms."""
 
 

@@ -26,12 +26,13 @@ import threading
 from pathlib import Path
 
 from ..atomic import replacing
+from ..errors import KkiError
 from ..film import find_font
 
 SIZES = {"portrait": (320, 568), "landscape": (568, 320)}
 
 
-class RenderError(RuntimeError):
+class RenderError(KkiError, RuntimeError):
     """ffmpeg could not produce the media; the message carries the end of its stderr."""
 
 
