@@ -18,7 +18,7 @@ from _common import emit, table
 
 
 def ledger(ops: int) -> None:
-    from kki_widgets.budget import Budget
+    from kki_widgets.conversation.budget import Budget
 
     budget = Budget(float(ops))
     started = time.perf_counter()
@@ -29,8 +29,8 @@ def ledger(ops: int) -> None:
 
 
 def race(threads: int, per_thread: int) -> None:
-    from kki_widgets.budget import Budget
-    from kki_widgets.errors import BudgetExceeded
+    from kki_widgets.conversation.budget import Budget
+    from kki_widgets.protocol.errors import BudgetExceeded
 
     cap = threads * per_thread // 2  # half of the attempts fit
     budget = Budget(cap * 0.01)
@@ -60,8 +60,8 @@ def race(threads: int, per_thread: int) -> None:
 
 
 def discovery(faults: list[str], label: str) -> None:
-    from kki_widgets.pricing import PriceBook, forget_discoveries
-    from kki_widgets.relay import AsyncRelayClient
+    from kki_widgets.client.relay import AsyncRelayClient
+    from kki_widgets.protocol.pricing import PriceBook, forget_discoveries
     from kki_widgets.simulator import Simulator
 
     with Simulator(queue_seconds=0, generate_seconds=0, step_seconds=0, faults=faults) as sim:

@@ -22,8 +22,8 @@ from pathlib import Path
 
 from _common import emit, median, table
 
-from kki_widgets.film import last_frame, make_film
-from kki_widgets.media import ffmpeg_exe, probe, stitch
+from kki_widgets.media.downloads import ffmpeg_exe, probe, stitch
+from kki_widgets.media.film import last_frame, make_film
 
 
 def clip(path: Path, size: str, rate: int, seconds: float, audio: bool = False) -> Path:

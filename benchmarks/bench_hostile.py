@@ -21,9 +21,9 @@ import time
 
 from _common import ROOT, emit, table
 
-from kki_widgets.redact import KeyRedactor
-from kki_widgets.relay import AsyncRelayClient
-from kki_widgets.sse import SSEDecoder
+from kki_widgets.client.redact import KeyRedactor
+from kki_widgets.client.relay import AsyncRelayClient
+from kki_widgets.protocol.sse import SSEDecoder
 
 MB = 1024 * 1024
 SHAPES = {
@@ -35,7 +35,7 @@ TASK = "task_01benchhostilebenchhost00"
 _MEASURE = """
 import sys
 from kki_widgets import RelayClient
-from kki_widgets.errors import KkiError
+from kki_widgets.protocol.errors import KkiError
 try:
     for _ in RelayClient(base_url=sys.argv[1], api_key="k" * 20, max_retries=0).stream("x"):
         pass

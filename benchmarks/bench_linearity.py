@@ -15,8 +15,8 @@ import tracemalloc
 
 from _common import deltas, emit, median, sse_body, table
 
-from kki_widgets.sse import SSEDecoder, decode_chunk
-from kki_widgets.transcript import Transcript
+from kki_widgets.protocol.sse import SSEDecoder, decode_chunk
+from kki_widgets.protocol.transcript import Transcript
 
 READ = 65536
 

@@ -16,7 +16,7 @@ import time
 
 from _common import SimulatorProcess, emit, median, percentile, table
 
-from kki_widgets.relay import AsyncRelayClient
+from kki_widgets.client.relay import AsyncRelayClient
 
 TICK = 0.005
 

@@ -23,9 +23,9 @@ from pathlib import Path
 
 from _common import emit, table
 
-from kki_widgets.session import Turn
-from kki_widgets.store import NotebookStore
-from kki_widgets.transcript import Generation
+from kki_widgets.conversation.session import Turn
+from kki_widgets.protocol.transcript import Generation
+from kki_widgets.store.notebook_store import NotebookStore
 
 ANSWER = """> task: {task}
 > progress: 0% … 35% … 70% … 100%

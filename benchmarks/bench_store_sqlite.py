@@ -33,7 +33,7 @@ from pathlib import Path
 
 from _common import emit, table
 
-from kki_widgets.store import NotebookStore
+from kki_widgets.store.notebook_store import NotebookStore
 
 ANSWER = "> task_{n}\n[video](https://cdn.example/v{n}.mp4)\n" + "progress 10% 20% 30%\n" * 10
 

@@ -47,7 +47,7 @@ def make_consumers(base_url: str, expected_text: str):
     import httpx
     import openai
 
-    from kki_widgets.relay import AsyncRelayClient, RelayClient
+    from kki_widgets.client.relay import AsyncRelayClient, RelayClient
 
     ours_client = AsyncRelayClient(base_url=base_url, api_key="bench", max_retries=0)
     sync_openai = openai.OpenAI(base_url=base_url, api_key="bench", max_retries=0)

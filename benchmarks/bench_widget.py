@@ -35,8 +35,8 @@ class FakeComm:
 
 
 async def run(base_url: str, expected_text: str) -> dict:
-    from kki_widgets.session import Conversation
-    from kki_widgets.widget import VideoChat, turn_to_dict
+    from kki_widgets.conversation.session import Conversation
+    from kki_widgets.notebook.widget import VideoChat, turn_to_dict
 
     conversation = Conversation(store=None, media_dir=None, base_url=base_url, api_key="bench")
     chat = VideoChat(conversation=conversation)

@@ -14,32 +14,32 @@ __version__ = "0.1.0"
 # relay profiles and the errors. Internals (Transcript, NotebookStore, Settings, the simulator…)
 # are imported from their own modules.
 _EXPORTS = {
-    "AsyncRelayClient": "relay",
-    "RelayClient": "relay",
-    "Generation": "transcript",
-    "Conversation": "session",
-    "Turn": "turn",
-    "TurnHandle": "turn",
-    "TakesHandle": "turn",
-    "Budget": "budget",
-    "VideoChat": "widget",
-    "RelayProfile": "profiles",
-    "ModelFamily": "profiles",
-    "KkiError": "errors",
-    "ConfigurationError": "errors",
-    "MissingKeyError": "errors",
-    "RelayError": "errors",
-    "AuthenticationError": "errors",
-    "InsufficientQuotaError": "errors",
-    "RateLimitError": "errors",
-    "BadRequestError": "errors",
-    "RelayServerError": "errors",
-    "GenerationFailed": "errors",
-    "StreamInterrupted": "errors",
-    "TurnFailed": "errors",
-    "ProtocolError": "errors",
-    "DeadlineExceeded": "errors",
-    "BudgetExceeded": "errors",
+    "AsyncRelayClient": "client.relay",
+    "RelayClient": "client.relay",
+    "Generation": "protocol.transcript",
+    "Conversation": "conversation.session",
+    "Turn": "conversation.turn",
+    "TurnHandle": "conversation.turn",
+    "TakesHandle": "conversation.turn",
+    "Budget": "conversation.budget",
+    "VideoChat": "notebook.widget",
+    "RelayProfile": "protocol.profiles",
+    "ModelFamily": "protocol.profiles",
+    "KkiError": "protocol.errors",
+    "ConfigurationError": "protocol.errors",
+    "MissingKeyError": "protocol.errors",
+    "RelayError": "protocol.errors",
+    "AuthenticationError": "protocol.errors",
+    "InsufficientQuotaError": "protocol.errors",
+    "RateLimitError": "protocol.errors",
+    "BadRequestError": "protocol.errors",
+    "RelayServerError": "protocol.errors",
+    "GenerationFailed": "protocol.errors",
+    "StreamInterrupted": "protocol.errors",
+    "TurnFailed": "protocol.errors",
+    "ProtocolError": "protocol.errors",
+    "DeadlineExceeded": "protocol.errors",
+    "BudgetExceeded": "protocol.errors",
 }
 
 __all__ = [*sorted(_EXPORTS), "generate", "load_ipython_extension"]
@@ -66,7 +66,7 @@ def generate(prompt, **options):
     """
     import inspect
 
-    from .relay import AsyncRelayClient, RelayClient
+    from .client.relay import AsyncRelayClient, RelayClient
 
     # The client's own signature decides which options are the client's, so a new client
     # argument works here without a second list to keep in step.
@@ -78,7 +78,7 @@ def generate(prompt, **options):
 
 def load_ipython_extension(ipython) -> None:
     """`%load_ext kki_widgets`: registers `%%sora` and `%sora`."""
-    from .magics import load_ipython_extension as load
+    from .notebook.magics import load_ipython_extension as load
 
     load(ipython)
 

@@ -20,7 +20,7 @@ def _isolated_environment(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     # What relays publish is cached per user (discovery.py): each test starts with none.
     monkeypatch.setenv("KKI_CACHE_DIR", str(tmp_path / "user-cache"))
-    from kki_widgets import discovery
+    from kki_widgets.client import discovery
 
     discovery.forget()
 
@@ -40,7 +40,7 @@ def _clip_cache() -> Path:
 
     from kki_widgets.simulator.embedded import default_media_dir
 
-    sources = [*sorted((PACKAGE / "simulator").glob("*.py")), PACKAGE / "film.py"]
+    sources = [*sorted((PACKAGE / "simulator").glob("*.py")), PACKAGE / "media" / "film.py"]
     digest = hashlib.sha256(b"".join(path.read_bytes() for path in sources))
     digest.update(imageio_ffmpeg.get_ffmpeg_version().encode())
     folder = default_media_dir().parent / f"test-clips-{digest.hexdigest()[:16]}"

@@ -130,7 +130,7 @@ def tiny_mp4() -> bytes:
     import subprocess
     import tempfile
 
-    from kki_widgets.media import ffmpeg_exe
+    from kki_widgets.media.downloads import ffmpeg_exe
 
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "clip.mp4"
@@ -372,7 +372,7 @@ def writers_lose_nothing(path: str, hammer, *args, workers: int = 4, rounds: int
     (`hammer` saves turns to conversation "worker-N" and cache keys "N-i")."""
     import multiprocessing
 
-    from kki_widgets.store import NotebookStore
+    from kki_widgets.store.notebook_store import NotebookStore
 
     context = multiprocessing.get_context("fork")
     processes = [context.Process(target=hammer, args=(path, w, rounds, *args)) for w in range(workers)]
@@ -542,7 +542,7 @@ class ExternalMedia:
     def patch_dns(monkeypatch):
         import ipaddress
 
-        import kki_widgets.relay as relay_module
+        import kki_widgets.client.relay as relay_module
 
         original = relay_module.resolve
 

@@ -9,11 +9,11 @@ import pytest
 from kki_testing import TEST_KEY
 
 from kki_widgets import Conversation
-from kki_widgets.budget import Budget
-from kki_widgets.errors import BudgetExceeded, ConfigurationError
-from kki_widgets.pricing import forget_discoveries
+from kki_widgets.conversation.budget import Budget
+from kki_widgets.protocol.errors import BudgetExceeded, ConfigurationError
+from kki_widgets.protocol.pricing import forget_discoveries
 from kki_widgets.simulator import Simulator
-from kki_widgets.store import NotebookStore
+from kki_widgets.store.notebook_store import NotebookStore
 
 
 @pytest.fixture

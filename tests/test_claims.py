@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 from kki_testing import TEST_KEY
 
-from kki_widgets import claims
+from kki_widgets.conversation import claims
 from kki_widgets.simulator import Simulator
-from kki_widgets.store import NotebookStore
+from kki_widgets.store.notebook_store import NotebookStore
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CELL = "%%sora\na paper boat on a rainy street"
@@ -214,7 +214,7 @@ def test_two_kernels_rerunning_one_cell_at_once_cost_one_generation(after, slow_
 
 
 def test_a_videochat_after_a_kernel_restart_shows_the_claimed_turn_and_follows_it(slow_relay, tmp_path, monkeypatch):
-    from kki_widgets.widget import VideoChat
+    from kki_widgets.notebook.widget import VideoChat
 
     task_id = stop_at("progress", signal.SIGKILL, slow_relay, tmp_path)
     monkeypatch.setenv("KKI_NOTEBOOK", str(tmp_path / "notebook.ipynb"))  # the store's notebook

@@ -15,12 +15,12 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 from kki_testing import TEST_KEY, expected_outcome, relay_metas, replay_fixture
 
-from kki_widgets.errors import BadRequestError, GenerationFailed, TurnFailed
-from kki_widgets.relay import RelayClient
+from kki_widgets.client.relay import RelayClient
+from kki_widgets.notebook.widget import VideoChat
+from kki_widgets.protocol.errors import BadRequestError, GenerationFailed, TurnFailed
+from kki_widgets.protocol.sse import SSEDecoder, decode_chunk
 from kki_widgets.simulator import DIALECT_NAMES, DialectError, Simulator
 from kki_widgets.simulator.script import FAILURE_REASON, POLICY_REASON
-from kki_widgets.sse import SSEDecoder, decode_chunk
-from kki_widgets.widget import VideoChat
 
 METAS = relay_metas()
 REASONING_DIALECTS = ("html_fence", "video_tag")

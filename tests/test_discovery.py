@@ -14,11 +14,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from kki_testing import TEST_KEY
 
-from kki_widgets import discovery
-from kki_widgets.errors import ConfigurationError
-from kki_widgets.profiles import BUILTIN
-from kki_widgets.relay_models import NO_FAMILY, detect, model_ids, sized_model
-from kki_widgets.session import Conversation
+from kki_widgets.client import discovery
+from kki_widgets.conversation.session import Conversation
+from kki_widgets.protocol.errors import ConfigurationError
+from kki_widgets.protocol.profiles import BUILTIN
+from kki_widgets.protocol.relay_models import NO_FAMILY, detect, model_ids, sized_model
 from kki_widgets.simulator import Simulator
 from kki_widgets.simulator.catalog import MODEL_LISTS
 
@@ -103,7 +103,7 @@ def test_a_flow2api_relay_gets_veo_names(catalogs):
 def test_a_plain_relay_gets_words_and_says_so_once(catalogs, caplog):
     sim = catalogs["plain"]
     conversation = conversation_at(sim.base_url)
-    with caplog.at_level("INFO", logger="kki_widgets.discovery"):
+    with caplog.at_level("INFO", logger="kki_widgets.client.discovery"):
         conversation.send("a cat", orientation="landscape", duration=10)
         conversation_at(sim.base_url).send("a dog", orientation="portrait")
     assert sim.requests[-2]["model"] == "sora-2"
@@ -221,7 +221,7 @@ def test_discovery_failures_never_fail_a_send(behaviour, fast_simulator, monkeyp
 
 
 def _discover(conversation):
-    from kki_widgets.loop import block_on
+    from kki_widgets.client.loop import block_on
 
     return block_on(conversation.adiscover())
 

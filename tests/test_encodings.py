@@ -2,7 +2,7 @@
 
 A proxy in front of a relay may compress whatever the client asks for. Each path that reads a
 relay's bytes (the stream, a whole JSON answer, an error body, a raw-data poll, the price list,
-billing) inflates in bounded steps (kki_widgets.encodings)."""
+billing) inflates in bounded steps (kki_widgets.protocol.encodings)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import zlib
 import pytest
 from kki_testing import TEST_KEY, HostileRelay, sse_body
 
-from kki_widgets.encodings import STEP, EncodingError, Inflater
-from kki_widgets.relay import RelayClient
+from kki_widgets.client.relay import RelayClient
+from kki_widgets.protocol.encodings import STEP, EncodingError, Inflater
 
 SSE = {"Content-Type": "text/event-stream"}
 JSON = {"Content-Type": "application/json"}
@@ -106,7 +106,7 @@ def test_a_br_bomb_is_bounded_too():
 _MEASURE = """
 import asyncio, sys
 from kki_widgets import RelayClient
-from kki_widgets.errors import KkiError
+from kki_widgets.protocol.errors import KkiError
 base, path = sys.argv[1], sys.argv[2]
 client = RelayClient(base_url=base, api_key="k" * 20, max_retries=0, poll_interval=0.01)
 try:

@@ -14,11 +14,11 @@ import pkgutil
 import pytest
 
 import kki_widgets
-from kki_widgets.errors import ConfigurationError, KkiError
+from kki_widgets.protocol.errors import ConfigurationError, KkiError
 
 NEVER_REACH_USERS = {
     # store.py turns it into StoreError; an OSError so the journal's file code handles it alike.
-    "kki_widgets.store_journal.JournalLinkError",
+    "kki_widgets.store.journal.JournalLinkError",
     # The simulator's side of the wire: it becomes an HTTP error answer, as a real relay's would.
     "kki_widgets.simulator.chat_request.ApiError",
     # Raised inside the simulator's streaming body so uvicorn drops the connection (a real cut).
@@ -59,7 +59,7 @@ def test_the_exceptions_list_names_classes_that_exist_and_are_outside_the_family
 
 
 def test_the_walk_sees_the_whole_package():
-    assert {"kki_widgets.media.MediaError", "kki_widgets.errors.RelayError",
+    assert {"kki_widgets.media.downloads.MediaError", "kki_widgets.protocol.errors.RelayError",
             "kki_widgets.simulator.faults.FaultError"} <= set(CLASSES)  # fmt: skip
 
 
@@ -67,10 +67,10 @@ def test_the_walk_sees_the_whole_package():
     ("name", "builtin"),
     [
         # Callers that caught these by their builtin base keep working.
-        ("kki_widgets.media.MediaError", RuntimeError),
-        ("kki_widgets.media.MediaRefusedError", RuntimeError),
-        ("kki_widgets.store.StoreError", RuntimeError),
-        ("kki_widgets.addresses.AddressRefused", RuntimeError),
+        ("kki_widgets.media.downloads.MediaError", RuntimeError),
+        ("kki_widgets.media.downloads.MediaRefusedError", RuntimeError),
+        ("kki_widgets.store.notebook_store.StoreError", RuntimeError),
+        ("kki_widgets.net.addresses.AddressRefused", RuntimeError),
         ("kki_widgets.simulator.faults.FaultError", ValueError),
         ("kki_widgets.simulator.dialects.DialectError", ValueError),
         ("kki_widgets.simulator.render.RenderError", RuntimeError),
@@ -81,7 +81,7 @@ def test_errors_that_joined_the_family_keep_their_builtin_base(name, builtin):
 
 
 def test_a_media_failure_is_caught_as_a_kki_error(tmp_path):
-    from kki_widgets.media import stitch
+    from kki_widgets.media.downloads import stitch
 
     with pytest.raises(KkiError, match="stitch"):
         stitch([], tmp_path / "film.mp4")

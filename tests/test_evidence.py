@@ -1,4 +1,4 @@
-"""A turn completes on its video's bytes (kki_widgets.evidence + the relay's look at them), and
+"""A turn completes on its video's bytes (kki_widgets.protocol.evidence + the relay's look at them), and
 every other ending is told truly. Each answer here is written in a relay habit (DESIGN.md §2,
 issue 19), not copied from a fixture, and served over HTTP with the media it names."""
 
@@ -11,9 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kki_testing import TEST_KEY, ExternalMedia, ReplayServer, tiny_mp4
 
-from kki_widgets.errors import GenerationFailed, StillRunning
-from kki_widgets.evidence import candidates, final_message, judge_head
-from kki_widgets.relay import RelayClient
+from kki_widgets.client.relay import RelayClient
+from kki_widgets.protocol.errors import GenerationFailed, StillRunning
+from kki_widgets.protocol.evidence import candidates, final_message, judge_head
 
 PAGE = (b"<!doctype html><html><body><h1>Task page</h1></body></html>", "text/html; charset=utf-8")
 WEBP = (b"RIFF\x24\x00\x00\x00WEBPVP8 " + bytes(40), "image/webp")
@@ -293,7 +293,7 @@ def test_a_refused_private_host_cannot_be_looked_at(relay, monkeypatch):
     world.patch_dns(monkeypatch)
     import ipaddress
 
-    import kki_widgets.relay as relay_module
+    import kki_widgets.client.relay as relay_module
 
     original = relay_module.resolve
     monkeypatch.setattr(relay_module, "resolve", lambda host, port: [ipaddress.ip_address("10.1.2.3")]
@@ -371,7 +371,7 @@ def test_a_failed_record_with_a_link_is_failed(relay):
 
 
 def test_a_task_whose_raw_data_never_answers_stays_pending_not_failed(relay):
-    from kki_widgets.session import Conversation
+    from kki_widgets.conversation.session import Conversation
 
     relay.body = stream_of("Task ID: `gen-cut-01`\n", "进度 20%\n", done=False)  # cut after the ID
     client = RelayClient(base_url=relay.base_url, api_key=TEST_KEY, max_retries=0, poll_interval=0.01)

@@ -10,8 +10,8 @@ import pytest
 from kki_testing import TEST_KEY
 
 from kki_widgets import Conversation
-from kki_widgets.errors import ConfigurationError
-from kki_widgets.store import NotebookStore
+from kki_widgets.protocol.errors import ConfigurationError
+from kki_widgets.store.notebook_store import NotebookStore
 
 URL_ATTRIBUTE = re.compile(r"""\b(?:src|href|poster)\s*=\s*['"]([^'"]*)['"]""")
 

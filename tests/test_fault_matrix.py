@@ -9,7 +9,7 @@ import pytest
 from kki_testing import TEST_KEY
 
 from kki_widgets import RelayClient
-from kki_widgets.errors import RateLimitError, RelayServerError, StreamInterrupted
+from kki_widgets.protocol.errors import RateLimitError, RelayServerError, StreamInterrupted
 from kki_widgets.simulator import Simulator
 
 RUNS = 3

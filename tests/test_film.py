@@ -15,10 +15,10 @@ from kki_testing import TEST_KEY
 from PIL import Image, ImageChops, ImageStat
 
 from kki_widgets import Conversation
-from kki_widgets.errors import ConfigurationError
-from kki_widgets.film import last_frame, make_film
-from kki_widgets.media import MediaError, probe
-from kki_widgets.store import NotebookStore
+from kki_widgets.media.downloads import MediaError, probe
+from kki_widgets.media.film import last_frame, make_film
+from kki_widgets.protocol.errors import ConfigurationError
+from kki_widgets.store.notebook_store import NotebookStore
 
 SRT_CUE = re.compile(
     r"(\d+)\n(\d\d):(\d\d):(\d\d),(\d{3}) --> (\d\d):(\d\d):(\d\d),(\d{3})\n(.+)\n"
@@ -156,7 +156,7 @@ def test_a_model_that_cannot_remix_continues_from_the_last_frame(fast_simulator,
     ("words", ("Remix from here", "Remixing from #1")),
 ])  # fmt: skip
 def test_videochat_says_how_a_turn_would_be_continued(fast_simulator, tmp_path, profile, words):
-    from kki_widgets.widget import VideoChat
+    from kki_widgets.notebook.widget import VideoChat
 
     conv = conversation(fast_simulator, tmp_path, profile=profile)
     conv.send("a lighthouse", model="veo3")
@@ -300,7 +300,7 @@ def test_burned_captions_show_braces_and_backslashes_as_written(tmp_path):
 
 
 def test_libass_text_escapes_what_libass_would_read_as_markup():
-    from kki_widgets.film import libass_text
+    from kki_widgets.media.film import libass_text
 
     escaped = libass_text("{\\b1}bold\\Nline")
     assert "{\\b" not in escaped and "\\N" not in escaped
@@ -340,7 +340,7 @@ def test_conversation_film_cuts_the_chain_with_the_prompts_as_captions(fast_simu
 
 def test_an_undecodable_image_still_gets_a_clip_quickly(fast_simulator, tmp_path):
     """A PNG header with garbage behind it: the simulator renders its usual clip, without hanging."""
-    from kki_widgets.relay import RelayClient
+    from kki_widgets.client.relay import RelayClient
 
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)

@@ -15,8 +15,13 @@ import pytest
 from kki_testing import JSON, SSE, TEST_KEY, HostileRelay, ReplayServer, sse_body
 
 from kki_widgets import RelayClient
-from kki_widgets.errors import DeadlineExceeded, KkiError, ProtocolError, StreamInterrupted
-from kki_widgets.sse import MAX_LINE_CHARS
+from kki_widgets.protocol.errors import (
+    DeadlineExceeded,
+    KkiError,
+    ProtocolError,
+    StreamInterrupted,
+)
+from kki_widgets.protocol.sse import MAX_LINE_CHARS
 
 TASK = "task_01hostilehostilehostile00"
 HEAD = (
@@ -149,7 +154,7 @@ def test_oversized_and_nested_answers_end_safely_in_bounded_memory(name):
 _MEASURE = """
 import sys
 from kki_widgets import RelayClient
-from kki_widgets.errors import KkiError
+from kki_widgets.protocol.errors import KkiError
 try:
     for _ in RelayClient(base_url=sys.argv[1], api_key="k" * 20, max_retries=0).stream("x"):
         pass
@@ -271,8 +276,8 @@ def test_a_nested_error_body_fails_the_turn_instead_of_leaving_it_queued(tmp_pat
 
 def test_an_unexpected_exception_fails_the_turn_with_its_reason():
     from kki_widgets import Conversation
-    from kki_widgets.relay import AsyncRelayClient
-    from kki_widgets.transcript import Generation
+    from kki_widgets.client.relay import AsyncRelayClient
+    from kki_widgets.protocol.transcript import Generation
 
     class Breaking(AsyncRelayClient):
         async def stream_request(self, *args, **kwargs):

@@ -30,9 +30,14 @@ from kki_testing import (
 )
 
 from kki_widgets import RelayClient
-from kki_widgets.errors import ConfigurationError
-from kki_widgets.fair_share import SLICE, take_turn
-from kki_widgets.http_backend import MAX_KEEPALIVE, READ_AHEAD, AsyncioBackend, asyncio_transport
+from kki_widgets.client.fair_share import SLICE, take_turn
+from kki_widgets.client.http_backend import (
+    MAX_KEEPALIVE,
+    READ_AHEAD,
+    AsyncioBackend,
+    asyncio_transport,
+)
+from kki_widgets.protocol.errors import ConfigurationError
 
 TASK = "task_01backendbackendbackend00"
 VIDEO = "https://cdn.example/videos/backend.mp4"

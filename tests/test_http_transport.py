@@ -11,7 +11,7 @@ import httpx
 import pytest
 from kki_testing import use_only_proxy
 
-from kki_widgets.http_transport import proxy_mounts
+from kki_widgets.net.http_transport import proxy_mounts
 
 
 def named(proxy: str) -> str:

@@ -10,9 +10,9 @@ from IPython.core.error import UsageError
 from kki_testing import TEST_KEY, abandon_after_task_id, point_package_at, simulated_relay
 from kki_testing import run_cell as run
 
-from kki_widgets.magics import SoraMagics, TurnTable, interpolate
+from kki_widgets.notebook.magics import SoraMagics, TurnTable, interpolate
 from kki_widgets.simulator import Simulator
-from kki_widgets.store import NotebookStore
+from kki_widgets.store.notebook_store import NotebookStore
 
 
 @pytest.fixture
@@ -157,7 +157,7 @@ def test_resume_fetches_a_task_by_id(sim, new_shell):
 
 
 def test_interrupt_stops_the_wait_not_the_generation_and_a_rerun_picks_it_up(monkeypatch, new_shell, capsys):
-    from kki_widgets import magics
+    from kki_widgets.notebook import magics
 
     with simulated_relay(monkeypatch, generate_seconds=1.5, step_seconds=0.1, seed=5) as slow:
         ip = new_shell()
@@ -285,7 +285,7 @@ def test_run_all_in_a_real_kernel_records_finished_cells_and_replays(sim, tmp_pa
 
 def test_a_new_kernel_fetches_what_a_dead_one_paid_for(new_shell, tmp_path, monkeypatch, capsys):
     from kki_widgets import Conversation
-    from kki_widgets.store import NotebookStore
+    from kki_widgets.store.notebook_store import NotebookStore
 
     with simulated_relay(monkeypatch, queue_seconds=0.2, generate_seconds=1.0, step_seconds=0.1) as slow:
         store = NotebookStore(tmp_path / ".kki" / "notebook.json")

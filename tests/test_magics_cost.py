@@ -9,7 +9,7 @@ from IPython.core.error import UsageError
 from kki_testing import run_cell as run
 from kki_testing import simulated_relay
 
-from kki_widgets.pricing import forget_discoveries
+from kki_widgets.protocol.pricing import forget_discoveries
 
 
 @pytest.fixture
@@ -84,7 +84,7 @@ def test_unknown_prices_read_unknown_in_cells_and_usage(monkeypatch, new_shell, 
 def test_a_turn_faster_than_one_poll_still_prints_its_first_card(monkeypatch, new_shell, capsys):
     # The waiting cell looks at the turn every POLL_SECONDS; a relay that answers within one look
     # used to leave only the final card. The first card is the turn as first announced.
-    import kki_widgets.magics as magics
+    import kki_widgets.notebook.magics as magics
 
     monkeypatch.setattr(magics, "POLL_SECONDS", 2.0)
     forget_discoveries()

@@ -15,8 +15,8 @@ import httpx
 import pytest
 from kki_testing import Socks5Proxy, use_only_proxy
 
-from kki_widgets import media
-from kki_widgets.media import (
+from kki_widgets.media import downloads as media
+from kki_widgets.media.downloads import (
     MediaError,
     MediaRefusedError,
     MediaVerificationError,
@@ -433,7 +433,7 @@ def test_redirects_are_checked_hop_by_hop(host, tmp_path, location, kind):
 
 
 def test_a_private_relay_may_use_private_media_but_never_link_local(tmp_path):
-    from kki_widgets.addresses import AddressPolicy, AddressRefused, GuardedBackend
+    from kki_widgets.net.addresses import AddressPolicy, AddressRefused, GuardedBackend
 
     private = AddressPolicy.for_relay("http://10.0.0.5:8000/v1")
     assert private.allowed == {"private"}
@@ -566,7 +566,7 @@ def test_no_proxy_hosts_connect_directly(proxy, tmp_path, monkeypatch):
 
 
 def test_fake_ip_answers_are_no_verdict_but_real_private_answers_are(monkeypatch):
-    from kki_widgets import addresses
+    from kki_widgets.net import addresses
 
     answers = {"cdn.example.com": ["198.18.0.5"], "files.corp.example": ["10.1.2.3"]}
 

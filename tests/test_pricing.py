@@ -9,8 +9,8 @@ import pytest
 from kki_testing import TEST_KEY
 
 from kki_widgets import Conversation
-from kki_widgets.errors import ConfigurationError
-from kki_widgets.pricing import (
+from kki_widgets.protocol.errors import ConfigurationError
+from kki_widgets.protocol.pricing import (
     PER_SECOND,
     Price,
     balance_from_billing,
@@ -20,7 +20,7 @@ from kki_widgets.pricing import (
     prices_from_gateway,
 )
 from kki_widgets.simulator import Simulator
-from kki_widgets.store import NotebookStore
+from kki_widgets.store.notebook_store import NotebookStore
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -194,7 +194,7 @@ def test_the_key_goes_to_the_price_list_only_on_the_base_urls_origin(tmp_path):
 
 
 def test_cost_words_for_each_state_of_a_turn():
-    from kki_widgets.session import Turn
+    from kki_widgets.conversation.session import Turn
 
     running = Turn(index=0, prompt="x", status="generating", estimate=0.1)
     assert running.cost_text == "estimate $0.10"

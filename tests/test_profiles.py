@@ -7,12 +7,18 @@ from __future__ import annotations
 import pytest
 from kki_testing import TEST_KEY
 
-from kki_widgets import profiles
-from kki_widgets.config import resolve_settings
-from kki_widgets.errors import ConfigurationError
-from kki_widgets.profiles import BUILTIN, ModelFamily, RelayProfile, get_profile, spec_warnings
-from kki_widgets.relay import RelayClient
-from kki_widgets.session import Conversation
+from kki_widgets.client.config import resolve_settings
+from kki_widgets.client.relay import RelayClient
+from kki_widgets.conversation.session import Conversation
+from kki_widgets.protocol import profiles
+from kki_widgets.protocol.errors import ConfigurationError
+from kki_widgets.protocol.profiles import (
+    BUILTIN,
+    ModelFamily,
+    RelayProfile,
+    get_profile,
+    spec_warnings,
+)
 from kki_widgets.simulator import Simulator
 
 FOX = [{"role": "user", "content": "a fox"}]
@@ -94,7 +100,7 @@ def test_unknown_models_are_never_refused_client_side(fast_simulator):
     assert wire.model == "sora9-ultra-landscape-40s"  # spelled the family's way; the relay decides
     assert client.prepare("a fox", "mystery").model == "mystery"
     # The relay (here the simulator) answers 404 model_not_found: that is its decision to make.
-    from kki_widgets.errors import RelayError
+    from kki_widgets.protocol.errors import RelayError
 
     with pytest.raises(RelayError, match="sora9-ultra-landscape-40s"):
         client.generate("a fox", "sora9-ultra", orientation="landscape", duration=40)
@@ -173,7 +179,7 @@ def test_spec_warnings(asked, spec, expected):
 
 
 def test_a_relay_that_ignores_json_fields_gives_warnings_on_the_turn(fast_simulator, tmp_path):
-    from kki_widgets.store import NotebookStore
+    from kki_widgets.store.notebook_store import NotebookStore
 
     store = NotebookStore(tmp_path / ".kki" / "n.json", secret=TEST_KEY)
     conv = Conversation(base_url=fast_simulator.base_url, api_key=TEST_KEY, store=store,
@@ -189,8 +195,8 @@ def test_a_relay_that_ignores_json_fields_gives_warnings_on_the_turn(fast_simula
     again = Conversation(base_url=fast_simulator.base_url, api_key=TEST_KEY, store=store, profile="fields")
     assert again.turns[-1].warnings == turn.warnings
     # The card and the widget's turn data show them.
-    from kki_widgets.views import TurnCard  # the one renderer of a turn
-    from kki_widgets.widget import turn_to_dict
+    from kki_widgets.display.views import TurnCard  # the one renderer of a turn
+    from kki_widgets.notebook.widget import turn_to_dict
 
     assert "warning: asked for landscape" in repr(TurnCard(turn))
     assert "⚠ asked for 15 seconds" in TurnCard(turn)._repr_html_()
@@ -198,7 +204,7 @@ def test_a_relay_that_ignores_json_fields_gives_warnings_on_the_turn(fast_simula
 
 
 def test_videochat_and_magics_pick_up_the_profile(fast_simulator, tmp_path):
-    from kki_widgets.widget import VideoChat
+    from kki_widgets.notebook.widget import VideoChat
 
     chat = VideoChat(model="sora2pro-hd", base_url=fast_simulator.base_url, api_key=TEST_KEY,
                      store=None, profile="sora2api")  # fmt: skip
@@ -254,7 +260,7 @@ def test_the_simulator_serves_every_name_the_client_can_send_and_drops_images_li
 # ---- sora2api reads only the last message: remix by share ID, else from the last frame -------
 
 def sora2api_conversation(sim, tmp_path, dialect):
-    from kki_widgets.store import NotebookStore
+    from kki_widgets.store.notebook_store import NotebookStore
 
     store = NotebookStore(tmp_path / ".kki" / "nb.json", secret=TEST_KEY)
     return Conversation(base_url=sim.base_url, api_key=TEST_KEY, store=store, profile="sora2api",

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 import kki_widgets
-from kki_widgets.errors import ConfigurationError
+from kki_widgets.protocol.errors import ConfigurationError
 
 
 def test_generate_takes_client_arguments_and_generation_options(relay_env):
@@ -35,7 +35,7 @@ def test_import_stays_light():
     # `import kki_widgets` must not pull httpx, anywidget or the simulator in (cold start).
     code = (
         "import sys, kki_widgets; "
-        "heavy = [m for m in ('httpx', 'anywidget', 'starlette', 'kki_widgets.relay') "
+        "heavy = [m for m in ('httpx', 'anywidget', 'starlette', 'kki_widgets.client.relay') "
         "if m in sys.modules]; print(heavy)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -47,6 +47,6 @@ def test_public_names_are_the_user_facing_ones():
     assert {"VideoChat", "Conversation", "Turn", "TurnHandle", "RelayClient", "generate"} <= exported
     # Internals stay importable from their modules, not from the top level.
     assert not exported & {"Transcript", "NotebookStore", "Settings", "Simulator"}
-    from kki_widgets.session import TurnHandle
+    from kki_widgets.conversation.session import TurnHandle
 
     assert kki_widgets.TurnHandle is TurnHandle

@@ -1,4 +1,4 @@
-"""Reading a relay's raw-data answer (kki_widgets/raw_data.py, pure): every relay shapes it
+"""Reading a relay's raw-data answer (kki_widgets/protocol/raw_data.py, pure): every relay shapes it
 differently and a hostile one sends anything, so any JSON value merges into what is known without
 raising, and the known shapes read right."""
 
@@ -9,9 +9,9 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kki_widgets.raw_data import completed_text, generation_from_raw, read_raw
-from kki_widgets.relay_text import completion_text
-from kki_widgets.transcript import STATUSES, Generation, parse_transcript
+from kki_widgets.protocol.raw_data import completed_text, generation_from_raw, read_raw
+from kki_widgets.protocol.relay_text import completion_text
+from kki_widgets.protocol.transcript import STATUSES, Generation, parse_transcript
 
 TASK = "task_01k7dzptgwf2z87wj2c3t36qk0"
 SID = "s_" + "ab" * 16

@@ -31,10 +31,10 @@ from kki_testing import (
     tiny_mp4,
 )
 
-from kki_widgets.errors import GenerationFailed, StillRunning, StreamInterrupted
-from kki_widgets.relay import RelayClient
-from kki_widgets.sse import SSEDecoder, decode_chunk
-from kki_widgets.transcript import Generation, Transcript
+from kki_widgets.client.relay import RelayClient
+from kki_widgets.protocol.errors import GenerationFailed, StillRunning, StreamInterrupted
+from kki_widgets.protocol.sse import SSEDecoder, decode_chunk
+from kki_widgets.protocol.transcript import Generation, Transcript
 
 RELAYS = Path(__file__).parent / "fixtures" / "relays"
 METAS = relay_metas()

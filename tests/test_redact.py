@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kki_widgets.redact import KeyRedactor
+from kki_widgets.client.redact import KeyRedactor
 
 KEYS = ["kki-test-key-3b8f1e0c9d7a6b5e4f", "sk-proj-" + "A1b/C3d+" * 20, 'ab"c\\d/efgh12']
 

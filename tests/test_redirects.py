@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from kki_testing import TEST_KEY, HostileRelay, sse_body
 
-from kki_widgets.errors import RelayError, StreamInterrupted
-from kki_widgets.media import MediaError, download
-from kki_widgets.relay import RelayClient
+from kki_widgets.client.relay import RelayClient
+from kki_widgets.media.downloads import MediaError, download
+from kki_widgets.protocol.errors import RelayError, StreamInterrupted
 
 TASK = "task_01redirectredirect000000"
 MALFORMED = "http://[::1/x-SECRET-LOCATION"

@@ -23,7 +23,7 @@ from kki_widgets import (
     RelayServerError,
     StreamInterrupted,
 )
-from kki_widgets.config import Secret, resolve_settings
+from kki_widgets.client.config import Secret, resolve_settings
 
 SEED_STREAM = (Path(__file__).parent / "fixtures" / "seed_stream.sse").read_bytes()
 

@@ -17,8 +17,8 @@ import pytest
 from kki_testing import JSON, SSE, TEST_KEY, HostileRelay, self_signed_certificate, sse_body
 
 from kki_widgets import RelayClient
-from kki_widgets.config import resolve_settings
-from kki_widgets.errors import ConfigurationError, RelayError, StreamInterrupted
+from kki_widgets.client.config import resolve_settings
+from kki_widgets.protocol.errors import ConfigurationError, RelayError, StreamInterrupted
 
 TASK = "task_01trusttrusttrusttrust0000"
 VIDEO = "https://cdn.example/videos/trust.mp4"
@@ -184,8 +184,8 @@ def echoing_relay(form: str) -> HostileRelay:
 @pytest.mark.parametrize("name", sorted(FORMS))
 def test_an_echoed_key_reaches_no_artifact_and_the_store_keeps_working(name, tmp_path):
     from kki_widgets import Conversation
-    from kki_widgets.store import NotebookStore
-    from kki_widgets.widget import turn_to_dict
+    from kki_widgets.notebook.widget import turn_to_dict
+    from kki_widgets.store.notebook_store import NotebookStore
 
     store = NotebookStore(tmp_path / ".kki" / "echo.json", secret=TEST_KEY)
     with echoing_relay(FORMS[name]) as relay:

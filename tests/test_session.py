@@ -9,9 +9,9 @@ import pytest
 from kki_testing import TEST_KEY, abandon_after_task_id, point_package_at
 
 from kki_widgets import Conversation
-from kki_widgets.errors import ConfigurationError
-from kki_widgets.media import probe
-from kki_widgets.store import NotebookStore
+from kki_widgets.media.downloads import probe
+from kki_widgets.protocol.errors import ConfigurationError
+from kki_widgets.store.notebook_store import NotebookStore
 
 
 @pytest.fixture(scope="module")
@@ -230,7 +230,7 @@ def test_a_remix_continues_its_parents_options_unless_told_otherwise(fast_simula
 
 
 def test_batch_makes_a_gallery_in_prompt_order_and_replays_for_free(fast_simulator, tmp_path):
-    from kki_widgets.views import Gallery
+    from kki_widgets.display.views import Gallery
 
     conv = conversation(fast_simulator, tmp_path)
     prompts = ["one fox", "two owls", "three cats [[fault:fail]]", "four fish"]

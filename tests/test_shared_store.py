@@ -14,7 +14,7 @@ import pytest
 from kki_testing import TEST_KEY
 
 from kki_widgets import Conversation
-from kki_widgets.store import NotebookStore, StoreError
+from kki_widgets.store.notebook_store import NotebookStore, StoreError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,7 +30,7 @@ WRITER = textwrap.dedent(
     import sys
     from pathlib import Path
     from kki_widgets import Conversation
-    from kki_widgets.store import NotebookStore
+    from kki_widgets.store.notebook_store import NotebookStore
 
     base_url, key, folder, who = sys.argv[1:5]
     store = NotebookStore(Path(folder) / ".kki" / "notebook.json", secret=key)
@@ -282,10 +282,10 @@ def test_a_moved_folder_replays_with_zero_generations(fast_simulator, tmp_path):
 
 
 def test_an_unidentified_kernel_keeps_its_conversation_to_itself(tmp_path, monkeypatch, caplog):
-    from kki_widgets import store as store_module
+    from kki_widgets.store import notebook_store as store_module
 
     monkeypatch.setattr(store_module, "_in_kernel", lambda: True)
-    with caplog.at_level("INFO", logger="kki_widgets.store"):
+    with caplog.at_level("INFO", logger="kki_widgets.store.notebook_store"):
         first = NotebookStore.for_notebook(None)
     assert "kept in memory for this kernel only" in caplog.text
     second = NotebookStore.for_notebook(None)

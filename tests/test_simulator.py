@@ -73,7 +73,7 @@ def test_openai_client_streams_a_complete_generation_with_real_media(sim, tmp_pa
     assert raw["thumbnail_url"] == thumbnail_url and raw["content"] == text and raw["error"] is None
     assert sim.tasks[task_id].sid == sid and sim.tasks[task_id].parent_sid is None
 
-    from kki_widgets.transcript import parse_transcript
+    from kki_widgets.protocol.transcript import parse_transcript
 
     parsed = parse_transcript(text)
     assert parsed.status == "completed" and parsed.task_id == task_id and parsed.sid == sid

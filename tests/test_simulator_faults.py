@@ -168,7 +168,7 @@ def test_failures_in_the_text(sim, fault, reason):
     raw = httpx.get(f"{sim.origin}/source/{TASK_ID.search(text).group(0)}").json()
     assert raw["status"] == "failed" and reason in raw["error"] and raw["url"] is None
     assert sim.submissions == submitted + 1  # failed generations were still submitted (maybe paid)
-    from kki_widgets.transcript import parse_transcript
+    from kki_widgets.protocol.transcript import parse_transcript
 
     assert parse_transcript(text).status == "failed"
 

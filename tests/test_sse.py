@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kki_widgets.sse import SSEDecoder, decode_chunk
+from kki_widgets.protocol.sse import SSEDecoder, decode_chunk
 
 CHUNK = b'data: {"choices":[{"index":0,"delta":{"content":"%s"},"finish_reason":null}]}'
 

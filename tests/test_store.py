@@ -16,7 +16,12 @@ from pathlib import Path
 import pytest
 from kki_testing import writers_lose_nothing
 
-from kki_widgets.store import NotebookStore, SecretInStoreError, StoreError, locate_notebook
+from kki_widgets.store.notebook_store import (
+    NotebookStore,
+    SecretInStoreError,
+    StoreError,
+    locate_notebook,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -229,7 +234,7 @@ def test_concurrent_writers_lose_no_updates(tmp_path):
 CHILD = textwrap.dedent(
     """
     import sys
-    from kki_widgets.store import NotebookStore
+    from kki_widgets.store.notebook_store import NotebookStore
 
     store = NotebookStore(sys.argv[1])
     n = len((store.load_conversation("film") or {"turns": []})["turns"])

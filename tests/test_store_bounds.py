@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from kki_widgets import store_journal
-from kki_widgets.store import NotebookStore
+from kki_widgets.store import journal as store_journal
+from kki_widgets.store.notebook_store import NotebookStore
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEEP = 100_000
@@ -162,7 +162,7 @@ def test_a_filesystem_without_locks_is_named_with_the_fix(tmp_path, monkeypatch)
     import errno
     import fcntl
 
-    from kki_widgets.store import StoreError
+    from kki_widgets.store.notebook_store import StoreError
 
     def no_locks(*args):
         raise OSError(errno.ENOLCK, "No locks available")  # NFS without lockd

@@ -12,9 +12,9 @@ from kki_testing import TEST_KEY
 from PIL import Image
 
 from kki_widgets import Conversation
-from kki_widgets.errors import ConfigurationError
-from kki_widgets.store import NotebookStore
-from kki_widgets.store_frames import FrameFiles
+from kki_widgets.protocol.errors import ConfigurationError
+from kki_widgets.store.frames import FrameFiles
+from kki_widgets.store.notebook_store import NotebookStore
 
 
 def conversation(sim, folder) -> Conversation:

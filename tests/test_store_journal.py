@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from kki_testing import writers_lose_nothing
 
-from kki_widgets import store_journal
-from kki_widgets.store import NotebookStore
+from kki_widgets.store import journal as store_journal
+from kki_widgets.store.notebook_store import NotebookStore
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -147,7 +147,7 @@ def test_a_cut_off_last_line_is_ignored_with_a_log_line_and_cut_before_the_next(
     whole = journal_of(store).read_bytes()
     with journal_of(store).open("ab") as handle:
         handle.write(b'{"seq":3,"ops":[{"op":"usage","counter":"paid_re')  # killed mid-append
-    with warnings.catch_warnings(), caplog.at_level("INFO", logger="kki_widgets.store"):
+    with warnings.catch_warnings(), caplog.at_level("INFO", logger="kki_widgets.store.notebook_store"):
         warnings.simplefilter("error")
         reopened = NotebookStore(store.path)
         assert reopened.usage()["paid_requests"] == 2
@@ -238,7 +238,7 @@ def test_concurrent_writers_compacting_all_the_time_lose_no_updates(tmp_path):
 CHILD = textwrap.dedent(
     """
     import sys
-    from kki_widgets.store import NotebookStore
+    from kki_widgets.store.notebook_store import NotebookStore
 
     store = NotebookStore(sys.argv[1])
     write = store._write
@@ -297,7 +297,7 @@ def test_kill_9_while_appending_or_compacting_never_loses_a_committed_turn(tmp_p
 PING_PONG = textwrap.dedent(
     """
     import sys, time
-    from kki_widgets.store import NotebookStore
+    from kki_widgets.store.notebook_store import NotebookStore
 
     path, me, rounds, compact = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1"
     store = NotebookStore(path)

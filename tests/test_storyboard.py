@@ -12,8 +12,8 @@ from kki_testing import run_cell as run
 from kki_testing import simulated_relay
 from PIL import Image
 
-from kki_widgets.media import probe
-from kki_widgets.storyboard import parse_shots
+from kki_widgets.conversation.storyboard import parse_shots
+from kki_widgets.media.downloads import probe
 
 BOARD = """%%sora --storyboard
 - a fox wakes up in its den

@@ -8,8 +8,8 @@ import pytest
 from kki_testing import TEST_KEY
 
 from kki_widgets import Conversation
-from kki_widgets.errors import ConfigurationError
-from kki_widgets.store import NotebookStore
+from kki_widgets.protocol.errors import ConfigurationError
+from kki_widgets.store.notebook_store import NotebookStore
 
 
 def conversation(sim, tmp_path, **options) -> Conversation:
@@ -79,7 +79,7 @@ def test_bad_takes_and_picks_name_the_fix(fast_simulator, tmp_path):
 
 
 def test_the_cards_pick_buttons_pick_a_take(fast_simulator, tmp_path):
-    from kki_widgets.takes_view import TakesCard, pick_buttons
+    from kki_widgets.display.takes_view import TakesCard, pick_buttons
 
     conv = conversation(fast_simulator, tmp_path)
     turns = conv.send("a lantern on a lake", takes=2)

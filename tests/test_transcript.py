@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kki_widgets import Generation
-from kki_widgets.sse import SSEDecoder, decode_chunk
-from kki_widgets.transcript import Transcript, parse_transcript
+from kki_widgets.protocol.sse import SSEDecoder, decode_chunk
+from kki_widgets.protocol.transcript import Transcript, parse_transcript
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -16,8 +16,8 @@ from unittest import mock
 
 import pytest
 
-from kki_widgets.transcript import Generation
-from kki_widgets.widget import FLUSH_INTERVAL, VideoChat, safe_url, turn_to_dict
+from kki_widgets.notebook.widget import FLUSH_INTERVAL, VideoChat, safe_url, turn_to_dict
+from kki_widgets.protocol.transcript import Generation
 
 
 class FakeComm:
@@ -596,9 +596,9 @@ def test_text_reprs_say_the_turn_count_and_the_last_status_as_they_are_now():
 
 
 def test_a_card_says_what_it_remixes_shows_its_poster_and_the_twin_loads_nothing(tmp_path, monkeypatch):
-    from kki_widgets.transcript import Generation
-    from kki_widgets.turn import Turn
-    from kki_widgets.views import chat_html, turn_html, turn_text
+    from kki_widgets.conversation.turn import Turn
+    from kki_widgets.display.views import chat_html, turn_html, turn_text
+    from kki_widgets.protocol.transcript import Generation
 
     monkeypatch.chdir(tmp_path)
     media = tmp_path / "kki_media"

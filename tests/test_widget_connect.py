@@ -10,8 +10,8 @@ import pytest
 from kki_testing import TEST_KEY
 from test_widget import attach, from_js
 
+from kki_widgets.notebook.widget import VideoChat
 from kki_widgets.simulator import Simulator
-from kki_widgets.widget import VideoChat
 
 
 @pytest.fixture(scope="module")

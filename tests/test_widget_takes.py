@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from kki_widgets.budget import Budget
-from kki_widgets.pricing import forget_discoveries
-from kki_widgets.widget import VideoChat
+from kki_widgets.conversation.budget import Budget
+from kki_widgets.notebook.widget import VideoChat
+from kki_widgets.protocol.pricing import forget_discoveries
 
 
 class FakeComm:

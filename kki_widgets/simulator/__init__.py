@@ -139,7 +139,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .chat_request import DEFAULT_MODELS
-from .dialects import DIALECT_NAMES, DialectError
+from .dialect_registry import DIALECT_NAMES, DialectError
 from .embedded import embedded_base_url, embedded_simulator
 from .faults import ALL_FAULT_NAMES, FaultError, FaultPlan, parse_faults
 

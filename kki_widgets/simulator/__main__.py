@@ -8,7 +8,7 @@ import threading
 
 from .catalog import MODEL_LISTS
 from .chat_request import DEFAULT_MODELS
-from .dialects import DIALECT_NAMES, DialectError
+from .dialect_registry import DIALECT_NAMES, DialectError
 from .faults import ALL_FAULT_NAMES, FaultError
 
 

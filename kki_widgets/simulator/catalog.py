@@ -4,7 +4,7 @@ Real chat relays ignore unknown top-level JSON fields: they take a video's orien
 length from the model's name (families such as ``sora2-landscape-15s`` or
 ``sora_video2-hd-portrait-15s``) or from the prompt's words ("16:9", "横屏", "duration: 5
 seconds", "15秒"). This module reads them the same way. The family lists are written out here
-from the relays' own pages, independently of the client's `kki_widgets.profiles`, so a wrong
+from the relays' own pages, independently of the client's `kki_widgets.protocol.profiles`, so a wrong
 client template meets a ``model_not_found`` here as it would at the relay.
 """
 

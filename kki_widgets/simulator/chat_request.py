@@ -11,7 +11,7 @@ import binascii
 import dataclasses
 import hashlib
 
-from ..config import KNOWN_MODELS
+from ..protocol.profiles import KNOWN_MODELS
 from . import catalog, script
 
 # The same list the client offers: the simulator accepts what real relays are known to serve.

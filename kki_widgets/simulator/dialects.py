@@ -17,8 +17,8 @@ import hashlib
 import json
 import re
 
-from .. import relay_text
-from ..errors import ConfigurationError
+from ..protocol import relay_text
+from ..protocol.errors import ConfigurationError
 from . import script
 
 #: ``[[dialect:name]]`` inside a user message.
@@ -232,23 +232,3 @@ DIALECTS: dict[str, Dialect] = {
                 "signed URL", "iudd/Sora2mb OPENAI_FORMAT.md", url_style="signed"),
     )
 }  # fmt: skip
-
-# The families collected for issue 19 live in their own module (it subclasses Dialect).
-from .families import FAMILY_DIALECTS  # noqa: E402
-
-DIALECTS.update((dialect.name, dialect) for dialect in FAMILY_DIALECTS)
-DIALECT_NAMES = tuple(DIALECTS)
-
-
-def get_dialect(name: str | None) -> Dialect:
-    """The dialect called ``name`` (``None`` or "" → ``seed``); :class:`DialectError` if unknown."""
-    key = (name or "seed").strip().lower().replace("-", "_")
-    if key not in DIALECTS:
-        raise DialectError(f"unknown dialect {name!r}; valid dialects: {', '.join(DIALECT_NAMES)}")
-    return DIALECTS[key]
-
-
-def dialect_in_text(text: str) -> str | None:
-    """The last ``[[dialect:name]]`` marker of a prompt, if any."""
-    found = PROMPT_MARKER.findall(text)
-    return found[-1] if found else None

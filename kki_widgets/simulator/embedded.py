@@ -1,4 +1,4 @@
-"""The process-wide simulator that ``kki_widgets.config`` falls back to when no key is set."""
+"""The process-wide simulator that ``kki_widgets.client.config`` falls back to when no key is set."""
 
 from __future__ import annotations
 

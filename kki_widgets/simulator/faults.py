@@ -11,7 +11,7 @@ import dataclasses
 import re
 from collections.abc import Iterable
 
-from ..errors import ConfigurationError
+from ..protocol.errors import ConfigurationError
 
 #: HTTP statuses the ``status:`` fault can answer with, and the OpenAI-shaped error each gets.
 ERROR_STATUSES: dict[int, tuple[str, str, str]] = {

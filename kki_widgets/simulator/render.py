@@ -25,9 +25,9 @@ import textwrap
 import threading
 from pathlib import Path
 
-from ..atomic import replacing
-from ..errors import KkiError
-from ..film import find_font
+from ..media.film import find_font
+from ..protocol.errors import KkiError
+from ..store.atomic import replacing
 
 SIZES = {"portrait": (320, 568), "landscape": (568, 320)}
 

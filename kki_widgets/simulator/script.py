@@ -2,7 +2,7 @@
 
 Everything here is pure and deterministic given a ``random.Random``, so the exact text a real
 relay sends (see the relay's API page) is written down in one place and the server only
-decides *when* each piece goes out. The answer's ending is written by ``kki_widgets.relay_text``,
+decides *when* each piece goes out. The answer's ending is written by ``kki_widgets.protocol.relay_text``,
 the same writer the client's recovery uses.
 """
 

@@ -33,7 +33,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import dialects, script
+from . import dialect_registry, dialects, script
 from .answer_stream import AnswerStream, SimulatedCut
 from .billing import DEFAULT_BALANCE, Billing
 from .catalog import MODEL_LISTS
@@ -178,7 +178,7 @@ class Simulator:
         self._api_key_digest = hashlib.sha256(api_key.encode()).digest() if api_key else None
         self.timing = Timing(queue_seconds, generate_seconds, step_seconds).scaled(speed)
         self.faults: FaultPlan = parse_faults(faults)
-        self.dialect: dialects.Dialect = dialects.get_dialect(dialect)
+        self.dialect: dialects.Dialect = dialect_registry.get_dialect(dialect)
         self._rng = random.Random(seed)
         self._owns_media_dir = media_dir is None
         self.media_dir = Path(tempfile.mkdtemp(prefix="kki-simulator-") if media_dir is None else media_dir)
@@ -351,11 +351,11 @@ class Simulator:
         return self.faults.merged(plan)
 
     def _request_dialect(self, request: Request, chat: ChatRequest) -> dialects.Dialect:
-        name = request.headers.get(dialects.HEADER) or dialects.dialect_in_text(chat.prompt)
+        name = request.headers.get(dialects.HEADER) or dialect_registry.dialect_in_text(chat.prompt)
         if not name:
             return self.dialect
         try:
-            return dialects.get_dialect(name)
+            return dialect_registry.get_dialect(name)
         except dialects.DialectError as error:
             raise ApiError(400, f"bad dialect request: {error}", code="unknown_dialect", param=dialects.HEADER) from None
 

@@ -9,8 +9,8 @@ import pytest
 from kki_testing import TEST_KEY
 
 from kki_widgets import Conversation
-from kki_widgets.media import probe
-from kki_widgets.store import NotebookStore
+from kki_widgets.media.downloads import probe
+from kki_widgets.store.notebook_store import NotebookStore
 
 pytestmark = pytest.mark.browser
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"

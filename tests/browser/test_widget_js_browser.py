@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from kki_widgets.media import ffmpeg_exe
+from kki_widgets.media.downloads import ffmpeg_exe
 
 pytestmark = [pytest.mark.browser]
 
