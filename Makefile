@@ -40,8 +40,12 @@ voila: install
 lint: install
 	$(VENV)/bin/ruff check kki_widgets tests benchmarks
 
+# The unit and integration tests on two workers (one test file each at a time), then the tests
+# that drive a real browser or run whole notebooks, one at a time (each starts its own servers
+# and kernels, and they measure what a page shows).
 test: install lint
-	$(PY) -m pytest -q -ra --durations=10
+	$(PY) -m pytest -q -ra $(FAST) --durations=10
+	$(PY) -m pytest -q -ra -m "browser or notebook" --durations=10
 
 test-fast: install
 	$(PY) -m pytest -q -ra $(FAST) --durations=10

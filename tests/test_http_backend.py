@@ -274,7 +274,9 @@ def test_a_relay_behind_a_socks_proxy_is_reached_through_it(monkeypatch):
             final = list(client.stream("a fox behind a socks proxy"))[-1]
     finally:
         socks.close()
-    assert final.video_url == VIDEO and socks.targets == ["relay.kki.invalid:80"]
+    # The relay, then the candidate video's first bytes, both through the proxy (this proxy
+    # cannot reach cdn.example and hangs up: the video completes on its <video>-like evidence).
+    assert final.video_url == VIDEO and socks.targets == ["relay.kki.invalid:80", "cdn.example:443"]
     assert relay.paths("POST") == ["/v1/chat/completions"]
 
 

@@ -202,8 +202,10 @@ def test_a_turn_is_one_write_per_state_change(fast_simulator, tmp_path, monkeypa
     monkeypatch.setattr(NotebookStore, "_write", lambda self, store: (writes.append(1), original(self, store)))
     conv.send("a paid turn")
     # Claimed (before the first byte is sent), accepted (task ID, counter, pending, the claim's
-    # task ID) and finished (turn, cache, pending, claim settled): three state changes.
-    assert len(writes) == 3
+    # task ID), the share ID seen (added to the claim the moment it shows: a verdict waits for
+    # the media's bytes, so the sid comes a snapshot before "completed") and finished (turn,
+    # cache, pending, claim settled): four state changes.
+    assert len(writes) == 4
 
 
 def test_store_size_is_linear_in_turns(tmp_path):

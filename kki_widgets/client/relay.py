@@ -78,6 +78,13 @@ from .http_errors import (
 )
 from .loop import block_on, iterate
 
+try:  # httpcore lets socksio's error through when a SOCKS proxy hangs up mid-handshake
+    from socksio.exceptions import ProtocolError as _SocksHandshakeError
+
+    _PROXY_HANDSHAKE_ERRORS: tuple[type[Exception], ...] = (_SocksHandshakeError,)
+except ImportError:  # pragma: no cover - httpx[socks] brings socksio
+    _PROXY_HANDSHAKE_ERRORS = ()
+
 log = logging.getLogger("kki_widgets.client.relay")
 
 MAX_RETRY_AFTER = 120.0
@@ -629,7 +636,8 @@ class AsyncRelayClient:
             request = self._http().build_request("GET", url, headers=headers, timeout=PROBE_TIMEOUT)
             try:
                 response = await self._http().send(request, stream=True)
-            except (httpx.HTTPError, OSError) as error:
+            except (httpx.HTTPError, OSError, *_PROXY_HANDSHAKE_ERRORS) as error:
+                # The kernel cannot look (a proxy that forbids the host, a firewall): unchecked.
                 log.debug("could not look at a candidate video: %s", type(error).__name__)
                 return UNCHECKED
             try:

@@ -334,9 +334,12 @@ def test_without_a_live_widget_the_static_card_shows_alone(saved_widget_notebook
     notebook = read(saved_widget_notebook / "restored.ipynb", as_version=4)
     if not state:
         notebook.metadata.pop("widgets", None)
+    name = f"static-{'trusted' if trusted else 'untrusted'}.ipynb"
+    # A copy of its own: the same bytes as restored.ipynb, which another test signs, would be
+    # trusted by the signature database the server shares with this process.
+    notebook.metadata["kki_test_copy"] = name
     if trusted:
         NotebookNotary().sign(notebook)
-    name = f"static-{'trusted' if trusted else 'untrusted'}.ipynb"
     write(notebook, lab.root / name)
     lab.open(page, f"{name}?reset")
     card = page.locator(".kki-chat-fallback .kki-card")
