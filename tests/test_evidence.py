@@ -375,9 +375,11 @@ def test_a_task_whose_raw_data_never_answers_stays_pending_not_failed(relay):
 
     relay.body = stream_of("Task ID: `gen-cut-01`\n", "进度 20%\n", done=False)  # cut after the ID
     client = RelayClient(base_url=relay.base_url, api_key=TEST_KEY, max_retries=0, poll_interval=0.01)
-    conversation = Conversation(client=client, store=None)
+    conversation = Conversation(client=client, store=None, prices={"sora-2": 0.4})
     turn = conversation.send("a fox")
     assert turn.status == "still_running" and turn.task_id == "gen-cut-01"
+    # Not a failure nor a cancel: what a finished video costs, while the relay still makes it.
+    assert turn.cost_text == "estimate $0.40 — still being made at the relay"
     assert "%sora resume gen-cut-01" in turn.error and "not sent again" in turn.error
     assert [t.task_id for t in conversation.pending] == ["gen-cut-01"]  # resumable
     assert len(relay.requests) == 1  # never sent again

@@ -313,6 +313,9 @@ def charge_for(status: str, accepted: bool, estimate: float | None, price: Price
         return estimate, None
     if not accepted:
         return 0.0, "not charged: the relay never accepted it"
+    if status == "still_running":
+        # Accepted and still being made: it will cost what a finished one costs (a cap counts it).
+        return estimate, STILL_RUNNING_NOTE
     if price is not None and not price.charges_failures:
         return 0.0, f"not charged: {status} (this relay does not charge failures)"
     what = "failed generation" if status == "failed" else "cancelled after the relay accepted it"
@@ -328,7 +331,12 @@ def cost_line(turn) -> str:
     return f"{line} (simulated relay)" if getattr(turn, "simulated", False) else line
 
 
+STILL_RUNNING_NOTE = "still being made at the relay"
+
+
 def _cost_words(turn) -> str:
+    if turn.cost_note == STILL_RUNNING_NOTE:
+        return f"estimate {money(turn.estimate)} — {STILL_RUNNING_NOTE}" if turn.estimate is not None else STILL_RUNNING_NOTE
     if turn.status in ("queued", "generating") or turn.finished_at is None:
         # Running, or completed but still being kept (the media download): not settled yet.
         return f"estimate {money(turn.estimate)}" if turn.estimate is not None else "price unknown"
