@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 from kki_testing import new_ipython, point_package_at
+
+# Under CI the property tests draw the same examples every run (a red run is then the code's,
+# reproducible from its log); locally they explore new ones each time.
+settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 PACKAGE = Path(__file__).resolve().parents[1] / "kki_widgets"
 

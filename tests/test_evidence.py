@@ -4,10 +4,11 @@ issue 19), not copied from a fixture, and served over HTTP with the media it nam
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from kki_testing import TEST_KEY, ExternalMedia, ReplayServer, tiny_mp4
 
@@ -147,7 +148,8 @@ WORDS = ["Generation Complete ✅", "🎉 视频生成成功！", "Your video is
 def _answer_text(origin: str, placements, words) -> tuple[str, str]:
     """(content, reasoning) of an answer offering each placement's URL in its form."""
     lines, reasoning = [], []
-    for (form, path, relative), word in zip(placements, words * 3, strict=False):
+    # Every placement gets a word (cycled): the URL the test serves the mp4 at is always offered.
+    for (form, path, relative), word in zip(placements, itertools.cycle(words)):
         url = path if relative and form not in ("bare", "think", "reasoning channel") else origin + path
         lines.append(word)
         (reasoning if form == "reasoning channel" else lines).append(FORMS[form].format(url=url))
@@ -168,6 +170,9 @@ placement = st.tuples(st.sampled_from(sorted(FORMS)), st.sampled_from(NOT_MEDIA_
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# Once failed when fewer words than placements left the mp4's URL out of the answer.
+@example(placements=[("anchor href", "/web/task_7f3", False)] * 3 + [("anchor href", "/share/abc", False)],
+         words=["Generation Complete ✅"], cuts=[], video_at=3)
 @given(placements=st.lists(placement, min_size=1, max_size=4), words=st.lists(st.sampled_from(WORDS), min_size=1),
        cuts=st.lists(st.integers(0, 4000), max_size=12), video_at=st.integers(0, 3))
 def test_web_pages_and_images_never_complete_and_a_served_mp4_does(relay, placements, words, cuts, video_at):
