@@ -33,6 +33,18 @@ def _isolated_environment(monkeypatch, tmp_path):
     discovery.forget()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _simulators_share_rendered_clips():
+    """Every simulator a test starts without a media folder, here or in a kernel or subprocess the
+    test starts, keeps its clips in `_clip_cache`: a clip renders once per machine, not once per
+    simulator (about 800 ffmpeg runs a run before). Tests of rendering itself give a folder."""
+    from kki_widgets.simulator.server import MEDIA_DIR_VARIABLE
+
+    os.environ[MEDIA_DIR_VARIABLE] = str(_clip_cache())
+    yield
+    os.environ.pop(MEDIA_DIR_VARIABLE, None)
+
+
 @pytest.fixture(scope="session")
 def clip_cache() -> Path:
     """The folder of `_clip_cache`, for a test's own simulator (``media_dir=clip_cache``)."""

@@ -24,8 +24,10 @@ AUTH = {"Authorization": "Bearer sim"}
 
 
 @pytest.fixture(scope="module")
-def sim():
-    with Simulator(queue_seconds=0, generate_seconds=0, step_seconds=0, seed=7) as simulator:
+def sim(tmp_path_factory):
+    # A media folder of its own: these tests count and inspect what it renders.
+    with Simulator(queue_seconds=0, generate_seconds=0, step_seconds=0, seed=7,
+                   media_dir=tmp_path_factory.mktemp("renders")) as simulator:  # fmt: skip
         yield simulator
 
 
@@ -422,3 +424,22 @@ def test_renderer_without_a_font_still_makes_media(tmp_path):
     assert renderer.render(ClipRequest("no font here", "veo3", "landscape", 8)).cached
     with pytest.raises(ValueError, match="orientation"):
         renderer.render(ClipRequest("x", "veo3", "square"))
+
+
+def test_a_simulator_without_a_media_folder_uses_the_shared_one_and_keeps_it(tmp_path, monkeypatch):
+    from kki_widgets.simulator.server import MEDIA_DIR_VARIABLE
+
+    monkeypatch.setenv(MEDIA_DIR_VARIABLE, str(tmp_path / "shared"))
+    messages = [{"role": "user", "content": "shared clip"}]
+    with Simulator(queue_seconds=0, generate_seconds=0, step_seconds=0) as first:
+        clip = MP4.search(stream_text(first, messages)).group(0).rsplit("/", 1)[-1]
+        assert first.media_dir == tmp_path / "shared" and first.renderer.renders == 1
+    assert (tmp_path / "shared" / clip).is_file()  # a folder it was given is never removed
+    with Simulator(queue_seconds=0, generate_seconds=0, step_seconds=0) as second:
+        assert MP4.search(stream_text(second, messages)).group(0).endswith(clip)
+        assert second.renderer.renders == 0
+    monkeypatch.delenv(MEDIA_DIR_VARIABLE)
+    with Simulator(queue_seconds=0, generate_seconds=0, step_seconds=0) as own:
+        folder = own.media_dir
+        assert folder != tmp_path / "shared" and folder.is_dir()
+    assert not folder.exists()  # its own temp folder goes with it

@@ -620,3 +620,7 @@ def test_a_card_says_what_it_remixes_shows_its_poster_and_the_twin_loads_nothing
     # The widget's hidden twin fetches no video while the live widget is shown.
     twin = chat_html(turns)
     assert twin.count('preload="none"') == 2 and 'preload="metadata"' not in twin
+    # Nor a thumbnail: lazy images (skipped while hidden), and no poster on its players (a
+    # video's poster loads even in a hidden output). Its thumbnails still show where it is seen.
+    assert twin.count('loading="lazy"') == 2 and twin.count('class="kki-poster"') == 2
+    assert all("poster=" not in v.split(">", 1)[0] for v in twin.split("<video")[1:])

@@ -185,16 +185,20 @@ def _attr(value: str) -> str:
     return html.escape(value, quote=True)
 
 
-def turn_html(turn: Any, *, video: bool = True, preload: str = "metadata") -> str:
+def turn_html(turn: Any, *, video: bool = True, twin: bool = False) -> str:
     """One turn as a card: poster, prompt, one compact line, progress, links, player, notes.
 
-    `preload="none"`: the player fetches nothing until played (VideoChat's hidden twin)."""
+    `twin`: the card of VideoChat's static twin, hidden wherever the live widget renders, so it
+    fetches nothing until it is shown (its thumbnail loads lazily; a browser skips lazy images that
+    are not displayed) or played (`preload="none"`, and no `poster`: a video's poster loads even
+    inside a hidden output)."""
     index = getattr(turn, "index", 0)
     status = getattr(turn, "status", "queued")
     poster = poster_src(turn)
     head = []
     if poster:
-        head.append(f'<img class="kki-poster" src="{_attr(poster)}" alt="thumbnail" style="{_POSTER_STYLE}">')
+        lazy = ' loading="lazy"' if twin else ""
+        head.append(f'<img class="kki-poster" src="{_attr(poster)}"{lazy} alt="thumbnail" style="{_POSTER_STYLE}">')
     info = [
         f'<div class="kki-card-prompt"><b>{html.escape(_prompt(turn))}</b></div>',
         f'<div class="kki-card-line" style="opacity:.75">#{index} · {html.escape(compact_line(turn))}</div>',
@@ -219,9 +223,10 @@ def turn_html(turn: Any, *, video: bool = True, preload: str = "metadata") -> st
     ]
     src = video_src(turn) if video else None
     if src:
-        poster_attr = f' poster="{_attr(poster)}"' if poster else ""
+        poster_attr = f' poster="{_attr(poster)}"' if poster and not twin else ""
+        preload = "none" if twin else "metadata"
         parts.append(
-            f'<video class="kki-card-video" controls preload="{_attr(preload)}" playsinline{poster_attr} '
+            f'<video class="kki-card-video" controls preload="{preload}" playsinline{poster_attr} '
             f'src="{_attr(src)}" style="{_VIDEO_STYLE}"></video>'
         )
     parts += [f'<div class="kki-card-warning">⚠ {html.escape(w)}</div>' for w in _warnings(turn)]
@@ -406,7 +411,7 @@ def chat_html(turns: Sequence[Any], title: str = "VideoChat") -> str:
     Marked `kki-chat-fallback` so the widget's own CSS hides it wherever the live widget renders
     (the two are separate outputs of one cell; see `VideoChat._ipython_display_`).
     """
-    body = "".join(turn_html(t, preload="none") for t in turns) if turns else "<p>No turns yet.</p>"
+    body = "".join(turn_html(t, twin=True) for t in turns) if turns else "<p>No turns yet.</p>"
     return (
         f'{_NO_MODEL_ERROR}<div class="kki-chat-fallback"><div style="opacity:.75">{html.escape(title)} · '
         f"{len(turns)} turn{'s' if len(turns) != 1 else ''}</div>{body}</div>"

@@ -23,6 +23,7 @@ import hmac
 import html
 import json
 import logging
+import os
 import random
 import re
 import shutil
@@ -49,6 +50,10 @@ if TYPE_CHECKING:
     from starlette.responses import Response
 
 FAULT_HEADER = "X-Sim-Fault"
+# Where a simulator given no ``media_dir`` keeps its clips, else in a temp folder of its own: a
+# folder many simulators share (clips are named by everything they show, so a cached clip is the
+# one a render would give), where each distinct clip renders once.
+MEDIA_DIR_VARIABLE = "KKI_SIMULATOR_MEDIA_DIR"
 MEDIA_NAME = re.compile(r"^[0-9a-f]{30}\.(mp4|webp)$")
 MEDIA_STEM = re.compile(r"^[0-9a-f]{30}$")
 MEDIA_TYPES = {"mp4": "video/mp4", "webp": "image/webp"}
@@ -123,6 +128,14 @@ def _checked_variants(variants: int) -> int:
     return variants
 
 
+def _media_folder(media_dir: str | Path | None) -> tuple[Path, bool]:
+    """(the folder, whether the simulator owns it and removes it on stop)."""
+    given = media_dir if media_dir is not None else os.environ.get(MEDIA_DIR_VARIABLE) or None
+    if given is None:
+        return Path(tempfile.mkdtemp(prefix="kki-simulator-")), True
+    return Path(given), False
+
+
 def _catalog_models(catalog: str) -> tuple[str, ...]:
     """A relay of one family: it lists (GET /v1/models) and serves exactly these names."""
     if catalog not in MODEL_LISTS:
@@ -135,6 +148,8 @@ class Simulator:
 
     ``with Simulator(queue_seconds=0, generate_seconds=0, step_seconds=0) as sim:`` gives a
     running server; ``sim.base_url`` is the OpenAI base URL (ends with ``/v1``).
+    ``media_dir``: where rendered clips are kept and served from; by default
+    ``$KKI_SIMULATOR_MEDIA_DIR``, else a temp folder removed on stop.
     For tests: ``sim.requests`` (parsed chat request bodies, never headers), ``sim.submissions``
     (generations accepted, i.e. paid), ``sim.tasks`` (task ID → :class:`Generation`).
     """
@@ -180,8 +195,7 @@ class Simulator:
         self.faults: FaultPlan = parse_faults(faults)
         self.dialect: dialects.Dialect = dialect_registry.get_dialect(dialect)
         self._rng = random.Random(seed)
-        self._owns_media_dir = media_dir is None
-        self.media_dir = Path(tempfile.mkdtemp(prefix="kki-simulator-") if media_dir is None else media_dir)
+        self.media_dir, self._owns_media_dir = _media_folder(media_dir)
         self.renderer = Renderer(self.media_dir, clip_seconds=clip_seconds)
         # Prices and the key's balance (see billing.py); fault ``no_pricing`` hides them.
         self.billing = Billing(prices, balance)

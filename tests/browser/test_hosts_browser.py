@@ -288,15 +288,22 @@ def saved_widget_notebook(sim, tmp_path_factory) -> Path:
     return folder
 
 
-def test_a_restored_widget_without_its_kernel_keeps_the_prompt_and_says_why(saved_widget_notebook, lab, page):
+@pytest.mark.parametrize("app", ["lab", "notebook7"])
+def test_a_restored_widget_without_its_kernel_keeps_the_prompt_and_says_why(saved_widget_notebook, request, page, app):
     from nbformat import read, write
     from nbformat.sign import NotebookNotary
 
-    shutil.copytree(saved_widget_notebook / "kki_media", lab.root / "kki_media", dirs_exist_ok=True)
+    server = request.getfixturevalue(app)
+    shutil.copytree(saved_widget_notebook / "kki_media", server.root / "kki_media", dirs_exist_ok=True)
     notebook = read(saved_widget_notebook / "restored.ipynb", as_version=4)
-    NotebookNotary().sign(notebook)  # trusted: JupyterLab restores the widget from its saved state
-    write(notebook, lab.root / "restored.ipynb")
-    lab.open(page, "restored.ipynb?reset")
+    # A copy of its own (see test_without_a_live_widget_the_static_card_shows_alone), trusted:
+    # the front end restores the widget from its saved state.
+    notebook.metadata["kki_test_copy"] = f"restored-{app}"
+    NotebookNotary().sign(notebook)
+    write(notebook, server.root / "restored.ipynb")
+    media_requests: list[str] = []
+    page.on("request", lambda r: media_requests.append(r.url))
+    server.open(page, "restored.ipynb" + ("?reset" if app == "lab" else ""))
     # The kernel JupyterLab started knows nothing of this widget: the view finds out by itself.
     page.wait_for_selector(".kki-offline", state="visible", timeout=60_000)
     result = _finished_turn_plays(page)
@@ -316,7 +323,16 @@ def test_a_restored_widget_without_its_kernel_keeps_the_prompt_and_says_why(save
     # The cell's saved text says what is there, not an object's address.
     outputs = json.dumps(notebook.cells[0].outputs)
     assert "object at 0x" not in outputs and "VideoChatHandle" not in outputs
-    _shoot(page, "lab-restored-without-kernel")
+    # The static twin is hidden under the live widget and fetches nothing: neither its poster
+    # `<img>` nor its player's poster (a hidden copy would load every thumbnail twice).
+    twin = page.evaluate(
+        """() => Array.from(document.querySelectorAll('.kki-chat-fallback img')).map((img) => ({
+             shown: img.offsetParent !== null, loaded: img.naturalWidth > 0}))"""
+    )
+    assert twin and not any(i["shown"] or i["loaded"] for i in twin), twin
+    fetched = [url for url in media_requests if "kki_media/" in url and ".webp" in url]
+    assert len(fetched) <= 1, fetched  # the widget's own thumbnail, once
+    _shoot(page, f"{app}-restored-without-kernel")
 
 
 @pytest.mark.parametrize(
