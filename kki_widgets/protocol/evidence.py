@@ -413,7 +413,7 @@ def _without_video(generation: Generation, message: str) -> Generation:
         f"working on it. Some relays charge for such answers: check the relay's dashboard before sending again.\n\nThe relay said:\n{words}"
     )
     return replace(generation, status="failed", video_url=None, download_url=None, error=text,
-                   unverified=False)
+                   unverified=False, answered_without_video=not generation.task_id)
 
 
 def final_message(text: str, reasoning: str = "") -> str:
