@@ -397,7 +397,7 @@ def still_running(generation: Generation, message: str) -> Generation:
     """The relay's answer ended while the video is still being made there: resumable."""
     task = f" Its task ID is {generation.task_id}." if generation.task_id else ""
     how = (
-        f" Fetch it later with %sora resume {generation.task_id}, the turn's retry, or the raw-data link;"
+        f" Fetch it later with %sora resume {generation.task_id}, VideoChat's Resume button, or the raw-data link;"
         " it was not sent again." if generation.task_id else
         " The relay gave no task ID to fetch it by: check the relay's dashboard before sending again."
     )
