@@ -1,0 +1,78 @@
+"""Resume in a real JupyterLab + chromium: a turn whose generation is still being made at the
+relay (the stream was cut after the task ID and the kernel stopped following it) offers Resume;
+clicking it follows the same task to its video. The simulator, run by this test process, proves
+nothing was sent again: one chat/completions POST and one paid submission in all."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kki_widgets.simulator import Simulator
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+TURN = '.kki-turn[data-index="0"]'
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"  # gitignored
+
+
+@pytest.fixture(scope="module")
+def sim():
+    # The relay needs 3 s for the video; the kernel's client stops following after 0.5 s.
+    with Simulator(queue_seconds=0.2, generate_seconds=3.0, step_seconds=0.1, api_key="sim-test-key", seed=31) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def relay_url(sim) -> str:
+    return sim.base_url
+
+
+def test_resume_follows_a_turn_still_being_made_at_the_relay(lab, page, sim):
+    lab.write_notebook(
+        "resume.ipynb",
+        ["from kki_widgets import VideoChat\nchat = VideoChat(max_retries=0, follow_timeout=0.5)\nchat"],
+    )
+    lab.open(page, "resume.ipynb")
+    lab.run_all(page)
+    page.wait_for_selector(".kki-chat", timeout=60_000)
+    # Every status turn #1 shows, in order (the chat must go back to working, then done).
+    page.evaluate(
+        """() => {
+          window.__kkiStatuses = [];
+          new MutationObserver(() => {
+            const turn = document.querySelector('.kki-turn[data-index="0"]');
+            const last = window.__kkiStatuses[window.__kkiStatuses.length - 1];
+            if (turn && turn.dataset.status !== last) window.__kkiStatuses.push(turn.dataset.status);
+          }).observe(document.querySelector('.kki-chat'), {subtree: true, childList: true, attributes: true});
+        }"""
+    )
+    page.fill(".kki-input", "a slow sunrise [[fault:cut_after_task_id]]")
+    page.keyboard.press("Enter")
+    still = page.wait_for_selector(f'{TURN}[data-status="still_running"]', state="attached", timeout=60_000)
+    task_id = still.query_selector(".kki-task-id").inner_text()
+    assert task_id in sim.tasks and sim.submissions == 1 and len(sim.requests) == 1
+    assert still.query_selector(".kki-status").inner_text() == "Still running at the relay"
+    resume = still.query_selector(".kki-resume")
+    assert resume.is_visible() and resume.inner_text() == "Resume"
+    assert not still.query_selector(".kki-retry").is_visible()  # Retry would pay again
+    assert not still.query_selector(".kki-resume-why").is_visible()
+    page.screenshot(path=str(ARTIFACTS / "resume-still-running.png"), full_page=True)
+
+    # Once the relay has the video, Resume fetches it under the same task ID.
+    lab.wait_until(lambda: sim.tasks[task_id].status == "completed", timeout=60, message="the relay never finished")
+    resume.click()
+    done = page.wait_for_selector(f'{TURN}[data-status="completed"]', state="attached", timeout=60_000)
+    page.wait_for_selector(".kki-busy", state="hidden", timeout=60_000)  # the copy is kept
+    assert done.query_selector(".kki-task-id").inner_text() == task_id
+    assert sim.submissions == 1 and len(sim.requests) == 1  # never sent again
+    assert page.locator(".kki-turn").count() == 1  # the same turn, not a new one
+    assert not done.query_selector(".kki-resume").is_visible()
+    assert not page.is_visible(".kki-error"), page.inner_text(".kki-error")
+    video = done.query_selector("video.kki-video")
+    page.wait_for_function("(v) => v.readyState >= 2", arg=video, timeout=20_000)
+    statuses = page.evaluate("() => window.__kkiStatuses")
+    assert statuses[statuses.index("still_running"):][-1] == "completed", statuses
+    page.screenshot(path=str(ARTIFACTS / "resume-completed.png"), full_page=True)
+    assert not page.errors.widget_errors(), page.errors.widget_errors()
