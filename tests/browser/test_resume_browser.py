@@ -19,8 +19,8 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"  # gitignored
 
 @pytest.fixture(scope="module")
 def sim():
-    # The relay needs 3 s for the video; the kernel's client stops following after 0.5 s.
-    with Simulator(queue_seconds=0.2, generate_seconds=3.0, step_seconds=0.1, api_key="sim-test-key", seed=31) as server:
+    # The relay needs 5 s for the video; the kernel's client stops following after 0.5 s.
+    with Simulator(queue_seconds=0.2, generate_seconds=5.0, step_seconds=0.1, api_key="sim-test-key", seed=31) as server:
         yield server
 
 
@@ -32,10 +32,13 @@ def relay_url(sim) -> str:
 def test_resume_follows_a_turn_still_being_made_at_the_relay(lab, page, sim):
     lab.write_notebook(
         "resume.ipynb",
-        ["from kki_widgets import VideoChat\nchat = VideoChat(max_retries=0, follow_timeout=0.5)\nchat"],
+        [
+            "from kki_widgets import VideoChat\nchat = VideoChat(max_retries=0, follow_timeout=0.5)\nchat",
+            "chat.conversation.client.follow_timeout = 60  # run by the test when the turn gave up",
+        ],
     )
     lab.open(page, "resume.ipynb")
-    lab.run_all(page)
+    run_cell(page, 0)
     page.wait_for_selector(".kki-chat", timeout=60_000)
     # Every status turn #1 shows, in order (the chat must go back to working, then done).
     page.evaluate(
@@ -60,9 +63,17 @@ def test_resume_follows_a_turn_still_being_made_at_the_relay(lab, page, sim):
     assert not still.query_selector(".kki-resume-why").is_visible()
     page.screenshot(path=str(ARTIFACTS / "resume-still-running.png"), full_page=True)
 
-    # Once the relay has the video, Resume fetches it under the same task ID.
-    lab.wait_until(lambda: sim.tasks[task_id].status == "completed", timeout=60, message="the relay never finished")
+    # A user with more patience clicks Resume while the relay still makes the video: the turn
+    # works again (progress), then completes under the same task ID.
+    run_cell(page, 1)
+    # Its execution count says it ran (and the kernel handles the click's message after it).
+    page.wait_for_function(
+        "() => /\\[2\\]/.test(document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')[1].textContent)"
+    )
+    assert sim.tasks[task_id].status != "completed"
     resume.click()
+    page.wait_for_selector(f'{TURN}[data-status="generating"]', state="attached", timeout=30_000)
+    assert page.is_visible(f"{TURN} .kki-cancel") and not page.is_visible(f"{TURN} .kki-resume")
     done = page.wait_for_selector(f'{TURN}[data-status="completed"]', state="attached", timeout=60_000)
     page.wait_for_selector(".kki-busy", state="hidden", timeout=60_000)  # the copy is kept
     assert done.query_selector(".kki-task-id").inner_text() == task_id
@@ -73,6 +84,18 @@ def test_resume_follows_a_turn_still_being_made_at_the_relay(lab, page, sim):
     video = done.query_selector("video.kki-video")
     page.wait_for_function("(v) => v.readyState >= 2", arg=video, timeout=20_000)
     statuses = page.evaluate("() => window.__kkiStatuses")
-    assert statuses[statuses.index("still_running"):][-1] == "completed", statuses
+    assert statuses[statuses.index("still_running"):] == ["still_running", "generating", "completed"], statuses
     page.screenshot(path=str(ARTIFACTS / "resume-completed.png"), full_page=True)
     assert not page.errors.widget_errors(), page.errors.widget_errors()
+
+
+def run_cell(page, index: int) -> None:
+    """Run one cell of the open notebook (the second waits until the test says)."""
+    page.evaluate(
+        """(index) => {
+          const notebook = window.jupyterapp.shell.currentWidget.content;
+          notebook.activeCellIndex = index;
+          return window.jupyterapp.commands.execute('notebook:run-cell');
+        }""",
+        index,
+    )
