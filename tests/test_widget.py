@@ -698,6 +698,7 @@ def test_a_turn_without_a_task_id_or_raw_data_link_says_why_it_cannot_be_resumed
             chat._flush()
             state = chat.turn_data[0]
             assert state["status"] == "still_running" and state["resumable"] is False, state
+            assert "Resume button" not in state["error"]  # the turn's words offer no button either
             with pytest.raises(ValueError) as refused:
                 chat.resume(0)
             from_js(chat, {"type": "resume", "id": "r2", "index": 0})
