@@ -16,7 +16,13 @@ from unittest import mock
 
 import pytest
 
-from kki_widgets.notebook.widget import FLUSH_INTERVAL, VideoChat, safe_url, turn_to_dict
+from kki_widgets.notebook.widget import (
+    FLUSH_INTERVAL,
+    VideoChat,
+    VideoChatHandle,
+    safe_url,
+    turn_to_dict,
+)
 from kki_widgets.protocol.transcript import Generation
 
 
@@ -641,7 +647,8 @@ async def until(condition, what: str, timeout: float = 30.0) -> None:
         await asyncio.sleep(0.02)
 
 
-def test_resume_follows_a_still_running_turn_to_its_video_under_the_same_task(slow_sim, tmp_path):
+@pytest.mark.parametrize("asked_from", ["the front end", "Python"])
+def test_resume_follows_a_still_running_turn_to_its_video_under_the_same_task(slow_sim, tmp_path, asked_from):
     async def main():
         # The stream is cut after the task ID and following the raw data gives up after 0.3 s:
         # the turn ends "still running at the relay", the relay goes on making the video.
@@ -653,18 +660,25 @@ def test_resume_follows_a_still_running_turn_to_its_video_under_the_same_task(sl
         assert slow_sim.tasks[turn.task_id].status != "completed"  # the relay is still at it
         # A user with more patience now: Resume follows until the video is there.
         chat.conversation.client.follow_timeout = 60
-        from_js(chat, {"type": "resume", "id": "r1", "index": 0})
+        if asked_from == "Python":
+            handle = chat.resume(0)
+            assert isinstance(handle, VideoChatHandle) and handle.turn is turn
+            assert await handle is turn
+        else:
+            from_js(chat, {"type": "resume", "id": "r1", "index": 0})
         await until(lambda: chat.turn_data[0]["status"] == "completed" and not chat.busy, "resumed")
         return chat, comm, turn, before
 
     chat, comm, turn, (still, posts, submissions) = asyncio.run(main())
     assert still["status"] == "still_running" and still["resumable"] is True
     assert still["resume_note"] == "" and turn.generation.raw_url.endswith(f"/source/{turn.task_id}")
-    assert {"type": "ok", "id": "r1"} in comm.custom()
+    if asked_from == "the front end":
+        assert {"type": "ok", "id": "r1"} in comm.custom()
     # The same turn and task: no second chat/completions POST, no second paid submission.
     assert chat.turns == [turn] and turn.status == "completed" and turn.generation.video_url
     assert chat.turn_data[0]["task_id"] == still["task_id"] == turn.task_id
-    assert len(slow_sim.requests) == posts == 1 and slow_sim.submissions == submissions == 1
+    assert len(slow_sim.requests) == posts and slow_sim.submissions == submissions
+    assert slow_sim.requests[-1]["messages"][-1]["content"].startswith("a slow sunrise")
     # The chat showed it generating again (the relay had not finished), then completed; done, it
     # offers no Resume.
     seen = [turns[0]["status"] for turns in comm.turn_updates()]
