@@ -431,9 +431,16 @@ class VideoChat(anywidget.AnyWidget):
 
         turn = self._resumable_turn(index)
         future = submit(self.conversation.aresume(turn.task_id))
-        future.add_done_callback(lambda _done: self._resuming.discard(index))
+        future.add_done_callback(lambda done: self._resumed(index, done))
         self.error = ""
         return VideoChatHandle(TurnHandle(turn, future, background_loop()), self.conversation)
+
+    def _resumed(self, index: int, done: Any) -> None:
+        """The follow ended; one that could not even start says why (the UI got "ok" already)."""
+        with self._lock:
+            self._resuming.discard(index)
+            if not done.cancelled() and done.exception() is not None and not self._closed:
+                self.error = str(done.exception()) or type(done.exception()).__name__
 
     def _resumable_turn(self, index: int) -> Any:
         turns = self.turns
