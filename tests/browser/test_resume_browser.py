@@ -99,3 +99,47 @@ def run_cell(page, index: int) -> None:
         }""",
         index,
     )
+
+
+def test_a_video_still_being_made_without_a_task_id_says_why_there_is_no_resume(lab, page):
+    """A relay that ends with "may still be generating" and no task ID: nothing to follow the
+    video by. The turn shows no Resume and says why, in words."""
+    import json
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from kki_testing import ReplayServer
+
+    deltas = ["🎬 视频生成中...\n", "The stream has ended, but your video may still be generating.\n"]
+    chunks = [{"choices": [{"index": 0, "delta": {"content": d}, "finish_reason": None}]} for d in deltas]
+    body = b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
+    relay = ReplayServer(body, piece=64, pause=0)
+    try:
+        lab.write_notebook(
+            "no-task.ipynb",
+            [f"from kki_widgets import VideoChat\nVideoChat(base_url={relay.base_url!r}, max_retries=0)"],
+        )
+        lab.open(page, "no-task.ipynb?reset")  # a fresh workspace: resume.ipynb's widget stays closed
+        lab.run_all(page)
+        page.wait_for_selector(".kki-chat", timeout=60_000)
+        page.fill(".kki-input", "a fox")
+        page.keyboard.press("Enter")
+        turn = page.wait_for_selector(f'{TURN}[data-status="still_running"]', state="attached", timeout=60_000)
+        assert len(relay.requests) == 1
+    finally:
+        relay.close()
+    assert not turn.query_selector(".kki-resume").is_visible()
+    assert not turn.query_selector(".kki-retry").is_visible()
+    why = turn.query_selector(".kki-resume-why")
+    assert why.is_visible()
+    assert why.inner_text() == (
+        "No Resume: the relay gave no task ID to follow this video by: look for it on the relay's "
+        "dashboard (sending the prompt again would pay again)."
+    )
+    # The relay's own words are kept too, and the price says the video will cost what one costs.
+    assert "may still be generating" in turn.query_selector(".kki-turn-error").inner_text()
+    page.wait_for_function(
+        "(t) => t.querySelector('.kki-cost').textContent === 'still being made at the relay'", arg=turn
+    )
+    page.screenshot(path=str(ARTIFACTS / "resume-no-task-id.png"), full_page=True)
+    assert not page.errors.widget_errors(), page.errors.widget_errors()
