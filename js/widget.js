@@ -27,7 +27,7 @@
  * @property {string | null} orientation
  * @property {number | null} duration
  * @property {number | null} parent
- * @property {"queued" | "generating" | "completed" | "failed" | "cancelled"} status
+ * @property {"queued" | "generating" | "completed" | "failed" | "cancelled" | "still_running"} status
  * @property {string} status_text    the status in words (transcript.STATUS_WORDS)
  * @property {boolean} [running]     queued or generating (transcript.RUNNING)
  * @property {number} progress
@@ -49,6 +49,9 @@
  * @property {number | null} [takes]     how many takes that request has
  * @property {number | null} [take_group] index of take 1: the takes are drawn side by side
  * @property {boolean} [picked]
+ * @property {string} [note]            how it was made when not the usual remix (a claim picked up)
+ * @property {boolean} [resumable]       Resume follows its task again (no new request, no new charge)
+ * @property {string} [resume_note]      why a turn still being made at the relay cannot be resumed
  * @property {string} [continue_text]   the continue button's words: a remix, or from the last frame
  * @property {string} [continuing_text] the composer's chip once that button was pressed
  */
@@ -532,7 +535,9 @@ class TurnView {
     this.warnings.setAttribute("role", "status");
     this.error = h("div", "kki-turn-error");
     this.error.setAttribute("role", "alert");
-    return [this.warnings, this.notices, this.error];
+    // How the turn was made when it is not the usual remix (Python's words, as on the %%sora card).
+    this.note = h("div", "kki-note");
+    return [this.warnings, this.notices, this.note, this.error];
   }
 
   /** @param {(turn: TurnState) => void} onRemix */
@@ -541,13 +546,17 @@ class TurnView {
     this.pickBtn = this.requestButton("kki-pick", "Pick this take", "pick");
     this.cancelBtn = this.requestButton("kki-cancel", "Cancel", "cancel");
     this.retryBtn = this.requestButton("kki-retry", "Retry", "retry");
+    // Follows the same task: never sends the prompt again, so it costs nothing new.
+    this.resumeBtn = this.requestButton("kki-resume", "Resume", "resume");
+    this.resumeBtn.title = "Follow the relay's task until its video is ready (nothing is sent again, no new charge)";
+    this.resumeWhy = h("div", "kki-resume-why");
     this.remixBtn = button("kki-remix", "Remix from here");
     this.remixBtn.addEventListener("click", () => {
       if (this.turn) onRemix(this.turn);
     });
     this.download = makeLink("kki-link kki-download", "Download");
     this.download.setAttribute("download", "");
-    actions.append(this.pickBtn, this.cancelBtn, this.retryBtn, this.remixBtn, this.download);
+    actions.append(this.pickBtn, this.cancelBtn, this.resumeBtn, this.retryBtn, this.remixBtn, this.download, this.resumeWhy);
     return actions;
   }
 
@@ -556,7 +565,7 @@ class TurnView {
    * (an error re-enables it; success is shown by the next state).
    * @param {string} className
    * @param {string} text
-   * @param {"pick" | "cancel" | "retry"} type
+   * @param {"pick" | "cancel" | "retry" | "resume"} type
    */
   requestButton(className, text, type) {
     const b = button(className, text);
@@ -672,6 +681,8 @@ class TurnView {
     this.warnings.hidden = warnings.length === 0;
     this.error.textContent = turn.error ?? "";
     this.error.hidden = !turn.error;
+    this.note.textContent = typeof turn.note === "string" ? turn.note : "";
+    this.note.hidden = !this.note.textContent;
   }
 
   /** @param {TurnState} turn */
@@ -682,6 +693,10 @@ class TurnView {
     const retryable = turn.status === "failed" || turn.status === "cancelled";
     this.retryBtn.hidden = !retryable;
     if (retryable) this.retryBtn.disabled = false;
+    this.resumeBtn.hidden = !turn.resumable;
+    if (turn.resumable) this.resumeBtn.disabled = false;
+    this.resumeWhy.textContent = typeof turn.resume_note === "string" ? turn.resume_note : "";
+    this.resumeWhy.hidden = !this.resumeWhy.textContent;
     this.remixBtn.hidden = turn.status !== "completed";
     this.remixBtn.textContent = turn.continue_text || "Remix from here";
   }

@@ -179,3 +179,40 @@ def test_history_shows_what_each_turn_cost(sim, new_shell):
     costs = history_costs(run(ip, "%sora history"))
     assert costs["a paper boat on a rainy street"] == "$0.10, then $0.00 (replayed, not paid)"
     assert costs["a lighthouse at dusk"] == "unknown"
+
+
+def test_an_answer_without_a_video_or_task_id_reads_unknown_in_the_card_history_and_usage(
+    monkeypatch, new_shell, capsys
+):
+    """The relay answered (200, words) but gave no video, no task ID and no word of failing: the
+    card warns it may have been charged, and every price beside it says "unknown", never $0."""
+    import json
+
+    from kki_testing import TEST_KEY, ReplayServer
+
+    deltas = ["Your request is being processed.\n", "Here is the result.\n"]
+    chunks = [{"choices": [{"index": 0, "delta": {"content": d}, "finish_reason": None}]} for d in deltas]
+    body = b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
+    server = ReplayServer(body, piece=64, pause=0)
+    forget_discoveries()
+    try:
+        monkeypatch.setenv("KKI_BASE_URL", server.base_url)
+        monkeypatch.setenv("KKI_API_KEY", TEST_KEY)
+        ip = new_shell()
+        run(ip, "%config SoraMagics.prices = {'sora-2': 0.40}")
+        capsys.readouterr()
+        with pytest.raises(Exception, match="Some relays charge for such answers"):
+            run(ip, "%%sora\na harbour at night")
+        card = card_lines(capsys.readouterr().out)[-1]
+        assert "charged: unknown — the relay answered without a video (estimate $0.40)" in card, card
+        assert "not charged" not in card and "$0.00" not in card
+        table = run(ip, "%sora history")
+        assert history_costs(table) == {"a harbour at night": "unknown (the relay answered without a video)"}
+        assert repr(table).endswith("total charged: $0.00 (+ 1 at an unknown price)")
+        usage = run(ip, "%sora usage")
+        assert usage["by_model"] == {"sora-2": {"generations": 1, "spent": 0.0, "unknown": 1}}
+        assert "spent: $0.00 + 1 at an unknown price" in repr(usage)
+        assert len(server.requests) == 1
+    finally:
+        server.close()
+        forget_discoveries()

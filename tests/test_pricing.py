@@ -206,3 +206,85 @@ def test_cost_words_for_each_state_of_a_turn():
                      cost_note="not charged: the relay never accepted it")  # fmt: skip
     assert cancelled.cost_text == "$0.00 — not charged: the relay never accepted it"
     assert Turn(index=0, prompt="x", status="queued").cost_text == "price unknown"
+
+
+# -- an answer that ended without a video: charged or not, decided from the evidence ------------
+
+
+def relay_answering(*deltas: str):
+    """A relay that streams `deltas` (200, a chat-completion answer) and ends with [DONE]."""
+    from kki_testing import ReplayServer
+
+    chunks = [{"choices": [{"index": 0, "delta": {"content": d}, "finish_reason": None}]} for d in deltas]
+    chunks.append({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    body = b"".join(b"data: " + json.dumps(c, ensure_ascii=False).encode() + b"\n\n" for c in chunks)
+    return ReplayServer(body + b"data: [DONE]\n\n", piece=64, pause=0)
+
+
+def answered(server, budget=None):
+    from kki_widgets.client.relay import RelayClient
+    from kki_widgets.protocol.pricing import cost_cell, usage_lines
+
+    client = RelayClient(base_url=server.base_url, api_key=TEST_KEY, max_retries=0, poll_interval=0.01)
+    conv = Conversation(client=client, store=None, prices={"sora-2": 0.4}, budget=budget)
+    turn = conv.send("a fox")
+    return turn, conv.usage(), cost_cell(turn), usage_lines(conv.usage()), conv
+
+
+def test_an_answer_without_a_video_or_task_id_may_have_been_charged_and_says_so():
+    server = relay_answering("Your request is being processed.\n", "Here is the result.\n")
+    try:
+        turn, usage, cell, lines, conv = answered(server, budget=2.0)
+    finally:
+        server.close()
+    # The warning and the price say the same thing: it may have been charged.
+    assert turn.status == "failed" and turn.task_id is None
+    assert "Some relays charge for such answers" in turn.error
+    assert turn.cost is None
+    assert turn.cost_text == "charged: unknown — the relay answered without a video (estimate $0.40)"
+    assert "not charged" not in turn.cost_text and "$0.00" not in turn.cost_text
+    assert cell == "unknown (the relay answered without a video)"
+    # Counted at an unknown price, never as $0 or left out; the budget keeps its estimate.
+    assert usage["by_model"]["sora-2"] == {"generations": 1, "spent": 0.0, "unknown": 1}
+    assert "spent: $0.00 + 1 at an unknown price" in lines
+    assert conv.budget.spent == pytest.approx(0.4)
+    assert len(server.requests) == 1
+
+
+def test_a_refusal_in_the_relays_words_without_a_task_id_is_not_charged():
+    server = relay_answering("❌ 生成失败: 提示词违反内容政策\n")
+    try:
+        turn, usage, cell, _lines, conv = answered(server, budget=2.0)
+    finally:
+        server.close()
+    assert turn.status == "failed" and "违反内容政策" in turn.error
+    assert "Some relays charge" not in turn.error
+    assert turn.cost == 0.0 and turn.cost_text == "$0.00 — not charged: the relay never accepted it"
+    assert cell == "$0.00 (not charged)"
+    assert usage["by_model"] == {} and conv.budget.spent == 0.0
+
+
+def test_a_video_still_being_made_without_a_task_id_costs_what_a_video_costs():
+    server = relay_answering("🎬 视频生成中...\n", "The stream has ended, but your video may still be generating.\n")
+    try:
+        turn, usage, _cell, _lines, _conv = answered(server)
+    finally:
+        server.close()
+    # The relay took the request (it says it is making the video): not "never accepted".
+    assert turn.status == "still_running" and turn.task_id is None
+    assert turn.cost_text == "estimate $0.40 — still being made at the relay"
+    assert usage["by_model"]["sora-2"] == {"generations": 1, "spent": 0.4, "unknown": 0}
+
+
+def test_the_evidence_marks_only_the_answer_that_said_nothing():
+    from kki_widgets.protocol.pricing import accepted
+    from kki_widgets.protocol.transcript import Generation
+
+    assert accepted("failed", Generation(task_id="t-1", status="failed")) is True
+    assert accepted("still_running", Generation(status="still_running")) is True
+    assert accepted("failed", Generation(status="failed", answered_without_video=True)) is None
+    assert accepted("failed", Generation(status="failed")) is False  # an HTTP error, a refusal
+    # The mark survives the store (a reloaded turn still reads "unknown").
+    marked = Generation(status="failed", answered_without_video=True)
+    assert Generation.from_dict(json.loads(json.dumps(marked.to_dict()))).answered_without_video
+    assert Generation.from_dict({"answered_without_video": "yes"}).answered_without_video is False

@@ -16,7 +16,13 @@ from unittest import mock
 
 import pytest
 
-from kki_widgets.notebook.widget import FLUSH_INTERVAL, VideoChat, safe_url, turn_to_dict
+from kki_widgets.notebook.widget import (
+    FLUSH_INTERVAL,
+    VideoChat,
+    VideoChatHandle,
+    safe_url,
+    turn_to_dict,
+)
 from kki_widgets.protocol.transcript import Generation
 
 
@@ -624,3 +630,129 @@ def test_a_card_says_what_it_remixes_shows_its_poster_and_the_twin_loads_nothing
     # video's poster loads even in a hidden output). Its thumbnails still show where it is seen.
     assert twin.count('loading="lazy"') == 2 and twin.count('class="kki-poster"') == 2
     assert all("poster=" not in v.split(">", 1)[0] for v in twin.split("<video")[1:])
+
+
+# ---- Resume: a turn still being made at the relay, followed under its own task -----------------
+
+
+@pytest.fixture(scope="module")
+def slow_sim():
+    from kki_widgets.simulator import Simulator
+
+    # Slow enough that a follow of 0.3 s gives up while the relay still makes the video.
+    with Simulator(queue_seconds=0.2, generate_seconds=2.5, step_seconds=0.1, seed=12) as server:
+        yield server
+
+
+async def until(condition, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"never: {what}"
+        await asyncio.sleep(0.02)
+
+
+@pytest.mark.parametrize("asked_from", ["the front end", "Python"])
+def test_resume_follows_a_still_running_turn_to_its_video_under_the_same_task(slow_sim, tmp_path, asked_from):
+    async def main():
+        # The stream is cut after the task ID and following the raw data gives up after 0.3 s:
+        # the turn ends "still running at the relay", the relay goes on making the video.
+        chat = VideoChat(base_url=slow_sim.base_url, api_key="sim-test-key", store=None,
+                         media_dir=tmp_path, follow_timeout=0.3, poll_interval=0.05)  # fmt: skip
+        comm = attach(chat)
+        turn = await chat.send("a slow sunrise [[fault:cut_after_task_id]]")
+        before = dict(chat.turn_data[0]), len(slow_sim.requests), slow_sim.submissions
+        assert slow_sim.tasks[turn.task_id].status != "completed"  # the relay is still at it
+        # A user with more patience now: Resume follows until the video is there.
+        chat.conversation.client.follow_timeout = 60
+        if asked_from == "Python":
+            handle = chat.resume(0)
+            assert isinstance(handle, VideoChatHandle) and handle.turn is turn
+            assert await handle is turn
+        else:
+            from_js(chat, {"type": "resume", "id": "r1", "index": 0})
+        await until(lambda: chat.turn_data[0]["status"] == "completed" and not chat.busy, "resumed")
+        return chat, comm, turn, before
+
+    chat, comm, turn, (still, posts, submissions) = asyncio.run(main())
+    assert still["status"] == "still_running" and still["resumable"] is True
+    assert still["resume_note"] == "" and turn.generation.raw_url.endswith(f"/source/{turn.task_id}")
+    if asked_from == "the front end":
+        assert {"type": "ok", "id": "r1"} in comm.custom()
+    # The same turn and task: no second chat/completions POST, no second paid submission.
+    assert chat.turns == [turn] and turn.status == "completed" and turn.generation.video_url
+    assert chat.turn_data[0]["task_id"] == still["task_id"] == turn.task_id
+    assert len(slow_sim.requests) == posts and slow_sim.submissions == submissions
+    assert slow_sim.requests[-1]["messages"][-1]["content"].startswith("a slow sunrise")
+    # The chat showed it generating again (the relay had not finished), then completed; done, it
+    # offers no Resume.
+    seen = [turns[0]["status"] for turns in comm.turn_updates()]
+    resumed = seen[seen.index("still_running"):]
+    assert "generating" in resumed and resumed[-1] == "completed", seen
+    assert chat.turn_data[0]["resumable"] is False and not chat.error
+
+
+def test_a_turn_without_a_task_id_or_raw_data_link_says_why_it_cannot_be_resumed():
+    from kki_testing import TEST_KEY, ReplayServer
+
+    from kki_widgets.client.relay import RelayClient
+    from kki_widgets.conversation.session import Conversation
+
+    answers = {
+        # "May still be generating", no task ID: nothing to follow it by.
+        "no task ID": ["🎬 视频生成中...\n", "The stream has ended, but your video may still be generating.\n"],
+        # A task ID and an invitation to check later, but no raw-data link to follow.
+        "task ID only": ["Task submitted.\n", "Task ID: `gen-4f2a9c`\n", "Query its status later with this ID.\n"],
+    }
+    words = {}
+    for name, deltas in answers.items():
+        chunks = [{"choices": [{"index": 0, "delta": {"content": d}, "finish_reason": None}]} for d in deltas]
+        body = b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
+        server = ReplayServer(body, piece=64, pause=0)
+        try:
+            client = RelayClient(base_url=server.base_url, api_key=TEST_KEY, max_retries=0, poll_interval=0.01)
+            chat = VideoChat(conversation=Conversation(client=client, store=None))
+            comm = attach(chat)
+            chat.conversation.send("a fox")
+            chat._flush()
+            state = chat.turn_data[0]
+            assert state["status"] == "still_running" and state["resumable"] is False, state
+            assert "Resume button" not in state["error"]  # the turn's words offer no button either
+            with pytest.raises(ValueError) as refused:
+                chat.resume(0)
+            from_js(chat, {"type": "resume", "id": "r2", "index": 0})
+            assert len(server.requests) == 1  # nothing was sent again
+        finally:
+            server.close()
+        words[name] = state["resume_note"]
+        assert str(refused.value) in words[name]
+        assert {"type": "error", "id": "r2", "error": str(refused.value)} in comm.custom()
+    assert words["no task ID"] == (
+        "No Resume: the relay gave no task ID to follow this video by: look for it on the relay's "
+        "dashboard (sending the prompt again would pay again)."
+    )
+    assert "gave task ID gen-4f2a9c but no raw-data link" in words["task ID only"]
+
+
+def test_resume_is_refused_for_a_finished_turn_and_a_turn_that_does_not_exist(sim):
+    async def main():
+        chat = real_chat(sim)
+        comm = attach(chat)
+        await chat.send("a lighthouse at dawn")
+        from_js(chat, {"type": "resume", "id": "r3", "index": 0})
+        from_js(chat, {"type": "resume", "id": "r4", "index": 7})
+        return chat, comm
+
+    chat, comm = asyncio.run(main())
+    errors = {m["id"]: m["error"] for m in comm.custom() if m.get("type") == "error"}
+    assert errors["r3"].startswith("turn 0 is completed: only a turn still being made at the relay")
+    assert errors["r4"] == "there is no turn 7 (this chat has 1)"
+    assert chat.turn_data[0]["resumable"] is False and chat.turn_data[0]["resume_note"] == ""
+
+
+def test_the_turns_note_reaches_the_widget_as_plain_text():
+    from kki_widgets.conversation.turn import Turn
+
+    note = "picked up the generation started at 14:02 (no new charge) <b>not markup</b>"
+    turn = Turn(index=0, prompt="x", status="generating", note=note)
+    assert turn_to_dict(turn)["note"] == note  # the JS draws it with textContent
+    assert turn_to_dict(Turn(index=0, prompt="x"))["note"] == ""

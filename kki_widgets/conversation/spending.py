@@ -68,12 +68,14 @@ class Spending:
     def settle(self, turn, status: str, model: str) -> None:
         """Record what the turn cost and release its budget reservation at that amount."""
         turn.cost, turn.cost_note = pricing.charge_for(
-            status, bool(turn.task_id), turn.estimate, self.prices.price(model)
+            status, pricing.accepted(status, turn.generation), turn.estimate, self.prices.price(model)
         )
         reservation = self._reservations.pop(turn.index, None)
         if self.budget is not None and reservation is not None:
-            # One reservation covers all takes of a request: settle each take's share.
-            self.budget.settle_part(reservation, turn.estimate or 0.0, turn.cost or 0.0)
+            # One reservation covers all takes of a request: settle each take's share. A charge
+            # that may have been made (unknown) keeps its estimate: the budget errs on the safe side.
+            spent = turn.cost if turn.cost is not None else turn.estimate
+            self.budget.settle_part(reservation, turn.estimate or 0.0, spent or 0.0)
 
     def usage(self, turns: list) -> dict:
         """Spend of `turns` by model, what the budget has left, and the key's balance before

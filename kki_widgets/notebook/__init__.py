@@ -4,6 +4,11 @@ turns through `kki_widgets.display`.
 
 `widget.VideoChat` (anywidget, `js/widget.js` + `js/widget.css`): the JS shows the status words
 Python sends (`status_text`, `running`, `cost_text`, `price_text`) and keeps none of its own.
+A turn still being made at the relay (or cancelled after the relay accepted it) offers Resume
+where Python says it is `resumable` (a task ID and the relay's raw-data link): `VideoChat.resume`
+follows the same task, nothing sent again; a still-running turn that cannot be followed says why
+(`resume_note`). A turn's `note` ("picked up the generation started at 14:02 (no new charge)")
+is drawn under it, as on the `%%sora` card.
 Updates are marshalled onto the widget's loop and flushed at most every 0.1 s (≤ 10 comm messages
 a second). Saved widget state keeps relative media paths only and drops loopback URLs where a
 local copy exists. Beside the view it displays a static twin (a display id updated as turns

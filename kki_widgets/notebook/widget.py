@@ -7,7 +7,7 @@ knowledge.
 Design notes (why it looks like this):
 - Durable state lives in traits (`turns` as plain dicts, `busy`, `error`, ...), so a second view,
   a re-displayed widget or a reopened notebook shows everything. One-off events (send, cancel,
-  retry, remix) are custom messages `{"type", "id", ...}`; failures answer with
+  retry, resume, remix) are custom messages `{"type", "id", ...}`; failures answer with
   `{"type": "error", "id", "error"}`.
 - A relay can stream hundreds of chunks per second; each trait assignment would be one comm
   message. Updates are therefore coalesced: at most one flush per `FLUSH_INTERVAL` (scheduled with
@@ -139,6 +139,44 @@ CONTINUE_WORDS = {
 }
 
 
+# Turns whose task the relay may still be making: following it again costs nothing.
+RESUMABLE = ("still_running", "cancelled")
+
+
+def resume_blocker(turn: Any) -> str | None:
+    """Why `VideoChat.resume` cannot follow `turn`'s task, in words; None when it can.
+
+    Following needs the task ID and the raw-data link the relay gave: without the link we would
+    guess an address the relay never named (asyncdata-style relays serve it from another host).
+    """
+    generation = getattr(turn, "generation", None)
+    status = getattr(turn, "status", None)
+    task_id = getattr(generation, "task_id", None)
+    again = "look for it on the relay's dashboard (sending the prompt again would pay again)"
+    if status not in RESUMABLE:
+        return (
+            f"turn {int(getattr(turn, 'index', 0))} is {STATUS_WORDS.get(status, status).lower()}: "
+            "only a turn still being made at the relay (or cancelled after the relay accepted "
+            "it) can be resumed"
+        )
+    if not task_id:
+        return f"the relay gave no task ID to follow this video by: {again}"
+    if not safe_url(getattr(generation, "raw_url", None)):
+        return f"the relay gave task ID {task_id} but no raw-data link to follow it by: {again}"
+    return None
+
+
+def _resume_words(turn: Any, status: str) -> dict:
+    """Whether the turn offers Resume and, for a turn the relay still makes, why it cannot."""
+    why = resume_blocker(turn) if status in RESUMABLE else "not resumable"
+    return {
+        "resumable": why is None,
+        # A cancelled turn without a link simply offers Retry; only a video still being made
+        # needs to say why nothing can fetch it.
+        "resume_note": f"No Resume: {why}." if why and status == "still_running" else "",
+    }
+
+
 def turn_to_dict(turn: Any, remixes: bool = True) -> dict:
     """A `Turn` as the plain, JSON-safe dict the front end renders (and notebooks save);
     `remixes`: whether the relay would continue it by remix (`Conversation.can_remix`)."""
@@ -178,6 +216,9 @@ def turn_to_dict(turn: Any, remixes: bool = True) -> dict:
         "created_at": _epoch(getattr(turn, "created_at", None)),
         "finished_at": _epoch(getattr(turn, "finished_at", None)),
         "notices": notices,
+        # How it was made when that is not the usual remix (a claim picked up, a frame continuation).
+        "note": str(getattr(turn, "note", None) or ""),
+        **_resume_words(turn, status),
         "continue_text": CONTINUE_WORDS[remixes][0],
         "continuing_text": CONTINUE_WORDS[remixes][1].format(n=int(getattr(turn, "index", 0)) + 1),
     }
@@ -318,6 +359,7 @@ class VideoChat(anywidget.AnyWidget):
             self.durations = list(sold)
 
         self._lock = threading.RLock()
+        self._resuming: set[int] = set()  # turns whose follow was asked for and has not ended
         self._flush_handle: Any = None
         self._dirty = False
         self._closed = False
@@ -374,6 +416,46 @@ class VideoChat(anywidget.AnyWidget):
         self.error = ""
         self._schedule(urgent=True)
         return VideoChatHandle(inner, self.conversation)
+
+    def resume(self, index: int) -> VideoChatHandle:
+        """Follow turn `index`'s task again, in the background: a turn still being made at the
+        relay (or cancelled after the relay accepted it) gets its video under the original task
+        ID. Nothing is sent again and nothing new is charged.
+
+        Runs on the private loop, like the turns a restarted kernel picks up, so it moves on
+        while a cell blocks the kernel. A turn without a task ID or raw-data link raises a
+        `ConfigurationError` saying why.
+        """
+        from ..client.loop import background_loop, submit
+        from ..conversation.turn import TurnHandle
+
+        turn = self._resumable_turn(index)
+        future = submit(self.conversation.aresume(turn.task_id))
+        future.add_done_callback(lambda done: self._resumed(index, done))
+        self.error = ""
+        return VideoChatHandle(TurnHandle(turn, future, background_loop()), self.conversation)
+
+    def _resumed(self, index: int, done: Any) -> None:
+        """The follow ended; one that could not even start says why (the UI got "ok" already)."""
+        with self._lock:
+            self._resuming.discard(index)
+            if not done.cancelled() and done.exception() is not None and not self._closed:
+                self.error = str(done.exception()) or type(done.exception()).__name__
+
+    def _resumable_turn(self, index: int) -> Any:
+        turns = self.turns
+        if not 0 <= index < len(turns):
+            raise ConfigurationError(f"there is no turn {index} (this chat has {len(turns)})")
+        turn = turns[index]
+        why = resume_blocker(turn)
+        if why is not None:
+            raise ConfigurationError(why)
+        with self._lock:
+            # A second click before the first follow has begun would follow the task twice.
+            if index in self._resuming or index in self.conversation.running:
+                raise ConfigurationError(f"turn {index} is already being followed")
+            self._resuming.add(index)
+        return turn
 
     def __repr__(self) -> str:
         """The conversation as it is now, in one line (text front ends, logs, `print(chat)`)."""
@@ -468,6 +550,8 @@ class VideoChat(anywidget.AnyWidget):
                 self.cancel(_int_or_none(content.get("index")))
             elif kind == "retry":
                 self.retry(int(content["index"]))
+            elif kind == "resume":
+                self.resume(int(content["index"]))
             else:
                 raise ValueError(f"unknown message type {kind!r}")
         except Exception as exc:  # every failure is shown in the UI, never lost in a log

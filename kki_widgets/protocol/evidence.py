@@ -396,11 +396,14 @@ def _failed(generation: Generation, reason: str) -> Generation:
 def still_running(generation: Generation, message: str) -> Generation:
     """The relay's answer ended while the video is still being made there: resumable."""
     task = f" Its task ID is {generation.task_id}." if generation.task_id else ""
-    how = (
-        f" Fetch it later with %sora resume {generation.task_id}, the turn's retry, or the raw-data link;"
-        " it was not sent again." if generation.task_id else
-        " The relay gave no task ID to fetch it by: check the relay's dashboard before sending again."
-    )
+    if generation.raw_url and generation.task_id:
+        how = (f" Fetch it later with %sora resume {generation.task_id}, VideoChat's Resume button,"
+               " or the raw-data link; it was not sent again.")
+    elif generation.task_id:  # no link of the relay's own to follow: the dashboard knows it
+        how = (f" Fetch it later on the relay's dashboard, or try %sora resume {generation.task_id};"
+               " it was not sent again.")
+    else:
+        how = " The relay gave no task ID to fetch it by: check the relay's dashboard before sending again."
     words = f"\n\nThe relay said:\n{message}" if message else ""
     text = f"The relay ended its answer while the video is still being made there.{task}{how}{words}"
     return replace(generation, status="still_running", video_url=None, error=text, unverified=False)
@@ -413,7 +416,7 @@ def _without_video(generation: Generation, message: str) -> Generation:
         f"working on it. Some relays charge for such answers: check the relay's dashboard before sending again.\n\nThe relay said:\n{words}"
     )
     return replace(generation, status="failed", video_url=None, download_url=None, error=text,
-                   unverified=False)
+                   unverified=False, answered_without_video=not generation.task_id)
 
 
 def final_message(text: str, reasoning: str = "") -> str:

@@ -307,10 +307,31 @@ def remember_prices(base_url: str, prices: dict[str, Price]) -> None:
 REPLAYED = "replayed from the store"
 
 
-def charge_for(status: str, accepted: bool, estimate: float | None, price: Price | None):
-    """(dollars charged or None when unknown, a note) for a turn that ended in `status`."""
+ANSWERED_WITHOUT_VIDEO = "the relay answered without a video"
+
+
+def accepted(status: str, generation) -> bool | None:
+    """Whether the relay accepted the request (and may charge for it), from the evidence.
+
+    True: it gave a task ID or a video, or says the video is still being made. None (unknown):
+    it answered (200, words) and ended without a video, a task ID or a word of failing, the
+    answer `evidence.decide` warns may have been charged. False: it refused before accepting,
+    an HTTP error before any answer or a refusal in its own words.
+    """
+    if getattr(generation, "task_id", None) or status in ("completed", "still_running"):
+        return True
+    if getattr(generation, "answered_without_video", False):
+        return None
+    return False
+
+
+def charge_for(status: str, accepted: bool | None, estimate: float | None, price: Price | None):
+    """(dollars charged or None when unknown, a note) for a turn that ended in `status`;
+    `accepted` as `accepted()` says (None: the relay answered, whether it charged is unknown)."""
     if status == "completed":
         return estimate, None
+    if accepted is None:
+        return None, ANSWERED_WITHOUT_VIDEO
     if not accepted:
         return 0.0, "not charged: the relay never accepted it"
     if status == "still_running":
@@ -341,7 +362,9 @@ def _cost_words(turn) -> str:
         # Running, or completed but still being kept (the media download): not settled yet.
         return f"estimate {money(turn.estimate)}" if turn.estimate is not None else "price unknown"
     if turn.cost is None:
-        return f"charged: unknown{' — ' + turn.cost_note if turn.cost_note else ''}"
+        # The estimate says what a charge would be, if the relay made one.
+        estimate = f" (estimate {money(turn.estimate)})" if turn.estimate is not None else ""
+        return f"charged: unknown{' — ' + turn.cost_note if turn.cost_note else ''}{estimate}"
     if turn.cost_note and turn.cost_note.startswith("not charged"):
         return f"{money(turn.cost)} — {turn.cost_note}"
     return f"charged: {money(turn.cost)}" + (f" — {turn.cost_note}" if turn.cost_note else "")
@@ -358,7 +381,7 @@ def cost_cell(turn) -> str:
         return f"est. {money(turn.estimate)}"
     note = turn.cost_note or ""
     if turn.cost is None:
-        words = UNKNOWN
+        words = UNKNOWN + (f" ({note})" if note else "")
     elif note.startswith("not charged"):
         words = f"{money(turn.cost)} (not charged)"
     else:
@@ -407,8 +430,8 @@ def summarize(turns) -> dict:
     for turn in turns:
         if turn.status not in TERMINAL or turn.cost_note == REPLAYED:
             continue  # still running, or a free replay of a turn counted elsewhere
-        if not turn.task_id and not turn.cost:
-            continue  # never reached the relay's accepting stage: nothing was charged
+        if not turn.task_id and turn.cost is not None and not turn.cost:
+            continue  # refused before the relay accepted it: nothing was charged
         model = str(turn.options.get("model") or "")
         row = by_model.setdefault(model, {"generations": 0, "spent": 0.0, "unknown": 0})
         row["generations"] += 1

@@ -135,6 +135,9 @@ class Generation:
     # Completed on the answer's words alone: the kernel could not reach the video to check its
     # bytes (address policy, network, proxy). The browser may still play it.
     unverified: bool = False
+    # The relay accepted the request (200, an answer) and ended it with no video, no task ID and
+    # no word of failing (evidence.decide's fifth ending): whether it charged is unknown.
+    answered_without_video: bool = False
     text_length: int = 0
     _log: _TextLog = field(default=_EMPTY_LOG, repr=False, compare=False)
     _parts: int = field(default=0, repr=False, compare=False)
@@ -168,6 +171,7 @@ class Generation:
         notices = values["notices"] if isinstance(values["notices"], (list, tuple)) else ()
         values["notices"] = tuple(str(n)[:MAX_NOTICE] for n in notices[:MAX_NOTICES])
         values["unverified"] = values["unverified"] is True
+        values["answered_without_video"] = values["answered_without_video"] is True
         return cls(**values).with_text(data.get("text") or "")
 
     def with_text(self, text: str) -> Generation:

@@ -42,6 +42,11 @@ def test_a_videochat_after_a_kernel_restart_shows_and_follows_the_claimed_turn(l
     turn = page.wait_for_selector('.kki-turn[data-index="0"]', state="attached", timeout=60_000)
     page.wait_for_selector('.kki-turn[data-index="0"][data-status="completed"]', state="attached", timeout=60_000)
     assert task_id in turn.inner_text()  # the original task, shown and finished
+    # The turn says how it was made, as the %%sora card does: picked up, no new charge.
+    note = turn.query_selector(".kki-note")
+    assert note.is_visible(), turn.inner_text()
+    assert note.inner_text().startswith("picked up the generation started at")
+    assert note.inner_text().endswith("(no new charge)")
     assert sim.submissions == 1  # followed, never sent again
     page.wait_for_selector(".kki-busy", state="hidden", timeout=60_000)  # the copy is kept
     page.wait_for_selector(".kki-turn video", state="attached", timeout=30_000)
