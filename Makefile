@@ -6,9 +6,15 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # The lowest versions pyproject.toml allows (uv's lowest-direct resolution), for `make test-min`.
 MIN_VENV ?= .venv-min
-# No real browser, no notebook runs, on two workers (pytest-xdist) taking a test file each at a
-# time: the edit-test loop (`make test-fast`) and the min-versions run (`make test-min`).
-FAST := -m "not browser and not notebook" -n 2 --dist loadfile
+# No real browser, no notebook runs: the edit-test loop (`make test-fast`) and the min-versions
+# run (`make test-min`).
+# Four workers on two cores: most of a test's time is spent waiting on a simulator, a replay or
+# a subprocess, and work stealing keeps every worker busy until the last file.
+# tests/browser is not even collected (its imports are Jupyter's, a second or two per worker).
+FAST := -m "not browser and not notebook" --ignore=tests/browser -n 4 --dist worksteal
+# Bytecode is written (some images set PYTHONDONTWRITEBYTECODE): every worker, kernel and
+# subprocess otherwise compiles the package and pytest rewrites every test module again.
+unexport PYTHONDONTWRITEBYTECODE
 PORT ?= 8888
 
 $(VENV)/.installed: pyproject.toml
@@ -40,7 +46,7 @@ voila: install
 lint: install
 	$(VENV)/bin/ruff check kki_widgets tests benchmarks
 
-# The unit and integration tests on two workers (one test file each at a time), then the tests
+# The unit and integration tests on four workers, then the tests
 # that drive a real browser or run whole notebooks, one at a time (each starts its own servers
 # and kernels, and they measure what a page shows).
 test: install lint

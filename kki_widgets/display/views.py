@@ -423,9 +423,17 @@ def chat_html(turns: Sequence[Any], title: str = "VideoChat") -> str:
 # above this twin, which shows the same turns: that output is hidden. Only where the notebook is
 # trusted (untrusted HTML loses <style>, and an untrusted view draws no widget). A loading widget
 # is left alone: hidden, JupyterLab would never render it.
+# While that widget output is still loading (not yet an error, not yet a chat) the twin is hidden
+# too: shown for that moment, it would fetch its thumbnail at a second address (the widget's CSS
+# hides it once the chat renders; an error shows it again).
+# (JupyterLab and Notebook 7 mark other outputs with their data-mime-type; a widget's renderer is
+# a panel without one.)
+_WIDGET_OUTPUT = ".jp-OutputArea-output.lm-Panel:not([data-mime-type])"
 _NO_MODEL_ERROR = (
     "<style>.jp-OutputArea-child:has(> .jp-OutputArea-output.jupyter-widgets):not(:has(.kki-chat))"
-    ":has(+ .jp-OutputArea-child .kki-chat-fallback){display:none}</style>"
+    ":has(+ .jp-OutputArea-child .kki-chat-fallback){display:none}"
+    f".jp-OutputArea-child:has(> {_WIDGET_OUTPUT}:not(.jupyter-widgets))"
+    " + .jp-OutputArea-child .kki-chat-fallback{display:none}</style>"
 )
 
 
