@@ -11,7 +11,8 @@ MIN_VENV ?= .venv-min
 # Four workers on two cores: most of a test's time is spent waiting on a simulator, a replay or
 # a subprocess, and work stealing keeps every worker busy until the last file.
 # tests/browser is not even collected (its imports are Jupyter's, a second or two per worker).
-FAST := -m "not browser and not notebook" --ignore=tests/browser -n 4 --dist worksteal
+WORKERS := --ignore=tests/browser -n 4 --dist worksteal
+FAST := -m "not browser and not notebook and not benchmark" $(WORKERS)
 # Bytecode is written (some images set PYTHONDONTWRITEBYTECODE): every worker, kernel and
 # subprocess otherwise compiles the package and pytest rewrites every test module again.
 unexport PYTHONDONTWRITEBYTECODE
@@ -46,11 +47,11 @@ voila: install
 lint: install
 	$(VENV)/bin/ruff check kki_widgets tests benchmarks
 
-# The unit and integration tests on four workers, then the tests
+# The unit and integration tests and the benchmarks' quick runs on four workers, then the tests
 # that drive a real browser or run whole notebooks, one at a time (each starts its own servers
 # and kernels, and they measure what a page shows).
 test: install lint
-	$(PY) -m pytest -q -ra $(FAST) --durations=10
+	$(PY) -m pytest -q -ra -m "not browser and not notebook" $(WORKERS) --durations=10
 	$(PY) -m pytest -q -ra -m "browser or notebook" --durations=10
 
 test-fast: install
