@@ -48,11 +48,11 @@ lint: install
 	$(VENV)/bin/ruff check kki_widgets tests benchmarks
 
 # The unit and integration tests and the benchmarks' quick runs on four workers, then the tests
-# that drive a real browser or run whole notebooks, one at a time (each starts its own servers
-# and kernels, and they measure what a page shows).
+# that drive a real browser or run whole notebooks on two, a test file each at a time (a file's
+# tests share the Jupyter server and simulator it starts).
 test: install lint
 	$(PY) -m pytest -q -ra -m "not browser and not notebook" $(WORKERS) --durations=10
-	$(PY) -m pytest -q -ra -m "browser or notebook" --durations=10
+	$(PY) -m pytest -q -ra -m "browser or notebook" -n 2 --dist loadfile --durations=10
 
 test-fast: install
 	$(PY) -m pytest -q -ra $(FAST) --durations=10
