@@ -676,6 +676,7 @@ def test_resume_follows_a_still_running_turn_to_its_video_under_the_same_task(sl
     chat, comm, turn, (still, posts, submissions) = asyncio.run(main())
     assert still["status"] == "still_running" and still["resumable"] is True
     assert still["resume_note"] == "" and turn.generation.raw_url.endswith(f"/source/{turn.task_id}")
+    assert "within 0.3 s of following it" in still["error"]  # not "0 s": the real limit
     if asked_from == "the front end":
         assert {"type": "ok", "id": "r1"} in comm.custom()
     # The same turn and task: no second chat/completions POST, no second paid submission.

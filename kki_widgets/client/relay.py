@@ -742,7 +742,7 @@ class AsyncRelayClient:
     ) -> None:
         if self.deadline is not None and time.monotonic() + upcoming - started > self.deadline:
             raise DeadlineExceeded(
-                f"gave up after {self.deadline:.0f} s (the client's deadline)",
+                f"gave up after {round(self.deadline, 1):g} s (the client's deadline)",
                 task_id=generation.task_id if generation else None,
                 generation=generation if generation and generation.task_id else None,
             )
@@ -771,7 +771,7 @@ class AsyncRelayClient:
         while True:
             if time.monotonic() > deadline:
                 raise _still_running(
-                    f"the task did not finish within {self.follow_timeout:.0f} s of following it",
+                    f"the task did not finish within {round(self.follow_timeout, 1):g} s of following it",
                     task_id=generation.task_id,
                     generation=generation,
                 )

@@ -241,7 +241,7 @@ class _Limits:
     def check_time(self, url: str) -> None:
         if time.monotonic() > self.ends_at:
             raise MediaError(
-                f"downloading {url} did not finish within {self.deadline:.0f} s; the host is too "
+                f"downloading {url} did not finish within {round(self.deadline, 1):g} s; the host is too "
                 "slow. Try again later or pass a longer download(deadline=...)."
             )
 
