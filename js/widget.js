@@ -681,6 +681,8 @@ class TurnView {
     this.warnings.hidden = warnings.length === 0;
     this.error.textContent = turn.error ?? "";
     this.error.hidden = !turn.error;
+    // A screen reader announces a failure at once; a video still being made waits its turn.
+    this.error.setAttribute("role", turn.status === "still_running" ? "status" : "alert");
     this.note.textContent = typeof turn.note === "string" ? turn.note : "";
     this.note.hidden = !this.note.textContent;
   }

@@ -61,6 +61,21 @@ def test_resume_follows_a_turn_still_being_made_at_the_relay(lab, page, sim):
     assert resume.is_visible() and resume.inner_text() == "Resume"
     assert not still.query_selector(".kki-retry").is_visible()  # Retry would pay again
     assert not still.query_selector(".kki-resume-why").is_visible()
+    # Its words are a caution (the widget's warning colour, a polite status), not a failure.
+    words = still.query_selector(".kki-turn-error")
+    assert "within 0.5 s of following it" in words.inner_text()
+    assert words.get_attribute("role") == "status"
+    colours = page.evaluate(
+        """(el) => [getComputedStyle(el).color,
+                    getComputedStyle(el.closest('.kki-chat')).getPropertyValue('--kki-warn').trim()]""",
+        words,
+    )
+    probe = page.evaluate(
+        "(c) => { const s = document.createElement('span'); s.style.color = c; document.body.append(s);"
+        " const v = getComputedStyle(s).color; s.remove(); return v; }",
+        colours[1],
+    )
+    assert colours[0] == probe, colours
     page.screenshot(path=str(ARTIFACTS / "resume-still-running.png"), full_page=True)
 
     # A user with more patience clicks Resume while the relay still makes the video: the turn
