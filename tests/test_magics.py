@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import pytest
@@ -52,6 +53,18 @@ def test_two_cells_continue_the_video_and_a_fresh_kernel_replays_them(sim, new_s
     assert len(sim.requests) == 3 and not forced.cached
     usage = ip.run_line_magic("sora", "usage")
     assert usage["paid_requests"] == 3 and usage["cache_hits"] >= 2
+
+
+@pytest.mark.parametrize("key", ["han1234", "sim"])  # sora2api's default; the simulator's old hint
+def test_a_short_self_hosted_key_still_keeps_the_notebook_and_its_rerun_is_free(sim, new_shell, monkeypatch, tmp_path, key):
+    monkeypatch.setenv("KKI_API_KEY", key)
+    first = run(new_shell(), "%%sora\na paper boat on a rainy street")
+    assert first.status == "completed" and not first.cached
+    # A fresh kernel finds it in the store: the key never made a write refused.
+    again = run(new_shell(), "%%sora\na paper boat on a rainy street")
+    assert again.cached and len(sim.requests) == 1
+    kept = "".join(path.read_text() for path in (tmp_path / ".kki").iterdir() if path.is_file())
+    assert "simulated" in kept and not re.search(rf"(?<![\w-]){key}(?![\w-])", kept, re.ASCII)
 
 
 def test_rerunning_a_cell_in_the_same_kernel_replays_it(sim, new_shell):

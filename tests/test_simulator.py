@@ -366,7 +366,7 @@ def test_command_line_prints_its_url():
         url = process.stdout.readline().strip()
         hint = process.stdout.readline().strip()
         assert re.fullmatch(r"http://127\.0\.0\.1:\d+/v1", url)
-        assert hint == f"KKI_BASE_URL={url} KKI_API_KEY=sim"
+        assert hint == f"KKI_BASE_URL={url} KKI_API_KEY=sk-simulator-any-key"
         assert httpx.get(url.removesuffix("/v1") + "/health").json()["status"] == "ok"
     finally:
         process.terminate()

@@ -219,6 +219,31 @@ def test_the_key_is_never_written(tmp_path, secret):
     assert SECRET not in repr(store)
 
 
+def test_a_long_key_glued_to_other_characters_is_still_refused(tmp_path):
+    store = NotebookStore(tmp_path / "nb.json", secret=SECRET)
+    for glued in (f"Bearer%20{SECRET}", f"x{SECRET}y", f"?key={SECRET}&"):
+        with pytest.raises(SecretInStoreError, match="bug in the caller"):
+            store.save_turns("a", [{"id": "0", "url": glued}])
+    assert not (tmp_path / "nb.json").exists() or SECRET not in (tmp_path / "nb.json").read_text()
+
+
+@pytest.mark.parametrize("key", ["k", "sim", "han1234"])  # han1234: sora2api's default key
+def test_a_short_key_is_a_word_not_any_letters(tmp_path, key):
+    """A self-hosted relay's key may be short; inside other words it is no leak ("sim" in
+    "simulated"), as a word of its own it still is."""
+    path = tmp_path / "nb.json"
+    store = NotebookStore(path, secret=key)
+    ordinary = {"id": "0", "prompt": f"a{key}b {key}-racing {key}_x", "simulated": True,
+                "kind": "k2", "note": "the boat sails on"}  # fmt: skip
+    store.save_turns("a", [ordinary])
+    assert NotebookStore(path).load_conversation("a")["turns"][0]["prompt"] == ordinary["prompt"]
+    before = path.read_bytes()
+    for leak in (f"Bearer {key}", key, f"?key={key}&x=1", f"{key}."):
+        with pytest.raises(SecretInStoreError, match=f"{len(key)}-character word.*longer key"):
+            store.save_turns("a", [ordinary, {"id": "1", "auth": leak}])
+    assert path.read_bytes() == before
+
+
 def _hammer(path: str, worker: int, rounds: int) -> None:
     store = NotebookStore(path)
     for i in range(rounds):

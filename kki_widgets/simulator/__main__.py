@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(simulator.base_url, flush=True)
-    print(f"KKI_BASE_URL={simulator.base_url} KKI_API_KEY={args.api_key or 'sim'}", flush=True)
+    print(f"KKI_BASE_URL={simulator.base_url} KKI_API_KEY={args.api_key or 'sk-simulator-any-key'}", flush=True)
     print("Ctrl-C to stop.", file=sys.stderr, flush=True)
     try:
         threading.Event().wait()

@@ -337,7 +337,7 @@ class Simulator:
             raise ApiError(
                 401,
                 "You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY' "
-                "(any non-empty key works with the simulator, e.g. 'sim').",
+                "(any non-empty key works with the simulator, e.g. 'sk-simulator-any-key').",
                 code="invalid_api_key",
             )
         digest = self._api_key_digest

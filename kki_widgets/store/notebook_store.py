@@ -50,7 +50,9 @@ Why it is built this way:
   tampered folder costs neither a RecursionError nor gigabytes of memory.
 - The store sits next to the notebook and may be committed to git: it must never contain the API
   key, so every line and every snapshot is checked against the configured secret and refused if
-  the key appears.
+  the key appears. A key shorter than `WHOLE_WORD_KEY` characters (self-hosted relays let their
+  admin choose one: sora2api's default is ``han1234``) counts only as a whole word, or a key such
+  as ``sim`` would refuse every write that says "simulated".
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import threading
 import warnings
 from collections import ChainMap
@@ -133,6 +136,18 @@ def _answers_op(answers: ChainMap) -> list[dict]:
 def _claims_of(store: dict) -> dict:
     claims = store.get("claims")
     return claims if isinstance(claims, dict) else {}
+
+
+# From this length on, a key is matched anywhere in the text: no word holds 16 random
+# characters by chance, and a key glued to other characters (`%20` before it in a URL) is still
+# found. A shorter key is matched only where no letter, digit, `-` or `_` touches it.
+WHOLE_WORD_KEY = 16
+
+
+def _holds_key(text: str, key: str) -> bool:
+    if len(key) >= WHOLE_WORD_KEY:
+        return key in text
+    return re.search(rf"(?<![\w-]){re.escape(key)}(?![\w-])", text, re.ASCII) is not None
 
 
 def _reveal(secret: Any) -> str | None:
@@ -794,7 +809,14 @@ class NotebookStore:
         if not secret:
             return
         escaped = json.dumps(secret, ensure_ascii=False)[1:-1]
-        if secret in text or escaped in text:
+        if _holds_key(text, secret) or _holds_key(text, escaped):
+            if len(secret) < WHOLE_WORD_KEY:
+                # A short key may simply be a word the user wrote in a prompt.
+                raise SecretInStoreError(
+                    f"refusing to write {self.path}: the data holds the API key, a "
+                    f"{len(secret)}-character word, perhaps in a prompt; nothing was written. "
+                    "Leave that word out of the prompt, or give the relay a longer key"
+                )
             raise SecretInStoreError(
                 f"refusing to write {self.path}: the data contains the API key. This is a bug in "
                 "the caller (the key must travel only in the Authorization header); nothing was "
