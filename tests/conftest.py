@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from hypothesis import settings
-from kki_testing import new_ipython, point_package_at
+from kki_testing import end_ipython, new_ipython, point_package_at
 
 # Under CI the property tests draw the same examples every run (a red run is then the code's,
 # reproducible from its log); locally they explore new ones each time.
@@ -87,7 +87,5 @@ def relay_env(monkeypatch, fast_simulator):
 @pytest.fixture
 def new_shell(tmp_path):
     """Each call is a fresh kernel (`kki_testing.new_ipython`) on the same notebook store."""
-    from IPython.core.interactiveshell import InteractiveShell
-
     yield functools.partial(new_ipython, tmp_path / ".kki" / "notebook.json")
-    InteractiveShell.clear_instance()
+    end_ipython()

@@ -347,23 +347,48 @@ def simulated_relay(monkeypatch, **options):
         yield simulator
 
 
-def new_ipython(store, *, display: str | None = None, cell_id: str | None = None):
-    """A fresh kernel: a new IPython shell with %load_ext kki_widgets on the notebook store `store`.
+def new_ipython(store, *, display: str | None = None, cell_id: str | None = None, media: bool = True):
+    """A fresh kernel: a new IPython shell with %load_ext kki_widgets on the notebook store `store`
+    (the previous test shell is ended first, see `end_ipython`).
 
     `display`: SoraMagics.display (default: the magic's own); `cell_id`: the cell ID JupyterLab
-    would send with each execution.
+    would send with each execution; `media=False`: SoraMagics.media_dir = None.
     """
     from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
 
-    InteractiveShell.clear_instance()
-    ip = InteractiveShell.instance()
+    end_ipython()
+    config = Config()
+    # In memory, as in a kernel started with a throwaway profile: the tests' shells never write
+    # the user's ~/.ipython history, and workers running at once never wait on its sqlite lock.
+    config.HistoryManager.enabled = False
+    ip = InteractiveShell.instance(config=config)
     ip.run_line_magic("load_ext", "kki_widgets")
     ip.run_line_magic("config", f"SoraMagics.store_path = {str(store)!r}")
     if display is not None:
         ip.run_line_magic("config", f"SoraMagics.display = {display!r}")
+    if not media:
+        ip.run_line_magic("config", "SoraMagics.media_dir = None")
     if cell_id:
         ip.magics_manager.registry["SoraMagics"]._cell_id = lambda: cell_id
     return ip
+
+
+def end_ipython() -> None:
+    """Let the current test shell go, as its process's end would.
+
+    IPython registers every shell's exit hook with `atexit`, which keeps each shell (and all it
+    ran) alive to the end of the worker; there, a worker that had made a hundred shells spent
+    about 15 s of CPU in their hundred `gc.collect()` calls over the whole heap. The hook is
+    dropped instead of run: its work is closing the history, which `new_ipython` keeps in memory.
+    """
+    import atexit
+
+    from IPython.core.interactiveshell import InteractiveShell
+
+    if InteractiveShell.initialized():
+        atexit.unregister(InteractiveShell.instance().atexit_operations)
+    InteractiveShell.clear_instance()
 
 
 def writers_lose_nothing(path: str, hammer, *args, workers: int = 4, rounds: int = 25) -> None:
@@ -514,8 +539,12 @@ class ExternalMedia:
     def transport(self):
         import httpx
 
+        from kki_widgets.net.http_transport import shared_ssl_context
+
         outer = self
-        real = httpx.AsyncHTTPTransport()
+        # The package's one context: a new one per transport loaded the CA bundle every time
+        # (a third of the CPU of the replay tests).
+        real = httpx.AsyncHTTPTransport(verify=shared_ssl_context())
 
         class Transport(httpx.AsyncBaseTransport):
             async def handle_async_request(self, request):

@@ -13,7 +13,14 @@ from pathlib import Path
 import httpx
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
-from kki_testing import TEST_KEY, expected_outcome, relay_metas, replay_fixture
+from kki_testing import (
+    TEST_KEY,
+    end_ipython,
+    expected_outcome,
+    new_ipython,
+    relay_metas,
+    replay_fixture,
+)
 
 from kki_widgets.client.relay import RelayClient
 from kki_widgets.notebook.widget import VideoChat
@@ -28,7 +35,7 @@ REASONING_DIALECTS = ("html_fence", "video_tag")
 
 @pytest.fixture(scope="module")
 def sim():
-    with Simulator(queue_seconds=0, generate_seconds=0.2, step_seconds=0.05, seed=11) as server:
+    with Simulator(queue_seconds=0, generate_seconds=0.06, step_seconds=0.015, seed=11) as server:
         yield server
 
 
@@ -130,16 +137,10 @@ def shell(tmp_path, monkeypatch):
     def make(base_url: str, media: bool = True) -> InteractiveShell:
         monkeypatch.setenv("KKI_BASE_URL", base_url)
         monkeypatch.setenv("KKI_API_KEY", TEST_KEY)
-        InteractiveShell.clear_instance()
-        ip = InteractiveShell.instance()
-        ip.run_line_magic("load_ext", "kki_widgets")
-        ip.run_line_magic("config", f"SoraMagics.store_path = {str(tmp_path / '.kki' / 'nb.json')!r}")
-        if not media:
-            ip.run_line_magic("config", "SoraMagics.media_dir = None")
-        return ip
+        return new_ipython(tmp_path / ".kki" / "nb.json", media=media)
 
     yield make
-    InteractiveShell.clear_instance()
+    end_ipython()
 
 
 @pytest.mark.parametrize("dialect", DIALECT_NAMES)

@@ -15,6 +15,15 @@ from kki_widgets.protocol.pricing import forget_discoveries
 @pytest.fixture
 def sim(monkeypatch):
     forget_discoveries()
+    with simulated_relay(monkeypatch, seed=5) as simulator:
+        yield simulator
+    forget_discoveries()
+
+
+@pytest.fixture
+def slow_sim(monkeypatch):
+    """Slow enough for the waiting cell (it redraws every `POLL_SECONDS`) to print progress."""
+    forget_discoveries()
     with simulated_relay(monkeypatch, queue_seconds=0.05, generate_seconds=1.2, step_seconds=0.1, seed=5) as simulator:
         yield simulator
     forget_discoveries()
@@ -26,7 +35,7 @@ def card_lines(text: str) -> list[str]:
     return [lines[i + 1] for i, line in enumerate(lines[:-1]) if line.startswith("[turn ")]
 
 
-def test_the_card_shows_the_estimate_before_progress_and_usage_sums_the_costs(sim, new_shell, capsys):
+def test_the_card_shows_the_estimate_before_progress_and_usage_sums_the_costs(slow_sim, new_shell, capsys):
     ip = new_shell()
     capsys.readouterr()
     first = run(ip, "%%sora\na paper boat on a rainy street")

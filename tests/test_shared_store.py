@@ -11,7 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from kki_testing import TEST_KEY
+from kki_testing import TEST_KEY, end_ipython, new_ipython
 
 from kki_widgets import Conversation
 from kki_widgets.store.notebook_store import NotebookStore, StoreError
@@ -119,8 +119,6 @@ def test_a_tampered_store_is_neither_played_linked_nor_copied(fast_simulator, tm
 
 
 def test_a_tampered_store_cannot_feed_save_a_foreign_file(tmp_path, monkeypatch):
-    from IPython.core.interactiveshell import InteractiveShell
-
     from kki_widgets.simulator import Simulator
 
     (tmp_path / "notes").mkdir()
@@ -128,10 +126,7 @@ def test_a_tampered_store_cannot_feed_save_a_foreign_file(tmp_path, monkeypatch)
     store = tmp_path / ".kki" / "notebook.json"
 
     def cell(source: str):
-        InteractiveShell.clear_instance()
-        ip = InteractiveShell.instance()
-        ip.run_line_magic("load_ext", "kki_widgets")
-        ip.run_line_magic("config", f"SoraMagics.store_path = {str(store)!r}")
+        ip = new_ipython(store)
         result = ip.run_cell(source)
         assert result.error_in_exec is None and result.error_before_exec is None
         return result.result
@@ -150,7 +145,7 @@ def test_a_tampered_store_cannot_feed_save_a_foreign_file(tmp_path, monkeypatch)
             store.write_text(json.dumps(data))
             turn = cell("%%sora --save exports\na comet")
         finally:
-            InteractiveShell.clear_instance()
+            end_ipython()
     assert turn.cached and turn.path is None
     [saved] = (tmp_path / "exports").iterdir()
     assert saved.read_bytes()[4:8] == b"ftyp"  # the video, fetched again from its link

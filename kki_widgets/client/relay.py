@@ -17,7 +17,6 @@ import dataclasses
 import json
 import logging
 import random
-import threading
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -32,7 +31,7 @@ from ..net.addresses import (
     is_loopback_host,
     resolve,
 )
-from ..net.http_transport import proxy_mounts
+from ..net.http_transport import proxy_mounts, shared_ssl_context
 from ..protocol.encodings import EncodingError, Inflater
 from ..protocol.errors import (
     ConfigurationError,
@@ -107,20 +106,6 @@ DEFAULT_DEADLINE = 3600.0
 
 # Per event loop and base URL: a batch of prompts must not trip the relay's rate limit.
 _semaphores: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-_ssl_lock = threading.Lock()
-_ssl_context = None
-
-
-def _shared_ssl_context():
-    """httpx builds a fresh SSL context (loading the CA bundle, ~20 ms of blocked event loop) for
-    every client; the clients of a process (one per event loop) share one instead."""
-    global _ssl_context
-    with _ssl_lock:
-        if _ssl_context is None:
-            _ssl_context = httpx.create_ssl_context()
-        return _ssl_context
 
 
 def _semaphore_for(base_url: str, limit: int) -> asyncio.Semaphore:
@@ -315,7 +300,7 @@ class AsyncRelayClient:
             ) from None
         return httpx.AsyncClient(
             timeout=httpx.Timeout(self.timeout, connect=min(15.0, self.timeout)),
-            transport=self._transport or asyncio_transport(_shared_ssl_context(), limits),
+            transport=self._transport or asyncio_transport(shared_ssl_context(), limits),
             mounts=mounts,
             # Never automatic: a redirect would carry the key and custom headers to wherever
             # the relay points. POSTs refuse them; raw-data GETs follow them by hand.
@@ -329,7 +314,7 @@ class AsyncRelayClient:
         if self._transport is not None or is_loopback_host(urlsplit(self.base_url).hostname):
             return {}
         return proxy_mounts(lambda proxy: httpx.AsyncHTTPTransport(
-            proxy=proxy, verify=_shared_ssl_context(), limits=limits))  # fmt: skip
+            proxy=proxy, verify=shared_ssl_context(), limits=limits))  # fmt: skip
 
     def _auth_headers(self) -> dict:
         headers = {

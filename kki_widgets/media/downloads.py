@@ -37,7 +37,7 @@ from ..net.addresses import (
     environment_proxy,
     resolve,
 )
-from ..net.http_transport import PoolTransport
+from ..net.http_transport import PoolTransport, shared_ssl_context
 from ..protocol.errors import KkiError
 from ..protocol.sniff import sniff
 from ..store.atomic import replacing
@@ -410,7 +410,7 @@ def _guarded_client(policy: AddressPolicy, timeout: float) -> httpx.Client:
     Its transport ignores the environment's proxies: `_Routes` sends proxied URLs elsewhere.
     """
     transport = PoolTransport(httpcore.ConnectionPool(
-        ssl_context=httpx.create_ssl_context(), network_backend=GuardedBackend(policy)
+        ssl_context=shared_ssl_context(), network_backend=GuardedBackend(policy)
     ))  # fmt: skip
     return httpx.Client(transport=transport, timeout=timeout, trust_env=False, follow_redirects=False)
 

@@ -9,12 +9,16 @@ errors raised as httpx's.
 
 A client given ``transport=`` reads no proxy variables, so `proxy_mounts` gives it the mounts
 httpx itself would build from them (same patterns, same curl rules for NO_PROXY).
+
+`shared_ssl_context`: one verifying SSL context per process for all of these transports.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ipaddress
+import ssl
+import threading
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TypeVar
@@ -22,7 +26,21 @@ from typing import TypeVar
 import httpcore
 import httpx
 
-__all__ = ["AsyncPoolTransport", "PoolTransport", "proxy_mounts"]
+__all__ = ["AsyncPoolTransport", "PoolTransport", "proxy_mounts", "shared_ssl_context"]
+
+_ssl_lock = threading.Lock()
+_ssl_context: ssl.SSLContext | None = None
+
+
+def shared_ssl_context() -> ssl.SSLContext:
+    """httpx's verifying context (certifi's CA bundle, or SSL_CERT_FILE/SSL_CERT_DIR when set),
+    built once per process: building one loads the whole CA bundle, ~20 ms of CPU that blocked
+    the event loop for every relay client and every media download."""
+    global _ssl_context
+    with _ssl_lock:
+        if _ssl_context is None:
+            _ssl_context = httpx.create_ssl_context()
+        return _ssl_context
 
 # Most specific first: the first match is the error raised.
 _ERRORS: tuple[tuple[type[Exception], type[httpx.TransportError]], ...] = (
