@@ -12,6 +12,10 @@ from pathlib import Path
 # Recognisable so the leak tests can grep for it; not shaped like any real provider's key.
 TEST_KEY = "kki-test-key-3b8f1e0c9d7a6b5e4f"
 
+# `serve_forever`'s poll: `shutdown()` waits for the loop's next look at its flag, half a
+# second by default, which was most of the time of a hundred replay tests.
+SERVE_POLL = 0.02
+
 
 class ReplayServer:
     """Serves fixed bytes as an SSE answer, written in small pieces with pauses."""
@@ -86,7 +90,7 @@ class ReplayServer:
                 pass
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": SERVE_POLL}, daemon=True).start()
         self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
 
     @property
@@ -295,7 +299,7 @@ class HostileRelay:
                 return sock, address
 
         self.server = Server(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": SERVE_POLL}, daemon=True).start()
         self.port = self.server.server_address[1]
         scheme = "https" if tls else "http"
         self.origin = f"{scheme}://127.0.0.1:{self.port}"

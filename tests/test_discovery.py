@@ -12,7 +12,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from kki_testing import TEST_KEY
+from kki_testing import SERVE_POLL, TEST_KEY
 
 from kki_widgets.client import discovery
 from kki_widgets.conversation.session import Conversation
@@ -148,7 +148,7 @@ class StandIn:
         handler = self._handler()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": SERVE_POLL}, daemon=True).start()
         self.base_url = f"http://127.0.0.1:{self.server.server_port}/v1"
 
     def close(self):

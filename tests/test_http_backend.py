@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from kki_testing import (
+    SERVE_POLL,
     SSE,
     TEST_KEY,
     HostileRelay,
@@ -164,7 +165,7 @@ class _SlowSink(http.server.BaseHTTPRequestHandler):
 def test_a_large_body_waits_for_the_socket_and_arrives_whole():
     body = bytes(range(256)) * (12 * 4096)  # 12 MiB, far over any socket buffer
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _SlowSink)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": SERVE_POLL}, daemon=True).start()
 
     async def post():
         async with client_on_our_sockets(timeout=30) as http:

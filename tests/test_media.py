@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from kki_testing import Socks5Proxy, use_only_proxy
+from kki_testing import SERVE_POLL, Socks5Proxy, use_only_proxy
 
 from kki_widgets.media import downloads as media
 from kki_widgets.media.downloads import (
@@ -72,7 +72,10 @@ class MediaHost:
                 body = host.files.get(path)
                 if path in host.huge_headers:
                     self.send_response(200)
-                    for i in range(40):
+                    # 320 KB: h11 refuses a header block once 100 KiB of it are buffered, but
+                    # only checks between reads of up to 64 KiB, so a 160 KB block was accepted
+                    # whenever a read happened to end just under the limit (a loaded machine).
+                    for i in range(80):
                         self.send_header(f"X-Padding-{i}", "x" * 4000)
                     self.send_header("Content-Length", str(len(body)))
                     self.end_headers()
@@ -125,7 +128,7 @@ class MediaHost:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": SERVE_POLL}, daemon=True)
 
     def __enter__(self):
         self.thread.start()
@@ -501,7 +504,7 @@ class ForwardProxy:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": SERVE_POLL}, daemon=True).start()
 
     def close(self):
         self.server.shutdown()

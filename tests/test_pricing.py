@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from kki_testing import TEST_KEY
+from kki_testing import SERVE_POLL, TEST_KEY
 
 from kki_widgets import Conversation
 from kki_widgets.protocol.errors import ConfigurationError
@@ -180,7 +180,7 @@ def test_the_key_goes_to_the_price_list_only_on_the_base_urls_origin(tmp_path):
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": SERVE_POLL}, daemon=True).start()
     other = f"http://127.0.0.1:{server.server_address[1]}"
     try:
         with Simulator(queue_seconds=0, generate_seconds=0, step_seconds=0) as sim:
