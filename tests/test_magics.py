@@ -169,6 +169,30 @@ def test_resume_fetches_a_task_by_id(sim, new_shell):
     assert len(sim.requests) == before  # polling the raw-data URL is not a new generation
 
 
+def test_a_bare_resume_says_why_a_task_without_a_raw_data_link_cannot_be_followed(new_shell, monkeypatch):
+    """The widget's Resume button and `%sora resume` read one rule (`turn.follow_blocker`)."""
+    from kki_testing import ReplayServer, sse_body
+
+    from kki_widgets.conversation.turn import follow_blocker
+
+    server = ReplayServer(sse_body(["Task submitted.\n", "Task ID: `gen-4f2a9c`\n", "Query its status later.\n"]),
+                          piece=64, pause=0)  # fmt: skip
+    try:
+        monkeypatch.setenv("KKI_BASE_URL", server.base_url)
+        monkeypatch.setenv("KKI_API_KEY", TEST_KEY)
+        ip = new_shell()
+        ended = ip.run_cell("%%sora\na fox")
+        turn = ended.result or ended.error_in_exec.turn
+        assert turn.status == "still_running" and turn.task_id == "gen-4f2a9c"
+        with pytest.raises(UsageError) as refused:
+            ip.run_line_magic("sora", "resume")
+        assert str(refused.value) == follow_blocker(turn)
+        assert "gave task ID gen-4f2a9c but no raw-data link" in str(refused.value)
+        assert len(server.requests) == 1  # nothing sent again, nothing guessed
+    finally:
+        server.close()
+
+
 def test_interrupt_stops_the_wait_not_the_generation_and_a_rerun_picks_it_up(monkeypatch, new_shell, capsys):
     from kki_widgets.notebook import magics
 

@@ -15,6 +15,9 @@ messages` (the wire messages, a profile's words included, so they are shown, sen
 on remixes and part of the cache key), `error, created_at, finished_at, cache_key, cell_id,
 warnings, estimate, cost, cost_note, take, takes, take_group, picked, note`; `.video_url` prefers
 the local copy; `.sent_prompt`; `.cost_text` is the one cost phrase every front end shows.
+`turn.follow_blocker(turn)`: why a turn's task cannot be followed again (no task ID, or no
+raw-data link from the relay), or None; the widget's Resume button and a bare `%sora resume`
+both ask it (`%sora resume TASK_ID` adopts an ID the user gives, at the seed's `/source/ID`).
 
 `Conversation(model=None, client=None, store=…, name="default", media_dir=…, *, orientation,
 duration, max_history, profile, prices, budget, claim_window=24 h, **client_options)`:

@@ -12,6 +12,7 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from ..protocol import pricing
 from ..protocol.errors import GenerationFailed, TurnFailed
@@ -208,6 +209,25 @@ class Turn:
         )
 
         return turn_html(self)
+
+
+def follow_blocker(turn: Turn) -> str | None:
+    """Why `turn`'s task cannot be followed again, in words; None when it can.
+
+    Following needs the task ID and the raw-data link the relay gave: without the link we would
+    guess an address the relay never named (asyncdata-style relays serve it from another host).
+    The widget's Resume button and a bare ``%sora resume`` both ask this. Any object with a
+    `generation` will do (the widget takes any conversation's turns).
+    """
+    generation = getattr(turn, "generation", None)
+    again = "look for it on the relay's dashboard (sending the prompt again would pay again)"
+    task_id = getattr(generation, "task_id", None)
+    if not task_id:
+        return f"the relay gave no task ID to follow this video by: {again}"
+    link = urlsplit(getattr(generation, "raw_url", None) or "")
+    if link.scheme.lower() not in ("http", "https") or not link.hostname:
+        return f"the relay gave task ID {task_id} but no raw-data link to follow it by: {again}"
+    return None
 
 
 class TurnHandle:

@@ -622,11 +622,18 @@ class SoraMagics(Magics):
         print(f"using session {name!r}")
 
     def _cmd_resume(self, rest: list[str]):
+        from ..conversation.turn import follow_blocker
+
         self._expect(rest, "resume", 1)
         task_id = rest[0] if rest else None
         conversation = self.conversation()
-        if task_id is None and not any(t.task_id and not t.done for t in conversation.turns):
-            raise UsageError("there is no unfinished task to resume; give one: %sora resume TASK_ID")
+        if task_id is None:
+            pending = conversation.pending
+            if not pending:
+                raise UsageError("there is no unfinished task to resume; give one: %sora resume TASK_ID")
+            why = follow_blocker(pending[-1])
+            if why is not None:
+                raise UsageError(why)
         self._continuing.add(self.session)
         view = self._make_view(conversation, self.session, None)
         turn = self._wait(

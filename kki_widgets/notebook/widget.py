@@ -28,6 +28,7 @@ import anywidget
 import traitlets as t
 
 from ..client.config import DEFAULT_MODEL
+from ..conversation.turn import follow_blocker
 from ..display.views import chat_html, chat_text, durable_url
 from ..media.downloads import relative_media_url
 from ..protocol.errors import ConfigurationError
@@ -146,24 +147,17 @@ RESUMABLE = ("still_running", "cancelled")
 def resume_blocker(turn: Any) -> str | None:
     """Why `VideoChat.resume` cannot follow `turn`'s task, in words; None when it can.
 
-    Following needs the task ID and the raw-data link the relay gave: without the link we would
-    guess an address the relay never named (asyncdata-style relays serve it from another host).
+    The Resume button is for a turn no longer running here; whether its task can be followed at
+    all is the conversation's rule (`conversation.turn.follow_blocker`).
     """
-    generation = getattr(turn, "generation", None)
     status = getattr(turn, "status", None)
-    task_id = getattr(generation, "task_id", None)
-    again = "look for it on the relay's dashboard (sending the prompt again would pay again)"
     if status not in RESUMABLE:
         return (
             f"turn {int(getattr(turn, 'index', 0))} is {STATUS_WORDS.get(status, status).lower()}: "
             "only a turn still being made at the relay (or cancelled after the relay accepted "
             "it) can be resumed"
         )
-    if not task_id:
-        return f"the relay gave no task ID to follow this video by: {again}"
-    if not safe_url(getattr(generation, "raw_url", None)):
-        return f"the relay gave task ID {task_id} but no raw-data link to follow it by: {again}"
-    return None
+    return follow_blocker(turn)
 
 
 def _resume_words(turn: Any, status: str) -> dict:
