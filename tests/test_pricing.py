@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -284,7 +286,57 @@ def test_the_evidence_marks_only_the_answer_that_said_nothing():
     assert accepted("still_running", Generation(status="still_running")) is True
     assert accepted("failed", Generation(status="failed", answered_without_video=True)) is None
     assert accepted("failed", Generation(status="failed")) is False  # an HTTP error, a refusal
+    # Its answer had begun, then stopped (cut, cancelled) before a task ID or a word of failing.
+    assert accepted("failed", Generation(status="failed"), answer_began=True) is None
+    assert accepted("cancelled", Generation(status="cancelled"), answer_began=True) is None
+    assert accepted("failed", Generation(status="failed", error="违反内容政策"), answer_began=True) is False
     # The mark survives the store (a reloaded turn still reads "unknown").
     marked = Generation(status="failed", answered_without_video=True)
     assert Generation.from_dict(json.loads(json.dumps(marked.to_dict()))).answered_without_video
     assert Generation.from_dict({"answered_without_video": "yes"}).answered_without_video is False
+
+
+@pytest.mark.parametrize("cut", [0, 3])  # 0: the 200 and not one event, 3: the spec half echoed
+def test_an_answer_cut_before_its_task_id_may_have_been_charged_and_says_so(fast_simulator, tmp_path, cut):
+    from kki_widgets.protocol.pricing import cost_cell
+
+    conv = conversation(fast_simulator, tmp_path, budget=1.0)
+    turn = conv.send(f"a kite [[fault:cut_after:{cut}]]")
+    assert turn.status == "failed" and turn.task_id is None and turn.answer_began
+    # The error already warned it may be charged; the price now says the same.
+    assert "may still charge for it" in turn.error
+    assert turn.cost is None
+    assert turn.cost_text == "charged: unknown — the relay's answer stopped before it showed a task ID (estimate $0.10)"
+    assert cost_cell(turn) == "unknown (the relay's answer stopped before it showed a task ID)"
+    assert conv.usage()["by_model"]["sora-2"] == {"generations": 1, "spent": 0.0, "unknown": 1}
+    assert conv.budget.spent == pytest.approx(0.1)  # the budget keeps its estimate
+    # Reloaded from the store, it still reads unknown.
+    again = Conversation(store=conv.store, base_url=fast_simulator.base_url, api_key=TEST_KEY)
+    assert again.turns[-1].cost_text == turn.cost_text
+
+
+def test_a_turn_cancelled_while_the_relay_answers_before_its_task_id_may_have_been_charged():
+    from kki_testing import ReplayServer
+
+    from kki_widgets.client.relay import RelayClient
+
+    deltas = ["Queuing...\n", "Task ID: `task_held`\n"]
+    chunks = [{"choices": [{"index": 0, "delta": {"content": d}, "finish_reason": None}]} for d in deltas]
+    body = b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
+    server = ReplayServer(body, piece=64, pause=0, hold=(b"Queuing", 30))
+    try:
+        client = RelayClient(base_url=server.base_url, api_key=TEST_KEY, max_retries=0, poll_interval=0.01)
+        conv = Conversation(client=client, store=None, prices={"sora-2": 0.4})
+        seen = threading.Event()
+        conv.subscribe(lambda turn: "Queuing" in turn.generation.text and seen.set())
+        handle = conv.start("a fox")
+        assert seen.wait(10), "the relay's first words never arrived"
+        conv.cancel(0)
+        with pytest.raises(concurrent.futures.CancelledError):
+            handle.result(10)
+        turn = conv.turns[0]
+    finally:
+        server.close()
+    assert turn.status == "cancelled" and turn.task_id is None
+    assert turn.cost is None
+    assert turn.cost_text == "charged: unknown — cancelled after the relay began answering (estimate $0.40)"

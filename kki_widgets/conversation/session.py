@@ -31,7 +31,14 @@ from ..client.discovery import RelayDescription, describe
 from ..client.loop import background_loop, block_on, submit
 from ..client.relay import AsyncRelayClient, RelayClient
 from ..protocol import pricing
-from ..protocol.errors import ConfigurationError, KkiError, RelayError, StillRunning, scrub
+from ..protocol.errors import (
+    ConfigurationError,
+    KkiError,
+    RelayError,
+    StillRunning,
+    StreamInterrupted,
+    scrub,
+)
 from ..protocol.profiles import RelayProfile, get_profile
 from ..protocol.request import check_prompt, normalize_messages
 from ..protocol.transcript import Generation
@@ -552,6 +559,7 @@ class Conversation(Claiming):
             async for generation in updates:
                 if newly_accepted:
                     claims.pause_point("sent")  # tests: the relay has it, the claim no task ID
+                turn.answer_began = True
                 turn.follow(generation)
                 if generation.status == "completed" and turn.take is None:
                     # Move on at once, before the local copy is downloaded: a remix sent the
@@ -568,6 +576,8 @@ class Conversation(Claiming):
         except RelayError as error:
             if error.generation is not None and error.generation.task_id:
                 turn.generation = error.generation
+            if isinstance(error, StreamInterrupted):
+                turn.answer_began = True  # it stopped early: it had begun, maybe before any word
             # Following gave up while the relay still has the task: resumable, not a failure.
             ending = "still_running" if isinstance(error, StillRunning) else "failed"
             self._finish(turn, ending, str(error))

@@ -67,8 +67,9 @@ class Spending:
 
     def settle(self, turn, status: str, model: str) -> None:
         """Record what the turn cost and release its budget reservation at that amount."""
+        accepted = pricing.accepted(status, turn.generation, answer_began=getattr(turn, "answer_began", False))
         turn.cost, turn.cost_note = pricing.charge_for(
-            status, pricing.accepted(status, turn.generation), turn.estimate, self.prices.price(model)
+            status, accepted, turn.estimate, self.prices.price(model), pricing.unknown_note(status, turn.generation)
         )
         reservation = self._reservations.pop(turn.index, None)
         if self.budget is not None and reservation is not None:

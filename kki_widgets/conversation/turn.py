@@ -53,6 +53,9 @@ class Turn:
     take_group: int | None = None
     picked: bool = False
     note: str | None = None  # e.g. why this shot continues from a frame instead of a remix
+    # The relay's answer had begun (its 200 came back): a turn that then ends without a task ID
+    # or the relay's own words of failing may have been charged (pricing.accepted).
+    answer_began: bool = False
 
     @property
     def cost_text(self) -> str:

@@ -92,7 +92,9 @@ charges_failures)` or None; `estimate`, `estimate_request(wire_model, model, dur
 name first); the relay's price wins for the models it lists, configuration (`prices=`,
 `KKI_PRICES`) fills the rest. `balance_from_billing`: `hard_limit_usd − total_usage/100`.
 `charge_for` (completed → the estimate; failed/cancelled after the relay accepted it → charged
-unless `charges_failures: false`; never accepted → 0; replays 0), `cost_cell` (`$0.10`, `$0.00
+unless `charges_failures: false`; never accepted → 0; replays 0; unknown (None) after an answer
+without a video, or one cut or cancelled after it began and before its task ID: `accepted`,
+`unknown_note`), `cost_cell` (`$0.10`, `$0.00
 (replayed, not paid)`, `unknown`, `est. $0.10`), `next_send_line`, `summarize`.
 
 `request`: `check_prompt` (the one empty-prompt check, also the widget's), `normalize_messages`

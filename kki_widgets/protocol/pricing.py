@@ -308,30 +308,44 @@ REPLAYED = "replayed from the store"
 
 
 ANSWERED_WITHOUT_VIDEO = "the relay answered without a video"
+ANSWER_CUT = "the relay's answer stopped before it showed a task ID"
+CANCELLED_ANSWERING = "cancelled after the relay began answering"
 
 
-def accepted(status: str, generation) -> bool | None:
+def accepted(status: str, generation, *, answer_began: bool = False) -> bool | None:
     """Whether the relay accepted the request (and may charge for it), from the evidence.
 
     True: it gave a task ID or a video, or says the video is still being made. None (unknown):
     it answered (200, words) and ended without a video, a task ID or a word of failing, the
-    answer `evidence.decide` warns may have been charged. False: it refused before accepting,
-    an HTTP error before any answer or a refusal in its own words.
+    answer `evidence.decide` warns may have been charged; or its answer had begun
+    (`answer_began`) when it was cut or cancelled, before a task ID or a word of failing: many
+    relays charge when they take the request, not when they show its ID. False: it refused
+    before accepting, an HTTP error before any answer or a refusal in its own words.
     """
     if getattr(generation, "task_id", None) or status in ("completed", "still_running"):
         return True
     if getattr(generation, "answered_without_video", False):
         return None
+    if answer_began and not getattr(generation, "error", None):
+        return None  # the relay's own words of failing (generation.error) would say "refused"
     return False
 
 
-def charge_for(status: str, accepted: bool | None, estimate: float | None, price: Price | None):
+def unknown_note(status: str, generation) -> str:
+    """Why the charge of a turn `accepted` calls unknown is unknown, in words."""
+    if getattr(generation, "answered_without_video", False):
+        return ANSWERED_WITHOUT_VIDEO
+    return CANCELLED_ANSWERING if status == "cancelled" else ANSWER_CUT
+
+
+def charge_for(status: str, accepted: bool | None, estimate: float | None, price: Price | None,
+               unknown: str = ANSWERED_WITHOUT_VIDEO):
     """(dollars charged or None when unknown, a note) for a turn that ended in `status`;
-    `accepted` as `accepted()` says (None: the relay answered, whether it charged is unknown)."""
+    `accepted` as `accepted()` says (None: whether it charged is unknown, `unknown` says why)."""
     if status == "completed":
         return estimate, None
     if accepted is None:
-        return None, ANSWERED_WITHOUT_VIDEO
+        return None, unknown
     if not accepted:
         return 0.0, "not charged: the relay never accepted it"
     if status == "still_running":
