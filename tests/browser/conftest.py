@@ -98,8 +98,33 @@ class Lab:
             time.sleep(0.25)
         raise AssertionError(f"the kernel never became idle:\n{self.log_tail()}")
 
+    # Run All acts on the app's current notebook, which the app sets once the panel is activated.
+    # On a loaded machine the command came before that and did nothing: no cell ran and the test
+    # waited a minute for output (seen once in three fresh-clone runs). So the open notebook is
+    # activated first, and the command's answer is read: undefined when it found no notebook,
+    # else the promise of the run (pending, or true/false once every cell ran).
+    _RUN_ALL = """async () => {
+      const app = window.jupyterapp;
+      const panel = Array.from(app.shell.widgets('main')).find(w => w.sessionContext && w.content);
+      if (!panel) return 'no notebook open';
+      app.shell.activateById(panel.id);
+      await new Promise(resolve => requestAnimationFrame(() => resolve()));
+      const run = app.commands.execute('notebook:run-all-cells').then(
+        value => ({ value }), error => ({ value: String(error) }));
+      const early = await Promise.race([run, new Promise(resolve => setTimeout(() => resolve(null), 500))]);
+      return early === null || early.value !== undefined ? 'started' : 'no current notebook';
+    }"""
+
     def run_all(self, page) -> None:
-        page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+        """Run every cell of the open notebook, once; only a command that found no notebook is
+        issued again (a dropped command ran nothing, so nothing runs twice)."""
+        outcome = ""
+        for _ in range(20):
+            outcome = page.evaluate(self._RUN_ALL)
+            if outcome == "started":
+                return
+            time.sleep(0.25)
+        raise AssertionError(f"Run All never started: {outcome}")
 
     @staticmethod
     def wait_until(

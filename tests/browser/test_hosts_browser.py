@@ -48,15 +48,22 @@ PLAYS = """async (turn) => {
   v.muted = true;
   const started = Date.now();
   while (v.readyState < 2 && Date.now() - started < 20000) await new Promise((r) => setTimeout(r, 100));
+  // Conditions, not fixed sleeps: on a loaded machine the decoder or the thumbnail can take a
+  // few seconds, and a 500 ms window read a playing video as stopped.
+  const until = async (ok, ms) => {
+    const end = Date.now() + ms;
+    while (!ok() && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
+    return ok();
+  };
   let played = false;
   if (v.readyState >= 2) {
-    try { await v.play(); } catch (e) {}
     const t0 = v.currentTime;
-    await new Promise((r) => setTimeout(r, 500));
-    played = v.currentTime > t0;
+    try { await v.play(); } catch (e) {}
+    played = await until(() => v.currentTime > t0, 10000);
     v.pause();
   }
   const thumb = turn.querySelector('img.kki-thumb');
+  if (thumb) await until(() => thumb.complete && thumb.naturalWidth > 0, 10000);
   const link = turn.querySelector('a.kki-download');
   let download = null;
   if (link && !link.hidden && link.href) {
@@ -316,7 +323,7 @@ def test_a_restored_widget_without_its_kernel_keeps_the_prompt_and_says_why(save
     box = page.locator(".kki-input")
     box.fill("now the boat reaches the sea")
     box.press("Enter")
-    page.wait_for_timeout(300)
+    page.locator(".kki-error-text", has_text="no kernel: run the cell to reconnect").wait_for(timeout=10_000)
     assert box.input_value() == "now the boat reaches the sea"
     assert "no kernel: run the cell to reconnect" in page.locator(".kki-error-text").inner_text()
     assert page.locator('.kki-turn').count() == 1  # nothing was added

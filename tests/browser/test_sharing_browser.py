@@ -47,9 +47,11 @@ PLAY_ALL = """async () => {
     }
     let played = false;
     if (v.readyState >= 2) {
-      try { await v.play(); } catch (e) {}
       const t0 = v.currentTime;
-      await new Promise((r) => setTimeout(r, 400));
+      try { await v.play(); } catch (e) {}
+      // Until it advances (a loaded machine's decoder may take seconds), not a fixed window.
+      const end = Date.now() + 10000;
+      while (!(v.currentTime > t0) && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
       played = !v.paused && v.currentTime > t0;
       v.pause();
     }

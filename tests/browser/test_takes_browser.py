@@ -68,7 +68,11 @@ def test_pick_a_take_in_the_widget_and_play_it(lab, page, sim):
         """async ([v, other]) => {
           for (const x of document.querySelectorAll('.kki-takes-row video')) x.muted = true;
           await v.play();
-          await new Promise((r) => setTimeout(r, 700));
+          // Until both have advanced (a loaded machine's decoders may take seconds).
+          const end = Date.now() + 10000;
+          while (!(v.currentTime > 0.3 && other.currentTime > 0.2) && Date.now() < end) {
+            await new Promise((r) => setTimeout(r, 50));
+          }
           const result = [v.currentTime, other.currentTime, other.paused];
           return result;
         }""",

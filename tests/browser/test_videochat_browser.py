@@ -132,9 +132,11 @@ def test_chat_in_jupyterlab(lab, page, sim):
     advanced = page.evaluate(
         """async (v) => {
           v.muted = true;
-          await v.play();
           const t0 = v.currentTime;
-          await new Promise((r) => setTimeout(r, 800));
+          await v.play();
+          // Until it advances (a loaded machine's decoder may take seconds), not a fixed window.
+          const end = Date.now() + 10000;
+          while (!(v.currentTime > t0) && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
           const t1 = v.currentTime;
           v.pause();
           return [t0, t1];
